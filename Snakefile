@@ -1,0 +1,13 @@
+# The only Snakemake entry point. params.yaml is the config and is validated against the same
+# schema the `ltm` loader uses; the rules run the same command lines as dvc.yaml.
+from snakemake.utils import validate
+
+configfile: "params.yaml"
+validate(config, "workflow/schemas/params.schema.yaml", set_default=False)
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+
+rule all:
+    input:
+        "data/shards",

@@ -1,0 +1,103 @@
+"""The `ltm` command line: one subcommand per pipeline stage, each a thin call into ltm.stages.
+
+Both orchestrators (dvc.yaml and workflow/rules/*.smk) run exactly these command lines.
+Bad input ends with one line on stderr (`ltm: error: ...`) and exit code 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ltm.errors import LtmError
+
+DATA = "data"
+
+
+def _params_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--params", default="params.yaml", metavar="PATH", help="params file (default: params.yaml)")
+
+
+def cmd_corpus(a: argparse.Namespace) -> None:
+    from ltm.stages.data import corpus
+    m = corpus(a.params, a.out)
+    splits = ", ".join(f"{k} {v['documents']} docs" for k, v in m["splits"].items())
+    print(f"corpus: {splits} -> {a.out}")
+
+
+def cmd_tokenizer(a: argparse.Namespace) -> None:
+    from ltm.stages.data import tokenizer
+    m = tokenizer(a.params, a.corpus, a.out)
+    print(f"tokenizer: {m['kind']}, {m['vocab_size']} ids -> {a.out}")
+
+
+def cmd_shards(a: argparse.Namespace) -> None:
+    from ltm.stages.data import shards
+    m = shards(a.params, a.corpus, a.tokenizer, a.out)
+    splits = ", ".join(f"{k} {v['rows']} rows" for k, v in m["splits"].items())
+    print(f"shards: {splits} ({m['dtype']}) -> {a.out}")
+
+
+def cmd_lineage(a: argparse.Namespace) -> None:
+    from ltm.lineage import format_chain, read_record
+    print(json.dumps(read_record(a.path), indent=2) if a.json else format_chain(a.path))
+
+
+def cmd_params(a: argparse.Namespace) -> None:
+    from ltm.config import load_params, params_hash
+    params = load_params(a.params)
+    tracked = {k: v for k, v in params.items() if k != "runtime"}
+    print(f"{a.params}: valid, params hash {params_hash(tracked)}")
+    if a.show:
+        print(json.dumps(params, indent=2))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ltm", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("corpus", help="collect documents into Arrow with a train/val split")
+    _params_arg(p)
+    p.add_argument("--out", default=f"{DATA}/corpus", help="output folder (default: %(default)s)")
+    p.set_defaults(func=cmd_corpus)
+
+    p = sub.add_parser("tokenizer", help="train a byte-level BPE or load the exact GPT-2 BPE")
+    _params_arg(p)
+    p.add_argument("--corpus", default=f"{DATA}/corpus", help="corpus folder (default: %(default)s)")
+    p.add_argument("--out", default=f"{DATA}/tokenizer", help="output folder (default: %(default)s)")
+    p.set_defaults(func=cmd_tokenizer)
+
+    p = sub.add_parser("shards", help="encode the corpus into packed Arrow token shards")
+    _params_arg(p)
+    p.add_argument("--corpus", default=f"{DATA}/corpus", help="corpus folder (default: %(default)s)")
+    p.add_argument("--tokenizer", default=f"{DATA}/tokenizer", help="tokenizer folder (default: %(default)s)")
+    p.add_argument("--out", default=f"{DATA}/shards", help="output folder (default: %(default)s)")
+    p.set_defaults(func=cmd_shards)
+
+    p = sub.add_parser("lineage", help="print the chain of artifacts, params and code that made PATH")
+    p.add_argument("path", help="an artifact folder or a file inside one")
+    p.add_argument("--json", action="store_true", help="print the artifact's own record as JSON")
+    p.set_defaults(func=cmd_lineage)
+
+    p = sub.add_parser("params", help="validate a params file and print its hash")
+    _params_arg(p)
+    p.add_argument("--show", action="store_true", help="also print the resolved params")
+    p.set_defaults(func=cmd_params)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except LtmError as exc:
+        print(f"ltm: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ltm: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""Load and validate params.yaml; hash the parts of it a result depends on.
+
+The same JSON schema (workflow/schemas/params.schema.yaml) is used here and by the Snakefile, so a
+bad key fails identically whichever orchestrator (or bare CLI call) reads it. Hardware knobs live
+under `runtime:` and may be overridden from the environment; they never enter a params hash.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from ltm.errors import LtmError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "params.schema.yaml"
+DEFAULT_PARAMS = "params.yaml"
+
+# Environment overrides for hardware-only keys: moving hardware must not invalidate results.
+RUNTIME_ENV = {
+    "device": ("LTM_DEVICE", str),
+    "threads": ("LTM_THREADS", int),
+    "micro_batch": ("LTM_MICRO_BATCH", int),
+    "compile": ("LTM_COMPILE", lambda s: s.strip().lower() in {"1", "true", "yes", "on"}),
+}
+
+
+@lru_cache(maxsize=1)
+def load_schema() -> dict:
+    if not SCHEMA_PATH.is_file():
+        raise LtmError(f"params schema not found at {SCHEMA_PATH}")
+    return yaml.safe_load(SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+def _key_path(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "<top level>"
+
+
+def _describe(error: jsonschema.ValidationError, source: str) -> str:
+    """One line naming the offending key, whatever kind of schema violation it is."""
+    where = _key_path(error)
+    if error.validator == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        prefix = "" if where == "<top level>" else where + "."
+        keys = ", ".join(prefix + k for k in extra)
+        return f"{source}: unknown key {keys}"
+    if error.validator == "required":
+        return f"{source}: {where}: {error.message}"
+    return f"{source}: {where}: {error.message}"
+
+
+def validate(params: Any, source: str = DEFAULT_PARAMS) -> None:
+    validator_cls = jsonschema.validators.validator_for(load_schema())
+    validator = validator_cls(load_schema())
+    errors = sorted(validator.iter_errors(params), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
+    if errors:
+        # Prefer the deepest, most specific error: it names the leaf key.
+        error = jsonschema.exceptions.best_match(errors)
+        raise LtmError(_describe(error, source))
+    check_cross_references(params, source)
+
+
+def check_cross_references(params: dict, source: str) -> None:
+    """Constraints a JSON schema cannot express (references between sections)."""
+    models = params.get("models", {})
+    for name, run in params.get("runs", {}).items():
+        if run["model"] not in models:
+            raise LtmError(f"{source}: runs.{name}.model: unknown model preset {run['model']!r}")
+
+
+def load_params(path: str | os.PathLike = DEFAULT_PARAMS, env: dict | None = None) -> dict:
+    """Read, validate and return params; runtime keys get their environment overrides applied."""
+    path = Path(path)
+    if not path.is_file():
+        raise LtmError(f"params file not found: {path}")
+    try:
+        params = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        line = getattr(getattr(exc, "problem_mark", None), "line", None)
+        at = f" (line {line + 1})" if line is not None else ""
+        raise LtmError(f"{path}: not valid YAML{at}") from None
+    validate(params, str(path))
+    params["runtime"] = runtime_settings(params["runtime"], os.environ if env is None else env)
+    return params
+
+
+def runtime_settings(runtime: dict, env: dict) -> dict:
+    runtime = dict(runtime)
+    for key, (var, cast) in RUNTIME_ENV.items():
+        if env.get(var, "") != "":
+            try:
+                runtime[key] = cast(env[var])
+            except ValueError:
+                raise LtmError(f"environment variable {var}={env[var]!r} is not a valid runtime.{key}") from None
+    return runtime
+
+
+def subset(params: dict, keys: list[str]) -> dict:
+    """The named dotted keys of params, e.g. ["data.corpus", "models.ltm-tiny"]."""
+    out: dict = {}
+    for dotted in keys:
+        node: Any = params
+        for part in dotted.split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise LtmError(f"params has no key {dotted}")
+            node = node[part]
+        out[dotted] = copy.deepcopy(node)
+    return out
+
+
+def params_hash(values: Any) -> str:
+    """Stable hash of a JSON-able value: key order and YAML formatting do not matter."""
+    if isinstance(values, dict) and "runtime" in values:
+        raise ValueError("runtime settings never enter a params hash")
+    blob = json.dumps(values, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]

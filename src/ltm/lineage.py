@@ -1,0 +1,143 @@
+"""Lineage records: a small JSON beside every artifact saying exactly what made it.
+
+Each record names the stage, the command line, the params subset and its hash, the content hash of
+every input (and where that input's own record lives), the git commit, package versions and times.
+`walk` follows the inputs back to the raw corpus, checking that each input still has the content it
+had when the artifact was made.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import platform
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Iterator
+
+from ltm.config import params_hash
+from ltm.errors import LtmError
+from ltm.io import read_json, sha256_file, write_json
+
+RECORD_NAME = "lineage.json"
+PACKAGES = ("ltm", "torch", "numpy", "pyarrow", "tokenizers", "scipy", "dvc", "snakemake")
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def content_hash(path: str | Path) -> str:
+    """sha256 of a file; for a directory, of its manifest.json if it has one, else of all its files."""
+    path = Path(path)
+    if path.is_file():
+        return sha256_file(path)
+    if not path.is_dir():
+        raise LtmError(f"lineage input does not exist: {path}")
+    if (path / "manifest.json").is_file():
+        return sha256_file(path / "manifest.json")
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file() and p.name != RECORD_NAME):
+        h.update(f.relative_to(path).as_posix().encode() + b"\0" + sha256_file(f).encode() + b"\n")
+    return h.hexdigest()
+
+
+def record_path(artifact: str | Path) -> Path:
+    """Where the lineage record of an artifact (a directory, or a file inside one) lives."""
+    artifact = Path(artifact)
+    if artifact.is_dir():
+        return artifact / RECORD_NAME
+    if artifact.name == RECORD_NAME:
+        return artifact
+    sibling = artifact.with_name(artifact.name + ".lineage.json")
+    if sibling.exists():
+        return sibling
+    return artifact.parent / RECORD_NAME
+
+
+def git_state(cwd: Path | None = None) -> dict:
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() if out.returncode == 0 else ""
+
+    commit = git("rev-parse", "HEAD")
+    return {"commit": commit or None, "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+
+
+def package_versions() -> dict:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def write_record(artifact: str | Path, *, stage: str, params: dict, inputs: dict[str, str | Path],
+                 started: str, extra: dict | None = None, record: Path | None = None) -> dict:
+    """Write the lineage record of `artifact`; `inputs` maps a role (e.g. "corpus") to a path."""
+    artifact = Path(artifact)
+    rec = {
+        "artifact": artifact.as_posix(),
+        "stage": stage,
+        "command": " ".join(["ltm", *sys.argv[1:]]) if Path(sys.argv[0]).name == "ltm" else " ".join(sys.argv),
+        "params": params,
+        "params_hash": params_hash(params),
+        "inputs": {
+            role: {"path": Path(p).as_posix(), "sha256": content_hash(p),
+                   "lineage": record_path(p).as_posix() if record_path(p).is_file() else None}
+            for role, p in inputs.items()
+        },
+        "output_sha256": content_hash(artifact) if artifact.exists() else None,
+        "git": git_state(),
+        "packages": package_versions(),
+        "started": started,
+        "finished": now(),
+        **(extra or {}),
+    }
+    write_json(record or record_path(artifact), rec)
+    return rec
+
+
+def read_record(artifact: str | Path) -> dict:
+    path = record_path(artifact)
+    if not path.is_file():
+        raise LtmError(f"no lineage record for {artifact} (looked for {path})")
+    return read_json(path)
+
+
+def walk(artifact: str | Path, depth: int = 0, seen: set | None = None) -> Iterator[tuple[int, dict, list[str]]]:
+    """Yield (depth, record, problems) from `artifact` back to its raw inputs, depth first."""
+    seen = set() if seen is None else seen
+    rec = read_record(artifact)
+    problems = []
+    for role, inp in rec["inputs"].items():
+        path = Path(inp["path"])
+        if not path.exists():
+            problems.append(f"input {role} ({path}) no longer exists")
+        elif content_hash(path) != inp["sha256"]:
+            problems.append(f"input {role} ({path}) changed since this artifact was made")
+    yield depth, rec, problems
+    for inp in rec["inputs"].values():
+        if inp.get("lineage") and Path(inp["lineage"]).is_file() and inp["lineage"] not in seen:
+            seen.add(inp["lineage"])
+            yield from walk(inp["lineage"], depth + 1, seen)
+
+
+def format_chain(artifact: str | Path) -> str:
+    lines = []
+    for depth, rec, problems in walk(artifact):
+        pad = "  " * depth
+        git = rec["git"]["commit"][:10] if rec["git"].get("commit") else "no-git"
+        dirty = "+dirty" if rec["git"].get("dirty") else ""
+        lines.append(f"{pad}{rec['artifact']}  stage={rec['stage']}  params={rec['params_hash']}  "
+                     f"git={git}{dirty}  at={rec['finished']}")
+        lines.append(f"{pad}  command: {rec['command']}")
+        for role, inp in rec["inputs"].items():
+            lines.append(f"{pad}  <- {role}: {inp['path']}  sha256={inp['sha256'][:12]}")
+        for src in rec.get("sources", []):
+            lines.append(f"{pad}  <- source: {src['path']}  sha256={src['sha256'][:12]}")
+        lines.extend(f"{pad}  !! {p}" for p in problems)
+    return "\n".join(lines)

@@ -1,0 +1,99 @@
+"""params.yaml validation: every mistake fails before any work, naming the key."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ltm.cli import main
+from ltm.config import load_params, params_hash, subset
+from ltm.errors import LtmError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_params(tmp_path: Path, edit) -> Path:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    edit(params)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def test_repo_params_are_valid():
+    params = load_params(ROOT / "params.yaml", env={})
+    assert params["data"]["tokenizer"]["kind"] in {"bpe", "gpt2"}
+
+
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (lambda p: p["data"]["tokenizer"].update(vocab_sise=10), "unknown key data.tokenizer.vocab_sise"),
+        (lambda p: p.update(extra={}), "unknown key extra"),
+        (lambda p: p["data"]["shards"].update(seq_len="long"), "data.shards.seq_len"),
+        (lambda p: p["data"]["shards"].update(seq_len=1), "data.shards.seq_len"),
+        (lambda p: p["data"]["corpus"].update(val_fraction=0.0), "data.corpus.val_fraction"),
+        (lambda p: p["data"]["corpus"].update(source="web"), "data.corpus.source"),
+        (lambda p: p["data"]["corpus"].pop("seed"), "'seed' is a required property"),
+        (lambda p: p["runtime"].update(device="tpu"), "runtime.device"),
+    ],
+)
+def test_bad_params_name_the_key(tmp_path, edit, expected):
+    path = write_params(tmp_path, edit)
+    with pytest.raises(LtmError) as err:
+        load_params(path, env={})
+    assert expected in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_invalid_yaml_and_missing_file(tmp_path):
+    bad = tmp_path / "params.yaml"
+    bad.write_text("data: [unclosed\n")
+    with pytest.raises(LtmError, match="not valid YAML"):
+        load_params(bad)
+    with pytest.raises(LtmError, match="not found"):
+        load_params(tmp_path / "missing.yaml")
+
+
+def test_runtime_env_overrides_and_never_enters_a_hash():
+    params = load_params(ROOT / "params.yaml", env={"LTM_DEVICE": "cpu", "LTM_THREADS": "3", "LTM_COMPILE": "1"})
+    assert params["runtime"] == {**params["runtime"], "device": "cpu", "threads": 3, "compile": True}
+    with pytest.raises(LtmError, match="LTM_THREADS"):
+        load_params(ROOT / "params.yaml", env={"LTM_THREADS": "many"})
+    with pytest.raises(ValueError):
+        params_hash(params)
+
+
+def test_params_hash_ignores_order_but_not_values():
+    a = {"x": 1, "y": {"b": 2, "a": 3}}
+    b = {"y": {"a": 3, "b": 2}, "x": 1}
+    assert params_hash(a) == params_hash(b)
+    assert params_hash(a) != params_hash({**a, "x": 2})
+    params = load_params(ROOT / "params.yaml", env={})
+    assert list(subset(params, ["data.shards"])) == ["data.shards"]
+    with pytest.raises(LtmError, match="no key data.nope"):
+        subset(params, ["data.nope"])
+
+
+def test_cli_bad_params_is_one_line_and_exit_2(tmp_path, capsys):
+    path = write_params(tmp_path, lambda p: p["data"]["shards"].update(dtype="int8"))
+    assert main(["params", "--params", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ltm: error:") and err.count("\n") == 1 and "data.shards.dtype" in err
+
+
+def test_snakefile_rejects_the_same_bad_key(tmp_path):
+    """The Snakefile validates params.yaml with the same schema before any job runs."""
+    import shutil
+
+    for item in ["Snakefile", "workflow", "inputs"]:
+        src = ROOT / item
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / item)
+    write_params(tmp_path, lambda p: p["data"]["tokenizer"].update(vocab_sise=10))
+    run = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1"], cwd=tmp_path,
+                         capture_output=True, text=True)
+    assert run.returncode != 0
+    assert "vocab_sise" in run.stdout + run.stderr
