@@ -7,7 +7,9 @@ validate(config, "workflow/schemas/params.schema.yaml", set_default=False)
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
 
 rule all:
     input:
         "data/shards",
+        expand("runs/{run}/model", run=config["runs"]),

@@ -38,6 +38,13 @@ def cmd_shards(a: argparse.Namespace) -> None:
     print(f"shards: {splits} ({m['dtype']}) -> {a.out}")
 
 
+def cmd_train(a: argparse.Namespace) -> None:
+    from ltm.stages.train import train
+    m = train(a.params, a.run, a.shards, a.out or f"runs/{a.run}", a.resume)
+    print(f"train {a.run}: {m['steps']} steps, {m['tokens']} tokens, val loss {m['val_loss']:.4f} "
+          f"({m['val_loss_kind']}) -> {a.out or 'runs/' + a.run}")
+
+
 def cmd_lineage(a: argparse.Namespace) -> None:
     from ltm.lineage import format_chain, read_record
     print(json.dumps(read_record(a.path), indent=2) if a.json else format_chain(a.path))
@@ -73,6 +80,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokenizer", default=f"{DATA}/tokenizer", help="tokenizer folder (default: %(default)s)")
     p.add_argument("--out", default=f"{DATA}/shards", help="output folder (default: %(default)s)")
     p.set_defaults(func=cmd_shards)
+
+    p = sub.add_parser("train", help="train one run of params `runs:` (resumes automatically)")
+    _params_arg(p)
+    p.add_argument("--run", required=True, help="name of an entry under params `runs:`")
+    p.add_argument("--shards", default=f"{DATA}/shards", help="shards folder (default: %(default)s)")
+    p.add_argument("--out", default=None, help="run folder (default: runs/RUN)")
+    p.add_argument("--resume", default="auto", metavar="auto|never|PATH",
+                   help="auto: continue from the latest checkpoint made with the same params and data "
+                        "(default); never: start over; PATH: that checkpoint, refused if its params differ")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("lineage", help="print the chain of artifacts, params and code that made PATH")
     p.add_argument("path", help="an artifact folder or a file inside one")

@@ -1,11 +1,10 @@
 # Helpers shared by the rules. PARAMS is the file every `ltm` command reads.
 from ltm.config import subset
-from ltm.stages import STAGE_PARAMS
+from ltm.stages import stage_params
 
 PARAMS = "params.yaml"
 
 
-def stage_params(stage):
-    """The params sections a stage reads, declared as `params:` so that a change reruns it."""
-    return {key.replace(".", "__").replace("-", "_"): value
-            for key, value in subset(config, STAGE_PARAMS[stage]).items()}
+def params_of(stage, run=None):
+    """The params a stage reads, declared as `params:` so that a change reruns the job."""
+    return subset(config, stage_params(stage, config, run))

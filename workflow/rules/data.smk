@@ -4,7 +4,7 @@ rule corpus:
     output:
         directory("data/corpus"),
     params:
-        **stage_params("corpus"),
+        cfg=params_of("corpus"),
     shell:
         "ltm corpus --params {PARAMS} --out {output}"
 
@@ -15,7 +15,7 @@ rule tokenizer:
     output:
         directory("data/tokenizer"),
     params:
-        **stage_params("tokenizer"),
+        cfg=params_of("tokenizer"),
     shell:
         "ltm tokenizer --params {PARAMS} --corpus {input} --out {output}"
 
@@ -27,6 +27,6 @@ rule shards:
     output:
         directory("data/shards"),
     params:
-        **stage_params("shards"),
+        cfg=params_of("shards"),
     shell:
         "ltm shards --params {PARAMS} --corpus {input.corpus} --tokenizer {input.tokenizer} --out {output}"

@@ -1,16 +1,23 @@
 """Pipeline stages: each loads params, calls the library, and writes its artifact's lineage.
 
-STAGE_PARAMS says which params sections each stage reads. dvc.yaml declares exactly their leaf
-keys, the Snakemake rules pass them as `params:`, and lineage records hash them: one definition, so
+`stage_params` says which params sections a stage reads. dvc.yaml declares exactly their leaf keys,
+the Snakemake rules pass them as `params:`, and lineage records hash them: one definition, so
 "which change reruns what" cannot drift between the orchestrators.
 """
 from __future__ import annotations
 
-STAGE_PARAMS: dict[str, list[str]] = {
+STATIC_PARAMS: dict[str, list[str]] = {
     "corpus": ["data.corpus"],
     "tokenizer": ["data.tokenizer"],
     "shards": ["data.shards"],
 }
+
+
+def stage_params(stage: str, params: dict, run: str | None = None) -> list[str]:
+    """Dotted params sections that decide the result of `stage` (for `run`, where it has one)."""
+    if stage == "train":
+        return [f"runs.{run}", f"models.{params['runs'][run]['model']}", "posterior", "train"]
+    return STATIC_PARAMS[stage]
 
 
 def leaf_keys(params: dict, sections: list[str]) -> list[str]:

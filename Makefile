@@ -1,0 +1,37 @@
+# Two entry points (README): `make reproduce` runs the whole pipeline, `make test` the tests.
+# Both create .venv on first use. torch is pinned here, not in pyproject.toml, because a bare
+# `torch` requirement pulls a multi-GB CUDA build; pass TORCH_INDEX to pick a wheel index.
+VENV ?= .venv
+PYTHON ?= python3
+TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: install reproduce snakemake test test-fast bench clean-venv
+
+$(BIN)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $@
+
+install: $(BIN)/.installed
+
+reproduce: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+
+snakemake: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores 2
+
+test: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test-fast: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+bench: install
+	for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean-venv:
+	rm -rf $(VENV)

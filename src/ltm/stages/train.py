@@ -1,0 +1,49 @@
+"""Train stage: one run of params `runs:` -> checkpoints, the final model, metrics and a step log."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ltm import lineage
+from ltm.config import load_params
+from ltm.io import atomic_dir, write_json
+from ltm.runs import describe, resolve_run
+from ltm.runtime import configure_threads
+from ltm.tracking import Tracker
+
+
+def export_model(trainer, out: Path) -> None:
+    """The small final artifact: fp32 weights and the config needed to rebuild the model."""
+    with atomic_dir(out) as tmp:
+        state = {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}
+        torch.save(state, tmp / "model.pt")
+        write_json(tmp / "config.json", {
+            "run": trainer.spec.name, "family": trainer.spec.family, "run_hash": trainer.run_hash,
+            "model": {**trainer.model_cfg.__dict__}, "posterior": trainer.spec.posterior,
+            "train": trainer.spec.train, "tokens": trainer.state.tokens, "steps": trainer.state.step,
+            "tokenizer_sha256": trainer.train_data.manifest.get("tokenizer_sha256"),
+        })
+
+
+def train(params_path: str, run: str, shards_dir: str, out: str, resume: str = "auto") -> dict:
+    from ltm.trainer import Trainer
+
+    params = load_params(params_path)
+    configure_threads(params["runtime"])
+    spec = resolve_run(params, run)
+    started = lineage.now()
+    out_dir = Path(out)
+    trainer = Trainer(spec, Path(shards_dir), out_dir, params["runtime"], resume=resume)
+    try:
+        metrics = trainer.fit()
+        if trainer.dist.is_main:
+            export_model(trainer, out_dir / "model")
+            lineage.write_record(out_dir / "model", stage="train", params=spec.params,
+                                 inputs={"shards": shards_dir}, started=started,
+                                 extra={"run": describe(spec), "run_hash": trainer.run_hash})
+            write_json(out_dir / "metrics.json", metrics)
+            Tracker(None, trainer.state.log_rows).write_tsv(out_dir / "train_log.tsv")
+    finally:
+        trainer.close()
+    return metrics

@@ -1,0 +1,298 @@
+"""The slow loop: dual-rate training of an LTM (or plain training of the AR baseline).
+
+Per optimizer step and per micro-batch: the fast loop fits q(z|x) with the decoder frozen
+(ltm.posterior), then the decoder takes the mean token cross-entropy at z = mu_T + sigma_T * eps
+(detached). Gradients accumulate over micro-batches to the global batch, are clipped, and one AdamW
+step follows. Everything that decides the next step lives in one checkpoint, and every source of
+randomness is derived from (seed, step, rank, micro-batch), so a resumed run is bitwise identical
+to an uninterrupted one on the same hardware.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel as DDP
+from tqdm import tqdm
+
+from ltm import checkpoint, flops
+from ltm.data.loader import BatchLoader, TokenShards, iter_eval_batches
+from ltm.distributed import Dist, barrier, init_distributed, mean_across, shutdown
+from ltm.errors import LtmError
+from ltm.io import sha256_file
+from ltm.model import Decoder
+from ltm.optim import make_optimizer, make_scheduler
+from ltm.posterior import fit_posterior, kl_to_standard_normal
+from ltm.runs import RunSpec
+from ltm.runtime import resolve_device
+from ltm.tracking import Tracker, summary
+
+# Dense bf16 peak of common accelerators, for MFU; None elsewhere.
+PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12}
+
+
+def derived_seed(*parts: int) -> int:
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
+
+
+def peak_flops(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in PEAK_BF16_FLOPS.items() if k in name), None)
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    tokens: int = 0
+    log_rows: list = field(default_factory=list)
+
+
+class Trainer:
+    def __init__(self, spec: RunSpec, shards_dir: Path, run_dir: Path, runtime: dict, resume: str = "auto"):
+        self.spec, self.run_dir, self.runtime = spec, Path(run_dir), runtime
+        self.dist, self.device = init_distributed(resolve_device(runtime))
+        self.train_data = TokenShards(shards_dir, "train")
+        self.val_data = TokenShards(shards_dir, "val")
+        manifest = self.train_data.manifest
+        self.seq_len = manifest["seq_len"]
+        self.model_cfg = spec.model_config(manifest["vocab_size"], self.seq_len)
+        self.post_cfg = spec.posterior_config() if spec.is_ltm else None
+        self.run_hash = spec.hash(sha256_file(Path(shards_dir) / "manifest.json"))
+
+        self.global_rows = spec.batch_rows(self.seq_len)
+        if self.global_rows % self.dist.world_size:
+            raise LtmError(f"the global batch ({self.global_rows} sequences) must divide evenly over "
+                           f"{self.dist.world_size} ranks")
+        self.rank_rows = self.global_rows // self.dist.world_size
+        self.micro = runtime.get("micro_batch") or self.rank_rows
+        if self.rank_rows % self.micro:
+            raise LtmError(f"runtime.micro_batch ({self.micro}) must divide the per-rank batch ({self.rank_rows})")
+        self.total_steps = spec.total_steps(self.seq_len)
+
+        torch.manual_seed(derived_seed(spec.seed, 0))
+        self.model = Decoder(self.model_cfg).to(self.device)
+        if runtime.get("compile"):
+            self.model.compile()
+        self.ddp = DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None) \
+            if self.dist.enabled else None
+        self.opt = make_optimizer(self.model, spec.train, self.device)
+        self.sched = make_scheduler(self.opt, self.total_steps, spec.train)
+        self.loader = BatchLoader(self.train_data, self.global_rows, spec.seed, self.dist.rank, self.dist.world_size)
+        self.state = TrainState()
+        self.ckpt_dir = checkpoint.checkpoint_dir(self.run_dir, self.run_hash)
+        self._stop_signal: int | None = None
+        self._resume(resume)
+
+        # C_train per token: the paper's accounting, (T + 1)(6P + 6LdS), used for all compute axes;
+        # the latent-only inner loop really does less, recorded beside it.
+        shape = flops.flop_shape(self.model_cfg)
+        self.flops_formula = flops.train_flops_per_token(*shape, steps=spec.inner_steps)
+        self.flops_latent_only = flops.train_flops_per_token(
+            *shape, steps=spec.inner_steps, latent_only=not (self.post_cfg and self.post_cfg.decoder_grads))
+        self.flops_measured: float | None = None
+        self.peak = peak_flops(self.device)
+
+    # ---------------------------------------------------------------- state
+    def state_dict(self) -> dict:
+        rng = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {"run_hash": self.run_hash, "step": self.state.step, "tokens": self.state.tokens,
+                "log_rows": self.state.log_rows, "model": self.model.state_dict(),
+                "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+                # the fast optimizer starts fresh for every batch: at a step boundary it has no state
+                "fast_optimizer": {}, "loader": self.loader.state_dict(), "rng": rng}
+
+    def _resume(self, resume: str) -> None:
+        path = checkpoint.find_resume(self.ckpt_dir, resume, self.run_hash)
+        if path is None:
+            return
+        state = checkpoint.load(path, self.run_hash, map_location=self.device)
+        self.model.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        self.loader.load_state_dict(state["loader"])
+        torch.set_rng_state(state["rng"]["torch"].cpu())
+        if "cuda" in state["rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), self.device)
+        self.state = TrainState(state["step"], state["tokens"], list(state["log_rows"]))
+        self._print(f"resumed from {path} at step {self.state.step}")
+
+    def save(self) -> Path | None:
+        path = None
+        if self.dist.is_main:
+            path = checkpoint.save(self.ckpt_dir, self.state_dict(), self.state.step, self.spec.train["keep_last"])
+        barrier(self.dist)
+        return path
+
+    def last_good(self) -> str:
+        found = checkpoint.list_checkpoints(self.ckpt_dir)
+        return str(found[-1]) if found else "none yet"
+
+    # ---------------------------------------------------------------- math
+    def autocast(self):
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def infer_z(self, x: torch.Tensor, y: torch.Tensor, seed: int):
+        """Fast loop: the posterior of a micro-batch (None for the AR baseline)."""
+        if not self.spec.is_ltm:
+            return None
+        gen = torch.Generator(device=self.device).manual_seed(seed)
+        with self.autocast():
+            return fit_posterior(self.model, x, y, self.post_cfg, generator=gen, score=False)
+
+    def train_step(self) -> dict:
+        step, accum = self.state.step, self.rank_rows // self.micro
+        x_all, y_all = (t.to(self.device, non_blocking=True) for t in next(self.loader))
+        sums = torch.zeros(4, device=self.device)  # nll, kl, first-step nelbo, tokens
+        for i in range(accum):
+            x, y = x_all[i * self.micro:(i + 1) * self.micro], y_all[i * self.micro:(i + 1) * self.micro]
+            post = self.infer_z(x, y, derived_seed(self.spec.seed, step, self.dist.rank, i, 1))
+            z = post.z.detach() if post is not None else None
+            sync = self.ddp is None or i == accum - 1
+            with (contextlib.nullcontext() if sync else self.ddp.no_sync()), self.autocast():
+                logits = (self.ddp or self.model)(x, z)
+                loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
+            if not torch.isfinite(loss):
+                raise LtmError(f"non-finite loss at step {step}: stopped before the optimizer step; "
+                               f"last good checkpoint: {self.last_good()}")
+            (loss / accum).backward()
+            n = y.numel()
+            sums[0] += loss.detach() * n
+            sums[3] += n
+            if post is not None:
+                sums[1] += kl_to_standard_normal(post.mu, post.logvar).sum()
+                sums[2] += post.nelbo_trace[0] if len(post.nelbo_trace) else loss.detach() * n
+        clip = self.spec.train["grad_clip"]
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip if clip > 0 else math.inf)
+        if not torch.isfinite(norm):
+            raise LtmError(f"non-finite gradient norm at step {step}: stopped before the optimizer step; "
+                           f"last good checkpoint: {self.last_good()}")
+        lr = self.sched.get_last_lr()[0]
+        self.opt.step()
+        self.sched.step()
+        self.opt.zero_grad(set_to_none=True)
+        sums = mean_across(sums, self.dist)
+        tok = sums[3].item()
+        row = {"loss": sums[0].item() / tok, "lr": lr, "grad_norm": norm.item()}
+        if self.spec.is_ltm:
+            row.update(nll=row["loss"], kl=sums[1].item() / tok, nelbo_first=sums[2].item() / tok,
+                       nelbo_last=(sums[0] + sums[1]).item() / tok, fast_lr=self.post_cfg.lr_min)
+        return row
+
+    @torch.no_grad()
+    def _ar_nll(self, x, y):
+        with self.autocast():
+            return F.cross_entropy(self.model(x).flatten(0, 1).float(), y.flatten(), reduction="sum")
+
+    def validate(self) -> float:
+        """Per-token validation loss: exact NLL for AR; for an LTM the NELBO bound after T inner steps
+        (same T as training, fixed seeds, optimisation noise), on the first eval_batches batches."""
+        was_training = self.model.training
+        self.model.eval()
+        total = torch.zeros(2, device=self.device)
+        rows = self.spec.train["eval_batches"] * self.micro * self.dist.world_size
+        for j, (x, y) in enumerate(iter_eval_batches(self.val_data, self.micro, rows, self.dist.rank,
+                                                     self.dist.world_size)):
+            x, y = x.to(self.device), y.to(self.device)
+            if self.spec.is_ltm:
+                post = self.infer_z(x, y, derived_seed(self.spec.seed, 2**31 - 1, self.dist.rank, j))
+                with torch.no_grad(), self.autocast():
+                    total[0] += (self.model.nll(x, y, post.z) + kl_to_standard_normal(post.mu, post.logvar)).sum()
+            else:
+                total[0] += self._ar_nll(x, y)
+            total[1] += y.numel()
+        self.model.train(was_training)
+        total = mean_across(total, self.dist)
+        return (total[0] / total[1]).item()
+
+    def measure_flops(self) -> float:
+        """FLOPs per token of one real training step on one sequence, counted by FlopCounterMode."""
+        decoder_grads = bool(self.post_cfg and self.post_cfg.decoder_grads)
+        return flops.measure_flops_per_token(self.model, self.spec.inner_steps, train=True,
+                                             decoder_grads=decoder_grads)
+
+    # ---------------------------------------------------------------- loop
+    def _print(self, msg: str) -> None:
+        if self.dist.is_main:
+            tqdm.write(msg)
+
+    def _on_signal(self, signum, _frame) -> None:
+        self._stop_signal = signum
+
+    def fit(self) -> dict:
+        tcfg, spec = self.spec.train, self.spec
+        tracker = Tracker(self.run_dir / "tb" if self.dist.is_main else None, self.state.log_rows)
+        previous = signal.signal(signal.SIGTERM, self._on_signal)
+        self.model.train()
+        if self.dist.is_main:
+            self.flops_measured = self.measure_flops()
+        tokens_per_step = self.global_rows * self.seq_len
+        bar = tqdm(total=self.total_steps, initial=self.state.step, disable=None if self.dist.is_main else True,
+                   desc=spec.name, unit="step", dynamic_ncols=True)
+        started, t0, tokens0, val = time.time(), time.time(), self.state.tokens, None
+        if self.state.step == 0:
+            val = self.validate()
+            tracker.log({"step": 0, "tokens": 0, "flops": 0, "loss": None, "val_loss": val, "lr": 0.0,
+                         "grad_norm": 0.0, "tokens_per_s": 0.0})
+        try:
+            while self.state.step < self.total_steps:
+                row = self.train_step()
+                self.state.step += 1
+                self.state.tokens += tokens_per_step
+                bar.update(1)
+                step = self.state.step
+                last = step == self.total_steps
+                if step % tcfg["log_every"] == 0 or step % tcfg["eval_every"] == 0 or last:
+                    rate = (self.state.tokens - tokens0) / max(1e-9, time.time() - t0)
+                    row.update(step=step, tokens=self.state.tokens, flops=self.state.tokens * self.flops_formula,
+                               tokens_per_s=rate)
+                    if step % tcfg["eval_every"] == 0 or last:
+                        row["val_loss"] = val = self.validate()
+                    tracker.log(row)
+                    bar.set_postfix(loss=f"{row['loss']:.3f}")
+                    if step % tcfg["log_every"] == 0 or last:
+                        self._print(summary(row, self.total_steps))
+                self.state.log_rows = tracker.rows
+                if step % tcfg["save_every"] == 0 or last or self._stop_signal is not None:
+                    self.save()
+                if self._stop_signal is not None and not last:
+                    self._print(f"signal {self._stop_signal}: saved a checkpoint at step {step}; rerun to resume")
+                    raise SystemExit(128 + self._stop_signal)
+        finally:
+            bar.close()
+            tracker.close()
+            signal.signal(signal.SIGTERM, previous)
+        elapsed = time.time() - started
+        rate = (self.state.tokens - tokens0) / elapsed if self.state.tokens > tokens0 else None
+        final = self.state.log_rows[-1] if self.state.log_rows else {}
+        if val is None:
+            val = final.get("val_loss")
+        metrics = {
+            "run": spec.name, "family": spec.family, "run_hash": self.run_hash,
+            "steps": self.state.step, "tokens": self.state.tokens,
+            "params": sum(p.numel() for p in self.model.parameters()),
+            "n_latents": self.model_cfg.n_latents, "inner_steps": spec.inner_steps,
+            "train_loss": final.get("loss"), "val_loss": val,
+            "val_loss_kind": "nelbo_optim_noise" if spec.is_ltm else "nll_exact",
+            "flops_per_token_formula": self.flops_formula, "flops_per_token_latent_only": self.flops_latent_only,
+            "flops_per_token_measured": self.flops_measured,
+            "train_flops": self.state.tokens * self.flops_formula,
+            "tokens_per_s": rate, "mfu": rate * self.flops_formula / self.peak if rate and self.peak else None,
+            "device": str(self.device), "world_size": self.dist.world_size,
+        }
+        return metrics
+
+    def close(self) -> None:
+        shutdown(self.dist)

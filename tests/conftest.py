@@ -1,0 +1,63 @@
+"""Shared fixtures: a tiny params file and tiny data artifacts built once per test session."""
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Small enough that a training run takes seconds on 2 CPU cores.
+TINY = {
+    "data": {"tokenizer": {"vocab_size": 512}, "shards": {"seq_len": 32, "rows_per_shard": 2048}},
+    "models": {
+        "ltm-tiny": {"family": "ltm", "d_model": 32, "n_layers": 2, "n_heads": 2, "n_latents": 4, "window": 16},
+        "ar-tiny": {"family": "ar", "d_model": 32, "n_layers": 2, "n_heads": 2, "n_latents": 0, "window": 16},
+    },
+    "posterior": {"steps": 3},
+    "train": {"batch_tokens": 512, "lr": 3e-3, "min_lr": 3e-4, "warmup_steps": 3, "log_every": 5,
+              "eval_every": 10, "eval_batches": 2, "save_every": 5, "keep_last": 2},
+    "runs": {"ltm-tiny": {"model": "ltm-tiny", "tokens": 512 * 20}, "ar-tiny": {"model": "ar-tiny", "tokens": 512 * 20}},
+    "runtime": {"threads": 1},
+}
+
+
+def merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key not in ("models", "runs"):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def write_params(folder: Path, overrides: dict | None = None, tiny: bool = True) -> Path:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    if tiny:
+        params = merge(params, TINY)
+    params = merge(params, overrides or {})
+    path = Path(folder) / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """A folder with params.yaml and data/{corpus,tokenizer,shards} built from the builtin corpus."""
+    from ltm.stages import data
+
+    root = tmp_path_factory.mktemp("tiny")
+    params = str(write_params(root))
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        data.corpus(params, "data/corpus")
+        data.tokenizer(params, "data/corpus", "data/tokenizer")
+        data.shards(params, "data/corpus", "data/tokenizer", "data/shards")
+    finally:
+        os.chdir(cwd)
+    return root

@@ -1,0 +1,13 @@
+# One training job per entry of params `runs:`. The checkpoint folder is deliberately not an
+# output: Snakemake would delete it before rerunning, and resume needs it to survive.
+rule train:
+    input:
+        "data/shards",
+    output:
+        directory("runs/{run}/model"),
+        "runs/{run}/metrics.json",
+        "runs/{run}/train_log.tsv",
+    params:
+        cfg=lambda w: params_of("train", w.run),
+    shell:
+        "ltm train --params {PARAMS} --run {wildcards.run} --shards {input} --out runs/{wildcards.run}"
