@@ -1,0 +1,164 @@
+"""The fast inner loop: per-sequence variational posterior q(z|x) = N(mu, diag exp(logvar)).
+
+For a batch of sequences, T AdamW steps on (mu, logvar) minimise the summed negative ELBO
+    sum over tokens of -log p(x|z) + KL(q || N(0, I)),   z = mu + exp(logvar / 2) * eps,
+with one noise draw eps kept for all steps (Algorithm 1 of the paper). The same loop serves training
+(before the slow decoder step) and evaluation (scoring a sequence).
+
+By default the decoder parameters are frozen during the loop and gradients are taken w.r.t. (mu, logvar)
+only: the weight-gradient matmuls are skipped (about a third of a full backward) and activations kept only
+for weight gradients are not saved. decoder_grads=True reproduces the public code instead: there every
+inner step calls backward() on the summed NELBO, so each of the T steps adds the gradient of the summed
+token NLL at the current z, unscaled, to the decoder's .grad.
+"""
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ltm.errors import LtmError
+from ltm.model import Decoder
+
+
+@dataclass(frozen=True)
+class PosteriorConfig:
+    steps: int = 16  # T, inner AdamW steps
+    lr_max: float = 0.34
+    lr_min: float = 0.034
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.01
+    adam_eps: float = 1e-8
+    init_mu_std: float = 0.01
+    init_logvar_mean: float = -5.0
+    init_logvar_std: float = 0.1
+    decoder_grads: bool = False  # public-code quirk: inner backward() also accumulates decoder gradients
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.steps, int) or isinstance(self.steps, bool) or self.steps < 0:
+            raise LtmError(f"posterior.steps must be a non-negative integer, got {self.steps!r}")
+        if not 0 < self.lr_min <= self.lr_max:
+            raise LtmError(f"posterior needs 0 < lr_min <= lr_max, got {self.lr_min} and {self.lr_max}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise LtmError(f"posterior.betas must be two numbers in [0, 1), got {self.betas!r}")
+        if self.weight_decay < 0 or self.adam_eps <= 0 or self.init_mu_std < 0 or self.init_logvar_std < 0:
+            raise LtmError("posterior.weight_decay, init_mu_std, init_logvar_std must be >= 0 and adam_eps > 0")
+
+    def lr(self, step: int) -> float:
+        """Cosine from lr_max at step 0 towards lr_min, over T steps (step T would reach lr_min)."""
+        coeff = 0.5 * (1.0 + math.cos(math.pi * step / self.steps))
+        return self.lr_min + coeff * (self.lr_max - self.lr_min)
+
+
+@dataclass
+class Posterior:
+    mu: Tensor  # (B, N_z, d), detached
+    logvar: Tensor  # (B, N_z, d), detached
+    eps: Tensor  # (B, N_z, d), the one noise draw used at every step
+    nelbo_trace: Tensor  # (T,) or (T + 1,): batch-summed NELBO before each step, then at the result
+    nll: Tensor | None  # (B,) summed token NLL at the result (None unless scored)
+    kl: Tensor | None  # (B,) KL(q || N(0, I)) at the result (None unless scored)
+
+    @property
+    def z(self) -> Tensor:
+        return self.mu + torch.exp(0.5 * self.logvar) * self.eps
+
+    @property
+    def nelbo(self) -> Tensor:
+        """Per-sequence NELBO (B,) at the result, with the optimisation noise eps."""
+        if self.nll is None or self.kl is None:
+            raise LtmError("this posterior was fitted with score=False: it has no final NELBO")
+        return self.nll + self.kl
+
+
+def kl_to_standard_normal(mu: Tensor, logvar: Tensor) -> Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)) summed over all latent dims, per sequence (B,)."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).flatten(1).sum(dim=1)
+
+
+def nelbo_terms(model: Decoder, x: Tensor, y: Tensor, mu: Tensor, logvar: Tensor, eps: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-sequence (NLL, KL) at z = mu + sigma * eps."""
+    z = mu + torch.exp(0.5 * logvar) * eps
+    return model.nll(x, y, z), kl_to_standard_normal(mu, logvar)
+
+
+def latent_grads(model: Decoder, x: Tensor, y: Tensor, mu: Tensor, logvar: Tensor,
+                 eps: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Batch-summed NELBO and its gradients w.r.t. mu and logvar; no decoder weight gradient is formed."""
+    nll, kl = nelbo_terms(model, x, y, mu, logvar, eps)
+    loss = (nll + kl).sum()
+    grad_mu, grad_logvar = torch.autograd.grad(loss, [mu, logvar])
+    return loss.detach(), grad_mu, grad_logvar
+
+
+@contextmanager
+def frozen(module: nn.Module) -> Iterator[None]:
+    """Turn requires_grad off for every parameter, restoring each flag afterwards."""
+    params = list(module.parameters())
+    flags = [p.requires_grad for p in params]
+    try:
+        for p in params:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p, flag in zip(params, flags):
+            p.requires_grad_(flag)
+
+
+@contextmanager
+def eval_mode(module: nn.Module) -> Iterator[None]:
+    was_training = module.training
+    try:
+        module.eval()
+        yield
+    finally:
+        module.train(was_training)
+
+
+def fit_posterior(model: Decoder, x: Tensor, y: Tensor, cfg: PosteriorConfig | None = None, *,
+                  generator: torch.Generator | None = None, score: bool = True) -> Posterior:
+    """Fit q(z|x) for a batch: x, y (B, S) input and target ids (targets of -1 are ignored).
+
+    Works in float32 and inside a caller's torch.autocast (mu, logvar and the KL stay in float32) or
+    torch.no_grad (the loop turns gradients back on), not inside torch.inference_mode. generator (on x's
+    device) makes the initialisation and noise reproducible. score=False skips the final forward pass
+    that measures the per-sequence NLL and KL of the result.
+    """
+    cfg = cfg or PosteriorConfig()
+    mcfg = model.cfg
+    if not mcfg.n_latents:
+        raise LtmError("fit_posterior needs a model with latents (n_latents > 0)")
+    if x.shape != y.shape or x.dim() != 2:
+        raise LtmError(f"x and y must both be (batch, seq), got {tuple(x.shape)} and {tuple(y.shape)}")
+    shape = (x.shape[0], mcfg.n_latents, mcfg.d_model)
+    dtype = torch.promote_types(model.embed.weight.dtype, torch.float32)  # latents never below float32
+    noise_mu, noise_logvar, eps = torch.randn((3, *shape), generator=generator, device=x.device, dtype=dtype)
+    mu = (cfg.init_mu_std * noise_mu).requires_grad_()
+    logvar = (cfg.init_logvar_mean + cfg.init_logvar_std * noise_logvar).requires_grad_()
+    opt = torch.optim.AdamW([mu, logvar], lr=cfg.lr_max, betas=cfg.betas, eps=cfg.adam_eps,
+                            weight_decay=cfg.weight_decay)
+    trace = []
+    with eval_mode(model), torch.enable_grad():
+        with nullcontext() if cfg.decoder_grads else frozen(model):
+            for step in range(cfg.steps):
+                for group in opt.param_groups:
+                    group["lr"] = cfg.lr(step)
+                if cfg.decoder_grads:
+                    nll, kl = nelbo_terms(model, x, y, mu, logvar, eps)
+                    loss = (nll + kl).sum()
+                    mu.grad = logvar.grad = None
+                    loss.backward()
+                else:
+                    loss, mu.grad, logvar.grad = latent_grads(model, x, y, mu, logvar, eps)
+                opt.step()
+                trace.append(loss.detach())
+        nll = kl = None
+        if score:
+            with torch.no_grad():
+                nll, kl = nelbo_terms(model, x, y, mu, logvar, eps)
+            trace.append((nll + kl).sum())
+    nelbo_trace = torch.stack(trace) if trace else torch.zeros(0, device=x.device)
+    return Posterior(mu.detach(), logvar.detach(), eps, nelbo_trace, nll, kl)

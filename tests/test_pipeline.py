@@ -1,0 +1,95 @@
+"""End to end: `dvc repro` and `snakemake` build the pipeline, reruns are no-ops, and a changed
+param reruns only the stages that read it."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, write_params
+
+BIN = str(Path(sys.executable).parent)
+FAST_RUNS = {"runs": {"ltm-tiny": {"model": "ltm-tiny", "tokens": 512 * 3},
+                      "ar-tiny": {"model": "ar-tiny", "tokens": 512 * 3}},
+             "train": {"eval_every": 3, "save_every": 3}}
+
+
+def sh(cwd: Path, *cmd: str) -> str:
+    env = {**os.environ, "PATH": BIN + os.pathsep + os.environ.get("PATH", "")}
+    run = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, f"{' '.join(cmd)} failed:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+    return run.stdout + run.stderr
+
+
+def project_copy(dest: Path, overrides: dict) -> Path:
+    """The tracked project files in a fresh git repository, with tiny params."""
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    for rel in files:
+        if (ROOT / rel).is_file() and not rel.startswith(("tests/", "src/", "bench/")):
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, dest / rel)
+    write_params(dest, overrides)
+    sh(dest, "git", "init", "-q")
+    sh(dest, "git", "-c", "user.email=ci@example.invalid", "-c", "user.name=ci", "add", "-A")
+    sh(dest, "git", "-c", "user.email=ci@example.invalid", "-c", "user.name=ci", "commit", "-qm", "init")
+    return dest
+
+
+def edit_params(ws: Path, section: str, key: str, value) -> None:
+    import yaml
+
+    params = yaml.safe_load((ws / "params.yaml").read_text())
+    node = params
+    for part in section.split("."):
+        node = node[part]
+    node[key] = value
+    (ws / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def finished(ws: Path, artifact: str) -> str:
+    return json.loads((ws / artifact / "lineage.json").read_text())["finished"]
+
+
+def test_dvc_repro_builtin_then_noop_then_partial(tmp_path):
+    ws = project_copy(tmp_path, FAST_RUNS)
+    sh(ws, "dvc", "repro")
+    for out in ["data/shards/manifest.json", "runs/ltm-tiny/model/model.pt", "runs/ar-tiny/metrics.json"]:
+        assert (ws / out).is_file(), out
+    assert "up to date" in sh(ws, "dvc", "status")
+    out = sh(ws, "dvc", "repro")
+    assert "Running stage" not in out
+
+    before = {a: finished(ws, a) for a in ["data/corpus", "data/tokenizer", "data/shards"]}
+    edit_params(ws, "data.shards", "rows_per_shard", 1000)
+    status = json.loads(sh(ws, "dvc", "status", "--json"))
+    assert set(status) == {"shards"}
+    out = sh(ws, "dvc", "repro")
+    assert "Running stage 'shards'" in out
+    assert "Running stage 'corpus'" not in out and "Running stage 'tokenizer'" not in out
+    assert finished(ws, "data/corpus") == before["data/corpus"]
+    assert finished(ws, "data/tokenizer") == before["data/tokenizer"]
+    assert json.loads((ws / "data/shards/manifest.json").read_text())["splits"]["train"]["shards"]
+    assert sh(ws, "dvc", "metrics", "show").count("tiny") >= 2
+
+
+def test_snakemake_from_text_files_then_noop_then_partial(tmp_path):
+    ws = project_copy(tmp_path, {**FAST_RUNS, "data": {"corpus": {"source": "files", "paths": ["inputs/*.txt"]}}})
+    words = "the quick brown fox jumps over the lazy dog while a cat sleeps in warm sun".split()
+    for i in range(40):
+        text = " ".join(words[(i + j) % len(words)] for j in range(400))
+        (ws / "inputs" / f"doc{i:02d}.txt").write_text(text + f" document {i}.\n")
+    sh(ws, "snakemake", "--cores", "2")
+    manifest = json.loads((ws / "data/corpus/manifest.json").read_text())
+    assert sum(s["documents"] for s in manifest["splits"].values()) == 40
+    assert (ws / "runs/ltm-tiny/model/model.pt").is_file()
+    assert "Nothing to be done" in sh(ws, "snakemake", "--cores", "2", "-n")
+
+    edit_params(ws, "data.tokenizer", "vocab_size", 400)
+    plan = sh(ws, "snakemake", "--cores", "2", "-n")
+    assert "rule tokenizer:" in plan and "rule shards:" in plan and "rule train:" in plan
+    assert "rule corpus:" not in plan
