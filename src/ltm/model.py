@@ -9,7 +9,8 @@ With n_latents == 0 the cross-attention modules do not exist: that is the autore
 An LTM called with z=None skips cross-attention and computes exactly what the baseline computes.
 
 Attention masks and RoPE angles are derived from explicit token positions, so a key/value cache for
-generation only has to supply the cached keys and their positions.
+generation only has to supply the cached keys and their positions: `Decoder.forward_cached` runs only
+the new tokens through the layers (see ltm.kvcache).
 """
 
 import math
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ltm.errors import LtmError
+from ltm.kvcache import KVCache
 
 
 @dataclass
@@ -123,11 +125,24 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
         self.out = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
 
+    def project(self, x: Tensor, rope: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """Queries and keys (rotated) and values, each (B, H, S, head_dim)."""
+        q, k, v = (t.unflatten(-1, (self.n_heads, -1)).transpose(1, 2) for t in self.qkv(x).chunk(3, dim=-1))
+        return apply_rope(q, rope), apply_rope(k, rope), v
+
     def forward(self, x: Tensor, rope: tuple[Tensor, Tensor], mask: Tensor | None) -> Tensor:
         """mask (S_q, S_k) bool, True = may attend; None = plain causal."""
-        q, k, v = (t.unflatten(-1, (self.n_heads, -1)).transpose(1, 2) for t in self.qkv(x).chunk(3, dim=-1))
-        q, k = apply_rope(q, rope), apply_rope(k, rope)
+        q, k, v = self.project(x, rope)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None)
+        return self.out(y.transpose(1, 2).flatten(2))
+
+    def forward_cached(self, x: Tensor, rope: tuple[Tensor, Tensor], mask: Tensor | None,
+                       cache: KVCache, layer: int) -> Tensor:
+        """New tokens only; mask (S_new, S_visible) or None = every visible cached key allowed."""
+        q, k, v = self.project(x, rope)
+        k, v = cache.extend(layer, k, v)
+        # never is_causal here: with fewer queries than keys it would align the mask to the wrong corner
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.out(y.transpose(1, 2).flatten(2))
 
 
@@ -141,11 +156,18 @@ class CrossAttention(nn.Module):
         self.kv = nn.Linear(cfg.d_model, 2 * cfg.d_model, bias=False)
         self.out = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
 
-    def forward(self, x: Tensor, z: Tensor, rope: tuple[Tensor, Tensor], rope_z: tuple[Tensor, Tensor]) -> Tensor:
-        q = apply_rope(self.q(x).unflatten(-1, (self.n_heads, -1)).transpose(1, 2), rope)
+    def latent_kv(self, z: Tensor, rope_z: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+        """Rotated keys and values of z_l, each (B, H, latents_per_layer, head_dim); fixed during decoding."""
         k, v = (t.unflatten(-1, (self.n_heads, -1)).transpose(1, 2) for t in self.kv(z).chunk(2, dim=-1))
-        y = F.scaled_dot_product_attention(q, apply_rope(k, rope_z), v)  # every token sees every latent
+        return apply_rope(k, rope_z), v
+
+    def attend(self, x: Tensor, rope: tuple[Tensor, Tensor], k: Tensor, v: Tensor) -> Tensor:
+        q = apply_rope(self.q(x).unflatten(-1, (self.n_heads, -1)).transpose(1, 2), rope)
+        y = F.scaled_dot_product_attention(q, k, v)  # every token sees every latent
         return self.out(y.transpose(1, 2).flatten(2))
+
+    def forward(self, x: Tensor, z: Tensor, rope: tuple[Tensor, Tensor], rope_z: tuple[Tensor, Tensor]) -> Tensor:
+        return self.attend(x, rope, *self.latent_kv(z, rope_z))
 
 
 class SwiGLU(nn.Module):
@@ -175,6 +197,14 @@ class Block(nn.Module):
         x = x + self.attn(self.attn_norm(x), rope, mask)
         if z is not None:
             x = x + self.cross(self.cross_norm(x), z, rope, rope_z)
+        return x + self.mlp(self.mlp_norm(x))
+
+    def forward_cached(self, x: Tensor, rope: tuple[Tensor, Tensor], mask: Tensor | None,
+                       cache: KVCache, layer: int) -> Tensor:
+        x = x + self.attn.forward_cached(self.attn_norm(x), rope, mask, cache, layer)
+        cross_kv = cache.cross_kv(layer)
+        if cross_kv is not None:
+            x = x + self.cross.attend(self.cross_norm(x), rope, *cross_kv)
         return x + self.mlp(self.mlp_norm(x))
 
 
@@ -224,13 +254,7 @@ class Decoder(nn.Module):
             raise LtmError(f"idx must be a (batch, seq <= {cfg.seq_len}) long tensor, got "
                            f"{tuple(idx.shape)} {idx.dtype}")
         B, S = idx.shape
-        latents: list[Tensor | None] = [None] * cfg.n_layers
-        if z is not None:
-            if not cfg.n_latents:
-                raise LtmError("this model has no latents (n_latents = 0) but z was given")
-            if tuple(z.shape) != (B, cfg.n_latents, cfg.d_model):
-                raise LtmError(f"z must have shape {(B, cfg.n_latents, cfg.d_model)}, got {tuple(z.shape)}")
-            latents = list(z.unflatten(1, (cfg.n_layers, cfg.latents_per_layer)).unbind(1))
+        latents = self.split_latents(z, B)
         pos = torch.arange(S, device=idx.device)
         # a window covering the whole sequence is plain causal attention: let the kernel use is_causal
         mask = window_mask(pos, pos, cfg.window) if cfg.window < S else None
@@ -239,6 +263,43 @@ class Decoder(nn.Module):
         x = self.embed(idx)
         for block, z_l in zip(self.blocks, latents):
             x = block(x, rope, mask, z_l, rope_z)
+        return self.head(self.norm(x))
+
+    def split_latents(self, z: Tensor | None, batch: int) -> list[Tensor | None]:
+        """Check z against the model and cut it into one (B, latents_per_layer, d) block per layer."""
+        cfg = self.cfg
+        if z is None:
+            return [None] * cfg.n_layers
+        if not cfg.n_latents:
+            raise LtmError("this model has no latents (n_latents = 0) but z was given")
+        if tuple(z.shape) != (batch, cfg.n_latents, cfg.d_model):
+            raise LtmError(f"z must have shape {(batch, cfg.n_latents, cfg.d_model)}, got {tuple(z.shape)}")
+        return list(z.unflatten(1, (cfg.n_layers, cfg.latents_per_layer)).unbind(1))
+
+    def new_cache(self, batch: int, z: Tensor | None = None) -> KVCache:
+        """An empty cache for decoding `batch` sequences; the latents' keys and values are computed here, once."""
+        rope_z = (self.rope_cos_z, self.rope_sin_z)
+        cross = [None if z_l is None else block.cross.latent_kv(z_l, rope_z)
+                 for block, z_l in zip(self.blocks, self.split_latents(z, batch))]
+        return KVCache(batch, self.cfg.seq_len, self.cfg.window, cross)
+
+    def forward_cached(self, idx: Tensor, cache: KVCache) -> Tensor:
+        """Logits (B, S_new, vocab) for idx (B, S_new) placed at positions cache.length onwards.
+
+        Only the new tokens run through the layers; their self-attention keys/values are appended to the
+        cache. Agrees with forward() on the whole sequence up to floating-point summation order.
+        """
+        if idx.dtype != torch.long or idx.dim() != 2 or idx.shape[0] != cache.batch or idx.shape[1] < 1:
+            raise LtmError(f"idx must be a ({cache.batch}, new tokens) long tensor, got "
+                           f"{tuple(idx.shape)} {idx.dtype}")
+        q_pos, k_pos = cache.positions(idx.shape[1], idx.device)
+        # a single new token may see every visible key, so the mask is only needed for a multi-token prefill
+        mask = window_mask(q_pos, k_pos, self.cfg.window) if len(q_pos) > 1 else None
+        rope = (self.rope_cos[q_pos], self.rope_sin[q_pos])
+        x = self.embed(idx)
+        for layer, block in enumerate(self.blocks):
+            x = block.forward_cached(x, rope, mask, cache, layer)
+        cache.advance(idx.shape[1])
         return self.head(self.norm(x))
 
     def nll(self, idx: Tensor, targets: Tensor, z: Tensor | None = None) -> Tensor:
