@@ -1,0 +1,212 @@
+"""Evaluate a checkpoint on a split: the paper's protocol next to honest bounds, token-weighted.
+
+Rows of the split are scored in stored order, `batch_size` at a time, up to `max_rows`. Batch j gets
+seed derive_seed(seed, j): the same checkpoint, data and eval params give identical numbers, and
+every T_eval of a curve starts from the same initialisation and noise (paired comparisons).
+
+Reported numbers (N = scored target tokens, n = sequences, Bytes = their text bytes, see eval_bytes):
+  per-token values are sum over sequences of a per-sequence total / N, in nats;
+  ppl = exp(per-token value);  bpb = sum of totals / (ln 2 * Bytes).
+The paper's own aggregate, mean_i exp(NELBO_i / len_i), is reported as paper.ppl_mean_of_sequences.
+"""
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+
+from ltm.bounds import ar_nll, bits_per_byte, derive_seed, paper_perplexity, score_batch, scored_tokens
+from ltm.data.loader import TokenShards, iter_eval_batches
+from ltm.errors import LtmError
+from ltm.eval_bytes import bytes_per_token, target_bytes
+from ltm.model import Decoder
+from ltm.posterior import PosteriorConfig
+
+PAPER_NOTE = ("paper protocol: q fitted on the scored sequences, NELBO with the optimisation noise; "
+              "optimistically biased, not a bound")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """The `eval:` params section."""
+    splits: tuple[str, ...] = ("val", "heldout-lee")
+    max_rows: int = 256  # rows (sequences) scored per split; 0 = all
+    batch_size: int = 16
+    steps: int | None = None  # T_eval; None = the training T (posterior.steps)
+    samples: int = 16  # K fresh draws for the fresh ELBO and the IWAE bound
+    seed: int = 0
+    t_curve: tuple[int, ...] = (0, 1, 2, 4, 8, 16, 32)
+    t_curve_max_rows: int = 64  # rows for each point of the T_eval curve; 0 = max_rows
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any] | None) -> "EvalConfig":
+        raw = dict(raw or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise LtmError(f"unknown key eval.{unknown[0]} (known: {', '.join(sorted(known))})")
+        for key in ("splits", "t_curve"):
+            if key in raw:
+                if not isinstance(raw[key], (list, tuple)):
+                    raise LtmError(f"eval.{key} must be a list, got {raw[key]!r}")
+                raw[key] = tuple(raw[key])
+        cfg = cls(**raw)
+        cfg._check()
+        return cfg
+
+    def _check(self) -> None:
+        def whole(name: str, value: Any, low: int) -> None:
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise LtmError(f"eval.{name} must be an integer >= {low}, got {value!r}")
+
+        for name, low in (("max_rows", 0), ("batch_size", 1), ("samples", 1), ("seed", 0), ("t_curve_max_rows", 0)):
+            whole(name, getattr(self, name), low)
+        if self.steps is not None:
+            whole("steps", self.steps, 0)
+        for t in self.t_curve:
+            whole("t_curve[]", t, 0)
+        if not all(isinstance(s, str) and s for s in self.splits):
+            raise LtmError(f"eval.splits must be a list of split names, got {list(self.splits)!r}")
+
+
+class _Totals:
+    """Float64 running sums over batches."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+
+    def add(self, key: str, value: torch.Tensor | float) -> None:
+        v = float(value.sum()) if isinstance(value, torch.Tensor) else float(value)
+        self.sums[key] = self.sums.get(key, 0.0) + v
+
+    def __getitem__(self, key: str) -> float:
+        return self.sums.get(key, 0.0)
+
+
+def _per_token(total: float, tokens: float, n_bytes: float) -> dict[str, float]:
+    per = total / tokens
+    return {"nelbo": per, "ppl": math.exp(per), "bpb": bits_per_byte(total, n_bytes)}
+
+
+def evaluate_split(model: Decoder, shards: TokenShards, cfg: dict | EvalConfig, *,
+                   post_cfg: PosteriorConfig | None = None, token_bytes: np.ndarray | None = None,
+                   rows_per_pass: int | None = None) -> dict[str, Any]:
+    """Score `shards` (one split) with `model`; returns one JSON-ready record.
+
+    cfg: the `eval:` section. post_cfg: the training fast-loop settings (T_eval defaults to its steps).
+    token_bytes: per-id byte lengths (eval_bytes.token_byte_lengths) for exact bits per byte; without
+    it the manifest's bytes-per-token ratio is used. rows_per_pass: decoder rows per pass when scoring
+    the K draws (memory only; the numbers do not depend on it).
+    """
+    ecfg = cfg if isinstance(cfg, EvalConfig) else EvalConfig.from_dict(cfg)
+    post_cfg = post_cfg or PosteriorConfig()
+    is_ltm = model.cfg.n_latents > 0
+    steps = post_cfg.steps if ecfg.steps is None else ecfg.steps
+    if shards.seq_len > model.cfg.seq_len:
+        raise LtmError(f"split {shards.split!r} has blocks of {shards.seq_len} tokens, the model at most "
+                       f"{model.cfg.seq_len}")
+    device = next(model.parameters()).device
+    ratio = None if token_bytes is not None else bytes_per_token(shards.manifest, shards.split)
+
+    totals, n_seq = _Totals(), 0
+    max_rows = ecfg.max_rows or None
+    for j, (x, y) in enumerate(iter_eval_batches(shards, ecfg.batch_size, max_rows)):
+        x, y = x.to(device), y.to(device)
+        tokens = scored_tokens(y)
+        n_seq += len(y)
+        totals.add("tokens", tokens)
+        totals.add("bytes", target_bytes(y, token_bytes) if token_bytes is not None else float(tokens.sum()) * ratio)
+        if not is_ltm:
+            totals.add("exact", ar_nll(model, x, y))
+            continue
+        s = score_batch(model, x, y, steps=steps, samples=ecfg.samples, seed=derive_seed(ecfg.seed, j),
+                        post_cfg=post_cfg, rows_per_pass=rows_per_pass)
+        for name, est in (("paper", s.paper), ("fresh", s.fresh)):
+            totals.add(f"{name}.total", est.total)
+            totals.add(f"{name}.nll", est.nll)
+            totals.add(f"{name}.kl", est.kl)
+        totals.add("iwae.total", s.iwae.total)
+        totals.add("paper.ppl_seq", paper_perplexity(s.paper.total, s.tokens))
+        if s.fresh.nll_var is not None:
+            totals.add("fresh.var", s.fresh.nll_var / ecfg.samples)
+    if n_seq == 0:
+        raise LtmError(f"split {shards.split!r} has no rows to evaluate")
+
+    N, n_bytes = totals["tokens"], totals["bytes"]
+    record: dict[str, Any] = {
+        "split": shards.split,
+        "family": "ltm" if is_ltm else "ar",
+        "protocol": {
+            "T_eval": steps if is_ltm else 0,
+            "K": ecfg.samples if is_ltm else None,
+            "seed": ecfg.seed,
+            "batch_size": ecfg.batch_size,
+            "block_length": shards.seq_len,
+            "max_rows": ecfg.max_rows,
+            "sequences": n_seq,
+            "tokens": int(N),
+            "bytes": n_bytes,
+            "bytes_method": "tokenizer" if token_bytes is not None else "manifest_ratio",
+            "posterior": {k: v for k, v in asdict(post_cfg).items() if k not in ("steps", "decoder_grads")}
+            if is_ltm else None,
+        },
+        "dataset": {
+            "split_rows": len(shards),
+            "heldout": bool(shards.info.get("heldout", False)),
+            "corpus_sha256": shards.manifest.get("corpus_sha256", {}).get(shards.split),
+            "tokenizer_sha256": shards.manifest.get("tokenizer_sha256"),
+        },
+    }
+    if not is_ltm:
+        exact = _per_token(totals["exact"], N, n_bytes)
+        record["exact"] = {"nll": exact["nelbo"], "ppl": exact["ppl"], "bpb": exact["bpb"]}
+        return record
+    record["paper"] = {
+        "nll": totals["paper.nll"] / N, "kl": totals["paper.kl"] / N, **_per_token(totals["paper.total"], N, n_bytes),
+        "ppl_mean_of_sequences": totals["paper.ppl_seq"] / n_seq,
+        "note": PAPER_NOTE,
+    }
+    record["fresh_elbo"] = {
+        "nll": totals["fresh.nll"] / N, "kl": totals["fresh.kl"] / N, **_per_token(totals["fresh.total"], N, n_bytes),
+        "nelbo_stderr": math.sqrt(totals["fresh.var"]) / N if ecfg.samples > 1 else None,
+    }
+    record["iwae"] = _per_token(totals["iwae.total"], N, n_bytes)
+    return record
+
+
+def curve_row(record: dict[str, Any]) -> dict[str, Any]:
+    """One flat row of a T_eval curve (nats per token unless named ppl/bpb), for `dvc plots`."""
+    row = {"T_eval": record["protocol"]["T_eval"]}
+    for name in ("paper", "fresh_elbo", "iwae"):
+        for key in ("nelbo", "ppl", "bpb", "nll", "kl"):
+            if key in record[name]:
+                row[f"{name}_{key}"] = record[name][key]
+    row["paper_ppl_mean_of_sequences"] = record["paper"]["ppl_mean_of_sequences"]
+    return row
+
+
+def t_eval_curve(model: Decoder, shards: TokenShards, t_list: list[int] | None, cfg: dict | EvalConfig, *,
+                 post_cfg: PosteriorConfig | None = None, token_bytes: np.ndarray | None = None,
+                 rows_per_pass: int | None = None) -> list[dict[str, Any]]:
+    """Bounds vs T_eval: one row per T in t_list (default cfg.t_curve), on t_curve_max_rows rows.
+
+    Rows share seeds, so differences between T values are not sampling noise of the initialisation.
+    Nothing guarantees monotonicity in T (the fast lr schedule depends on T; AdamW is not a descent
+    method), which is why the curve is worth plotting rather than assuming.
+    """
+    ecfg = cfg if isinstance(cfg, EvalConfig) else EvalConfig.from_dict(cfg)
+    if model.cfg.n_latents == 0:
+        raise LtmError("a T_eval curve needs a model with latents; the AR baseline has no inference steps")
+    t_list = list(ecfg.t_curve if t_list is None else t_list)
+    if not t_list:
+        raise LtmError("the T_eval curve needs at least one T value")
+    base = EvalConfig(**{**asdict(ecfg), "max_rows": ecfg.t_curve_max_rows or ecfg.max_rows})
+    rows = []
+    for t in t_list:
+        point = EvalConfig(**{**asdict(base), "steps": t})
+        point._check()
+        rows.append(curve_row(evaluate_split(model, shards, point, post_cfg=post_cfg, token_bytes=token_bytes,
+                                             rows_per_pass=rows_per_pass)))
+    return rows

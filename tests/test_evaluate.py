@@ -1,0 +1,158 @@
+"""Split evaluation: token-weighted aggregation, protocol records, determinism, bytes, T_eval curves."""
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ltm.bounds import derive_seed, score_batch
+from ltm.data.loader import TokenShards, iter_eval_batches
+from ltm.data.tokenizer import load_tokenizer
+from ltm.errors import LtmError
+from ltm.eval_bytes import bytes_per_token, load_token_byte_lengths, token_byte_lengths
+from ltm.evaluate import EvalConfig, evaluate_split, t_eval_curve
+from ltm.model import Decoder, ModelConfig
+from ltm.posterior import PosteriorConfig
+
+CFG = {"max_rows": 10, "batch_size": 4, "steps": 2, "samples": 3, "seed": 5}
+POST = PosteriorConfig(steps=3)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def val(tiny_data) -> TokenShards:
+    return TokenShards(tiny_data / "data" / "shards", "val")
+
+
+@pytest.fixture(scope="module")
+def lengths(tiny_data) -> np.ndarray:
+    return load_token_byte_lengths(tiny_data / "data" / "tokenizer")
+
+
+def make_model(val: TokenShards, n_latents: int) -> Decoder:
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=val.manifest["vocab_size"], seq_len=val.seq_len, d_model=32, n_layers=2,
+                      n_heads=2, n_latents=n_latents, window=16)
+    return Decoder(cfg)
+
+
+def test_ltm_record_is_the_token_weighted_sum_of_batch_estimates(val, lengths):
+    model = make_model(val, 4)
+    rec = evaluate_split(model, val, CFG, post_cfg=POST, token_bytes=lengths)
+    proto = rec["protocol"]
+    assert rec["split"] == "val" and rec["family"] == "ltm"
+    assert (proto["T_eval"], proto["K"], proto["seed"], proto["batch_size"]) == (2, 3, 5, 4)
+    assert proto["block_length"] == val.seq_len == 32
+    assert proto["sequences"] == 10 and proto["tokens"] == 10 * 32
+    assert proto["bytes_method"] == "tokenizer" and proto["posterior"]["lr_max"] == POST.lr_max
+    assert rec["dataset"]["corpus_sha256"] == val.manifest["corpus_sha256"]["val"]
+
+    # recompute by hand: batch j of 4 rows (last one of 2) with seed derive_seed(5, j)
+    sums = {"paper": 0.0, "fresh": 0.0, "iwae": 0.0, "kl": 0.0, "ppl_seq": 0.0, "bytes": 0}
+    for j, (x, y) in enumerate(iter_eval_batches(val, 4, 10)):
+        s = score_batch(model, x, y, steps=2, samples=3, seed=derive_seed(5, j), post_cfg=POST)
+        sums["paper"] += s.paper.total.sum().item()
+        sums["fresh"] += s.fresh.total.sum().item()
+        sums["iwae"] += s.iwae.total.sum().item()
+        sums["kl"] += s.fresh.kl.sum().item()
+        sums["ppl_seq"] += torch.exp(s.paper.total / 32).sum().item()
+        sums["bytes"] += int(lengths[y.numpy()].sum())
+    n = 320
+    assert proto["bytes"] == sums["bytes"]
+    assert rec["paper"]["nelbo"] == pytest.approx(sums["paper"] / n, rel=1e-12)
+    assert rec["paper"]["ppl_mean_of_sequences"] == pytest.approx(sums["ppl_seq"] / 10, rel=1e-12)
+    assert rec["fresh_elbo"]["nelbo"] == pytest.approx(sums["fresh"] / n, rel=1e-12)
+    assert rec["fresh_elbo"]["kl"] == pytest.approx(sums["kl"] / n, rel=1e-12)
+    assert rec["fresh_elbo"]["nelbo"] == pytest.approx(rec["fresh_elbo"]["nll"] + rec["fresh_elbo"]["kl"])
+    assert rec["iwae"]["nelbo"] == pytest.approx(sums["iwae"] / n, rel=1e-12)
+    for name in ("paper", "fresh_elbo", "iwae"):
+        part = rec[name]
+        assert part["ppl"] == pytest.approx(math.exp(part["nelbo"]))
+        assert part["bpb"] == pytest.approx(part["nelbo"] * n / (math.log(2) * sums["bytes"]))
+    assert 0 < rec["fresh_elbo"]["nelbo_stderr"] < rec["fresh_elbo"]["nelbo"]
+
+
+def test_same_params_give_identical_records_and_a_new_seed_changes_them(val):
+    model = make_model(val, 4)
+    first = evaluate_split(model, val, CFG, post_cfg=POST)
+    assert evaluate_split(model, val, CFG, post_cfg=POST) == first
+    assert evaluate_split(model, val, {**CFG, "seed": 6}, post_cfg=POST)["iwae"] != first["iwae"]
+    default_t = evaluate_split(model, val, {**CFG, "steps": None}, post_cfg=POST)
+    assert default_t["protocol"]["T_eval"] == POST.steps  # T_eval defaults to the training T
+
+
+def test_ar_record_is_the_exact_cross_entropy_and_independent_of_batching(val, lengths):
+    model = make_model(val, 0)
+    rec = evaluate_split(model, val, {"max_rows": 10, "batch_size": 4}, token_bytes=lengths)
+    rows = torch.from_numpy(val.gather(np.arange(10)).astype(np.int64))
+    with torch.no_grad():
+        ce = F.cross_entropy(model(rows[:, :-1]).flatten(0, 1), rows[:, 1:].flatten()).item()
+    assert rec["family"] == "ar" and rec["protocol"]["T_eval"] == 0 and rec["protocol"]["K"] is None
+    assert set(rec) >= {"exact"} and "iwae" not in rec
+    assert rec["exact"]["nll"] == pytest.approx(ce, rel=1e-6)
+    assert rec["exact"]["ppl"] == pytest.approx(math.exp(ce), rel=1e-6)
+    other = evaluate_split(model, val, {"max_rows": 10, "batch_size": 3}, token_bytes=lengths)
+    assert other["exact"]["nll"] == pytest.approx(rec["exact"]["nll"], rel=1e-6)
+
+
+def test_byte_counts_exact_from_the_tokenizer_and_approximate_from_the_manifest(tiny_data, val, lengths):
+    tok, _ = load_tokenizer(tiny_data / "data" / "tokenizer")
+    tok.encode_special_tokens = True  # as the shard builder encodes
+    text = "Naïve café — 東京 <|endoftext|>\n\ttabs  and 123"
+    assert lengths[tok.encode(text, add_special_tokens=False).ids].sum() == len(text.encode("utf-8"))
+    assert lengths[val.manifest["bos_id"]] == lengths[val.manifest["eos_id"]] == 0
+    assert np.array_equal(token_byte_lengths(tok), lengths)
+    model = make_model(val, 0)
+    cfg = {"max_rows": 400, "batch_size": 200}
+    exact = evaluate_split(model, val, cfg, token_bytes=lengths)
+    approx = evaluate_split(model, val, cfg)
+    assert approx["protocol"]["bytes_method"] == "manifest_ratio"
+    ratio = bytes_per_token(val.manifest, "val")
+    assert approx["protocol"]["bytes"] == pytest.approx(exact["protocol"]["tokens"] * ratio)
+    assert approx["protocol"]["bytes"] == pytest.approx(exact["protocol"]["bytes"], rel=0.1)  # 400 rows: close
+
+
+def test_t_eval_curve_rows_are_paired_points_of_evaluate_split(val):
+    model = make_model(val, 4)
+    cfg = {**CFG, "t_curve": [0, 1, 4], "t_curve_max_rows": 6}
+    rows = t_eval_curve(model, val, None, cfg, post_cfg=POST)
+    assert [r["T_eval"] for r in rows] == [0, 1, 4]
+    point = evaluate_split(model, val, {**CFG, "steps": 4, "max_rows": 6}, post_cfg=POST)
+    assert rows[2]["iwae_nelbo"] == point["iwae"]["nelbo"] and rows[2]["paper_kl"] == point["paper"]["kl"]
+    assert set(rows[0]) >= {"paper_nelbo", "paper_ppl_mean_of_sequences", "fresh_elbo_nelbo", "fresh_elbo_bpb",
+                            "iwae_nelbo", "iwae_ppl", "iwae_bpb"}
+    assert rows[2]["fresh_elbo_nelbo"] < rows[0]["fresh_elbo_nelbo"]  # expected here, not guaranteed
+    assert [r["T_eval"] for r in t_eval_curve(model, val, [2], cfg, post_cfg=POST)] == [2]
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"sample": 3}, "unknown key eval.sample"),
+    ({"samples": 0}, "eval.samples"),
+    ({"batch_size": 2.5}, "eval.batch_size"),
+    ({"steps": -1}, "eval.steps"),
+    ({"t_curve": 4}, "eval.t_curve must be a list"),
+    ({"t_curve": [0, -2]}, "eval.t_curve"),
+    ({"splits": "val"}, "eval.splits must be a list"),
+])
+def test_bad_eval_params_raise_ltm_error(bad, message):
+    with pytest.raises(LtmError, match=message):
+        EvalConfig.from_dict(bad)
+
+
+def test_bad_requests_raise_ltm_error(val):
+    with pytest.raises(LtmError, match="no inference steps"):
+        t_eval_curve(make_model(val, 0), val, [0, 1], CFG)
+    torch.manual_seed(0)
+    short = Decoder(ModelConfig(vocab_size=val.manifest["vocab_size"], seq_len=16, d_model=16, n_layers=1,
+                                n_heads=2))
+    with pytest.raises(LtmError, match="blocks of 32"):
+        evaluate_split(short, val, CFG)
+    assert EvalConfig.from_dict(None) == EvalConfig()
