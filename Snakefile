@@ -8,8 +8,10 @@ validate(config, "workflow/schemas/params.schema.yaml", set_default=False)
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
 
 rule all:
     input:
         "data/shards",
         expand("runs/{run}/model", run=config["runs"]),
+        expand("runs/{run}/eval/metrics.json", run=config["runs"]),

@@ -21,6 +21,7 @@ TINY = {
     "train": {"batch_tokens": 512, "lr": 3e-3, "min_lr": 3e-4, "warmup_steps": 3, "log_every": 5,
               "eval_every": 10, "eval_batches": 2, "save_every": 5, "keep_last": 2},
     "runs": {"ltm-tiny": {"model": "ltm-tiny", "tokens": 512 * 20}, "ar-tiny": {"model": "ar-tiny", "tokens": 512 * 20}},
+    "eval": {"max_rows": 32, "batch_size": 16, "samples": 4, "t_curve": [0, 1, 3], "t_curve_max_rows": 16},
     "runtime": {"threads": 1},
 }
 

@@ -45,6 +45,22 @@ def cmd_train(a: argparse.Namespace) -> None:
           f"({m['val_loss_kind']}) -> {a.out or 'runs/' + a.run}")
 
 
+def cmd_evaluate(a: argparse.Namespace) -> None:
+    from ltm.stages.evaluate import evaluate
+    out = a.out or f"runs/{a.run}/eval"
+    m = evaluate(a.params, a.run, a.model or f"runs/{a.run}/model", a.shards, a.tokenizer, out)
+    for split, rec in m["splits"].items():
+        p = rec["protocol"]
+        if m["family"] == "ar":
+            print(f"{a.run} {split}: exact NLL {rec['exact']['nll']:.4f} nats/token, ppl {rec['exact']['ppl']:.2f}, "
+                  f"{rec['exact']['bpb']:.3f} bits/byte")
+        else:
+            print(f"{a.run} {split} (T_eval={p['T_eval']}, K={p['K']}): IWAE ppl <= {rec['iwae']['ppl']:.2f}, "
+                  f"fresh ELBO ppl <= {rec['fresh_elbo']['ppl']:.2f}, paper protocol {rec['paper']['ppl']:.2f} "
+                  f"(biased), {rec['iwae']['bpb']:.3f} bits/byte (IWAE)")
+    print(f"-> {out}")
+
+
 def cmd_lineage(a: argparse.Namespace) -> None:
     from ltm.lineage import format_chain, read_record
     print(json.dumps(read_record(a.path), indent=2) if a.json else format_chain(a.path))
@@ -90,6 +106,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto: continue from the latest checkpoint made with the same params and data "
                         "(default); never: start over; PATH: that checkpoint, refused if its params differ")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="score a trained run: bounds per split and a T_eval curve")
+    _params_arg(p)
+    p.add_argument("--run", required=True, help="name of an entry under params `runs:`")
+    p.add_argument("--model", default=None, help="trained model folder (default: runs/RUN/model)")
+    p.add_argument("--shards", default=f"{DATA}/shards", help="shards folder (default: %(default)s)")
+    p.add_argument("--tokenizer", default=f"{DATA}/tokenizer", help="tokenizer folder (default: %(default)s)")
+    p.add_argument("--out", default=None, help="output folder (default: runs/RUN/eval)")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("lineage", help="print the chain of artifacts, params and code that made PATH")
     p.add_argument("path", help="an artifact folder or a file inside one")

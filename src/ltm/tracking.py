@@ -1,7 +1,6 @@
 """Training logs: TensorBoard scalars, a step-indexed TSV for `dvc plots`, and a one-line summary."""
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 
@@ -32,15 +31,18 @@ class Tracker:
                     self.writer.add_scalar(f"train/{key}", value, int(row["step"]))
 
     def write_tsv(self, path: Path) -> None:
-        buf = io.StringIO()
-        buf.write("\t".join(COLUMNS) + "\n")
-        for row in self.rows:
-            buf.write("\t".join(_fmt(row.get(c)) for c in COLUMNS) + "\n")
-        write_text(path, buf.getvalue())
+        write_rows_tsv(path, [{c: row.get(c) for c in COLUMNS} for row in self.rows])
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+
+
+def write_rows_tsv(path: Path, rows: list[dict]) -> None:
+    """A TSV of dict rows (columns in first-seen order), atomically; for `dvc plots`."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    lines = ["\t".join(columns)] + ["\t".join(_fmt(row.get(c)) for c in columns) for row in rows]
+    write_text(path, "\n".join(lines) + "\n")
 
 
 def _fmt(value: float | None) -> str:

@@ -8,3 +8,7 @@ PARAMS = "params.yaml"
 def params_of(stage, run=None):
     """The params a stage reads, declared as `params:` so that a change reruns the job."""
     return subset(config, stage_params(stage, config, run))
+
+
+wildcard_constraints:
+    run="[^/]+",

@@ -10,6 +10,7 @@ STATIC_PARAMS: dict[str, list[str]] = {
     "corpus": ["data.corpus"],
     "tokenizer": ["data.tokenizer"],
     "shards": ["data.shards"],
+    "evaluate": ["eval"],
 }
 
 
