@@ -78,7 +78,8 @@ def test_dvc_repro_builtin_then_noop_then_partial(tmp_path):
 
 
 def test_snakemake_from_text_files_then_noop_then_partial(tmp_path):
-    ws = project_copy(tmp_path, {**FAST_RUNS, "data": {"corpus": {"source": "files", "paths": ["inputs/*.txt"]}}})
+    ws = project_copy(tmp_path, {**FAST_RUNS, "data": {"corpus": {"source": "files", "paths": ["inputs/*.txt"]}},
+                                 "eval": {"splits": ["val"]}})  # no held-out domain without the builtin corpus
     words = "the quick brown fox jumps over the lazy dog while a cat sleeps in warm sun".split()
     for i in range(40):
         text = " ".join(words[(i + j) % len(words)] for j in range(400))
@@ -93,3 +94,4 @@ def test_snakemake_from_text_files_then_noop_then_partial(tmp_path):
     plan = sh(ws, "snakemake", "--cores", "2", "-n")
     assert "rule tokenizer:" in plan and "rule shards:" in plan and "rule train:" in plan
     assert "rule corpus:" not in plan
+    assert "rule evaluate:" in plan  # downstream of the tokenizer through the models
