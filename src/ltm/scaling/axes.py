@@ -1,0 +1,171 @@
+"""Laws beyond the main L(N, D): one-variable fallbacks, the compute envelope L(C), the extra axes
+T and N_z (candidate forms picked by held-out error), and loss vs T_eval on fixed checkpoints.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ltm.scaling.analyse import Design, Outcome, attach_bootstrap, heldout_error, run_law
+from ltm.scaling.config import Settings
+from ltm.scaling.laws import power1
+from ltm.scaling.laws_axes import TEVAL_LAWS, extra_axis_laws
+from ltm.scaling.quality import largest_value_mask
+from ltm.scaling.records import Points, distinct
+
+_AXIS = {"T": ("T", "lnT1"), "N_z": ("Nz", "lnZ1")}
+
+
+def _groups_by(values: np.ndarray) -> list[tuple[float, np.ndarray]]:
+    """Row masks of equal values (relative 1e-6), NaN as its own value."""
+    out = []
+    v = np.asarray(values, float)
+    if np.isnan(v).any():
+        out.append((math.nan, np.isnan(v)))
+    for x in distinct(v):
+        out.append((float(x), np.isfinite(v) & (np.abs(np.log(np.maximum(v, 1e-300)) - np.log(x)) <= 1e-6)))
+    return out
+
+
+def one_variable(p: Points, st: Settings, tags: dict[str, Any]) -> list[Outcome]:
+    """L(N) at fixed D, L(N) at fixed D/N and L(D) at fixed N: what a grid too small for L(N, D) may support."""
+    specs = [("lnN", "N", "D", p.D), ("lnN", "N", "D/N", p.D / p.N), ("lnD", "D", "N", p.N)]
+    outs = []
+    for col, var, fixed, by in specs:
+        for value, mask in _groups_by(by):
+            sub = p.take(np.nonzero(mask)[0])
+            x = np.exp(sub.cols()[col])
+            if distinct(x).size < st.checks.min_distinct:
+                continue  # cannot support any exponent: not worth a refusal line
+            law = power1(col, f"L({var})|{fixed}")
+            design = Design(axes={var: x})
+            split = _leave_top_out(design, x, var, st)
+            outs.append(run_law(law, sub, st, {fixed: value}, design, {**tags, "law": law.name}, heldout=split))
+    return outs
+
+
+def _leave_top_out(design: Design, x: np.ndarray, var: str, st: Settings) -> tuple[np.ndarray, str, Design]:
+    """Held-out split that predicts the largest value of x. Leaving it out removes one distinct value,
+    so the training part may have one fewer than the full design needs."""
+    mask, top = largest_value_mask(x)
+    train = design.restrict(mask, spans={}, min_distinct={var: st.checks.min_distinct - 1})
+    return mask, f"train on {var} < {top:.4g}, predict {var} = {top:.4g}", train
+
+
+def pareto(p: Points) -> np.ndarray:
+    """Indices of runs on the lower envelope: lower loss than every run with less compute."""
+    order = np.argsort(p.C_fit, kind="stable")
+    keep, best = [], np.inf
+    for i in order:
+        if p.loss[i] < best:
+            keep.append(i)
+            best = p.loss[i]
+    return np.array(keep, dtype=int)
+
+
+def envelope(p: Points, st: Settings, tags: dict[str, Any]) -> Outcome:
+    """Kaplan-style L(C) = E_C + A_C·C^(−γ) on the Pareto-optimal runs of a family (all configs)."""
+    sub = p.take(pareto(p))
+    law = power1("lnC", "L(C) envelope")
+    design = Design(axes={"C": sub.C_fit})
+    out = run_law(law, sub, st, {"runs": "pareto-optimal"}, design, {**tags, "law": law.name},
+                  heldout=_leave_top_out(design, sub.C_fit, "C", st))
+    if out.accepted:  # Kaplan's names: gamma is alpha_C
+        out.entry["note"] = "A_C = A, gamma = alpha in L = E + A/C^alpha"
+    return out
+
+
+def _aic_bic(resid: np.ndarray, k: int) -> dict[str, float]:
+    n = resid.size
+    ll = n * math.log(max(float(np.mean(resid**2)), 1e-300))
+    return {"aic": ll + 2 * k, "bic": ll + k * math.log(n)}
+
+
+def extra_axis(p: Points, axis: str, st: Settings, tags: dict[str, Any]) -> list[dict[str, Any]]:
+    """For each value of the other axis, fit every candidate form in `axis` and pick by held-out error."""
+    attr, _ = _AXIS[axis]
+    other = "N_z" if axis == "T" else "T"
+    results = []
+    for other_value, mask in _groups_by(getattr(p, _AXIS[other][0])):
+        sub = p.take(np.nonzero(mask)[0])
+        x = getattr(sub, attr)
+        if distinct(x).size < 2:
+            continue
+        forms = extra_axis_laws(axis)
+        outcomes: dict[str, Outcome] = {}
+        for name, law in forms.items():
+            k_extra = law.n_params - 5
+            need = max(math.ceil(st.checks.min_points_per_param * law.n_params),
+                       math.ceil(st.checks.min_points_per_param * 5) + st.checks.axis_runs_per_param * k_extra)
+            design = Design(axes={"N": sub.N, "D/N": sub.D / sub.N, axis: x}, spans={axis: st.checks.axis_min_span},
+                            min_points=need)
+            outcomes[name] = run_law(law, sub, st, {other: other_value}, design, {**tags, "law": law.name},
+                                     heldout=_leave_top_out(design, x, axis, st), n_bootstrap=0)
+        results.append(_select(outcomes, sub, st, axis, {other: other_value}))
+    return results
+
+
+def _choose(outcomes: dict[str, Outcome], p: Points) -> tuple[list[dict[str, Any]], str | None]:
+    """Table of candidate forms (status, held-out MAE, AIC/BIC) and the accepted one with the lowest
+    held-out MAE. AIC/BIC use a Gaussian likelihood of the log residuals and are reported, not used."""
+    table = []
+    for name, out in outcomes.items():
+        e = out.entry
+        row: dict[str, Any] = {"form": name, "status": e["status"], "reason": e.get("reason")}
+        if out.accepted:
+            h = e["fit_quality"].get("heldout", {})
+            row["heldout_mae"] = h.get("mae") if h.get("available") else None
+            row["heldout_reason"] = None if h.get("available") else h.get("reason")
+            row.update(_aic_bic(out.fit.law.predict(out.fit.theta, p.cols()) - p.lnL, out.fit.law.n_params))
+        table.append(row)
+    scored = [r for r in table if r.get("heldout_mae") is not None]
+    return table, (min(scored, key=lambda r: r["heldout_mae"])["form"] if scored else None)
+
+
+def _select(outcomes: dict[str, Outcome], p: Points, st: Settings, axis: str,
+            subset: dict[str, Any]) -> dict[str, Any]:
+    """Pick the form by held-out error; bootstrap only the winner (each form costs a multi-start fit)."""
+    table, chosen = _choose(outcomes, p)
+    if chosen is not None and st.boot.n > 0:
+        attach_bootstrap(outcomes[chosen], outcomes[chosen].fit.law, p, st, st.boot.n)
+    return {
+        "axis": axis,
+        "subset": subset,
+        "selection": {"by": f"held-out MAE (largest {axis} left out)", "chosen": chosen, "table": table,
+                      "reason": None if chosen else "no form has an accepted fit with a held-out error"},
+        "outcomes": outcomes,
+    }
+
+
+def teval_curves(p: Points, st: Settings, tags: dict[str, Any]) -> list[dict[str, Any]]:
+    """Loss vs eval-time inner steps on each fixed checkpoint: saturating power vs exponential."""
+    results = []
+    has = np.isfinite(p.Teval) & (p.Teval >= 1) & ~p.diverged
+    keys = sorted({(str(r), float(d)) for r, d in zip(p.run[has], p.D[has])})
+    for run, tokens in keys:
+        mask = has & (p.run.astype(str) == run) & (p.D == tokens)
+        sub = p.take(np.nonzero(mask)[0])
+        if distinct(sub.Teval).size < 2:
+            continue
+        tmax = float(np.max(sub.Teval))
+        # held out (SCALING.md §3.8.4): fit on T_eval <= T_max/4, predict the largest T_eval
+        split_p = sub.take(np.nonzero((sub.Teval <= tmax / 4) | (sub.Teval == tmax))[0])
+        split = (split_p.Teval <= tmax / 4, f"train on T_eval <= {tmax / 4:g}, predict T_eval = {tmax:g}")
+        outcomes = {}
+        for name, law in TEVAL_LAWS.items():
+            design = Design(axes={"T_eval": sub.Teval}, points_per_param=st.cfg["teval_points_per_param"])
+            row_tags = {**tags, "law": law.name, "subset": f"run={run};tokens={tokens:g}"}
+            out = run_law(law, sub, st, {"run": run, "tokens": tokens}, design, row_tags, residual_bootstrap=True)
+            if out.accepted:
+                out.entry["fit_quality"]["heldout"], rows = heldout_error(
+                    law, split_p, st, Design(axes={"T_eval": split_p.Teval},
+                                             points_per_param=st.cfg["teval_points_per_param"]),
+                    split, [], row_tags)
+                out.rows += rows
+            outcomes[name] = out
+        table, chosen = _choose(outcomes, sub)
+        sel = {"by": "held-out MAE at the largest T_eval", "chosen": chosen, "table": table}
+        results.append({"run": run, "tokens": tokens, "selection": sel, "outcomes": outcomes})
+    return results

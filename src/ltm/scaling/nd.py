@@ -1,0 +1,166 @@
+"""The main law L(N, D) for one (family, loss_kind, T, N_z) configuration, with everything §3-4 asks
+around it: compute-optimal frontier at target budgets, δ-sensitivity, a second optimiser, leave-one-
+size-out error and the parameter shift when the excluded runs are put back.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from ltm.scaling.analyse import Design, Outcome, fit_checked, rows_for, run_law
+from ltm.scaling.config import Settings
+from ltm.scaling.fit import FitError, crosscheck_trust_region, grid_starts, multistart
+from ltm.scaling.frontier import chinchilla_G, exponents, fit_ctok, optimal_allocation
+from ltm.scaling.laws import ND, PUBLISHED_ND, Law
+from ltm.scaling.objective import Objective
+from ltm.scaling.quality import errors, split_mask
+from ltm.scaling.records import Points, concat
+
+LOSO_MAX_BINS = 8  # leave-one-size-out over at most this many ln N bins (each bin = one refit)
+
+
+def nd_law(st: Settings) -> Law:
+    return ND.with_grid({k: tuple(v) for k, v in st.cfg["grid"].items()}) if st.cfg["grid"] else ND
+
+
+def nd_design(p: Points) -> Design:
+    return Design(axes={"N": p.N, "D/N": p.D / p.N})
+
+
+def compute_convention(p: Points) -> tuple[dict[str, Any], list[str]]:
+    """Per-token training FLOPs as k·N^p from the records' `flops` (6N when they are missing)."""
+    if np.isnan(p.C).any():
+        return ({"source": "analytic 6ND (records lack 'flops')", "k": 6.0, "p": 1.0},
+                ["records lack 'flops': compute is taken as 6ND, which misstates small models by up to ~50 %"])
+    ctok = p.C / p.D
+    if np.ptp(np.log(p.N)) < 1e-9:
+        return {"source": "measured flops", "k": float(np.median(ctok / p.N)), "p": 1.0, "max_rel_dev": 0.0}, []
+    model = fit_ctok(p.N, ctok)
+    warn = []
+    if model["max_rel_dev"] > 0.1:
+        warn.append(f"per-token FLOPs deviate from k*N^p by up to {model['max_rel_dev']:.0%}: frontier is approximate")
+    return {"source": "measured flops", **model}, warn
+
+
+def target_budgets(p: Points, st: Settings) -> list[float]:
+    if st.cfg["target_flops"]:
+        return [float(c) for c in st.cfg["target_flops"]]
+    cmax = float(np.max(p.C_fit))
+    return [cmax, 10.0 * cmax]
+
+
+def nd_derived(conv: dict[str, Any], targets: list[float]):
+    """θ rows → a, b, G and N*, D*, D*/N*, L* at each target budget (vectorised over replicates)."""
+    k, pw = conv["k"], conv["p"]
+
+    def derived(th: np.ndarray) -> dict[str, np.ndarray]:
+        A, B, E, al, be = np.exp(th[:, 0]), np.exp(th[:, 1]), np.exp(th[:, 2]), th[:, 3], th[:, 4]
+        a, b = exponents(al, be)
+        out = {"a": a, "b": b, "G": chinchilla_G(A, B, al, be)}
+        for c in targets:
+            N, D, L = optimal_allocation(A, B, E, al, be, c, k, pw)
+            tag = f"@C={c:.3g}"
+            out.update({f"N_opt{tag}": N, f"D_opt{tag}": D, f"D_over_N{tag}": D / N, f"L_opt{tag}": L})
+        return out
+
+    return derived
+
+
+def delta_sensitivity(law: Law, p: Points, st: Settings, theta: np.ndarray) -> list[dict[str, Any]]:
+    """Refit with other δ and with plain least squares (multi-start plus the main optimum as a start)."""
+    out = []
+    for delta in [*st.cfg["sensitivity_deltas"], None]:
+        fs = replace(st.fit, delta=delta)
+        best = multistart(law, p.cols(), p.lnL, fs, extra_starts=[theta])[0]
+        nat = law.natural(best.theta)
+        a, _ = exponents(nat["alpha"], nat["beta"])
+        out.append({"delta": "least_squares" if delta is None else delta, **nat, "a": float(a)})
+    return out
+
+
+def crosscheck(law: Law, p: Points, st: Settings, theta: np.ndarray) -> dict[str, Any]:
+    """Trust-region least squares with a Huber loss, started where the main fit's best start was."""
+    x0, _ = grid_starts(Objective(law, p.cols(), p.lnL, st.fit.delta), 1)
+    th = crosscheck_trust_region(law, p.cols(), p.lnL, x0[0], st.fit.delta)
+    d = {name: float(th[law.params.index(name)] - theta[law.params.index(name)]) for name in ("alpha", "beta")}
+    return {"method": "scipy least_squares trf, loss=huber, f_scale=delta", "delta_alpha": d["alpha"],
+            "delta_beta": d["beta"], "agrees": bool(max(map(abs, d.values())) <= st.cfg["crosscheck_tol"])}
+
+
+def leave_one_size_out(law: Law, p: Points, st: Settings, extra: list[np.ndarray]) -> dict[str, Any]:
+    """Refit without each model size (or size bin, when there are many) and predict it."""
+    lnN = np.log(p.N)
+    edges = np.unique(np.quantile(lnN, np.linspace(0, 1, LOSO_MAX_BINS + 1)))
+    sizes = np.unique(np.round(lnN, 6))
+    if sizes.size <= LOSO_MAX_BINS:
+        bins = np.searchsorted(sizes, np.round(lnN, 6))
+    else:
+        bins = np.clip(np.searchsorted(edges, lnN, side="right") - 1, 0, edges.size - 2)
+    folds = []
+    pred = np.full(len(p), np.nan)
+    for b in np.unique(bins):
+        test = bins == b
+        train = p.take(np.nonzero(~test)[0])
+        fold = {"N_min": float(p.N[test].min()), "N_max": float(p.N[test].max()), "n_test": int(test.sum())}
+        try:
+            fit, _, _ = fit_checked(law, train, st, nd_design(train), extra)
+        except FitError as err:
+            folds.append({**fold, "available": False, "reason": str(err)})
+            continue
+        pred[test] = law.predict(fit.theta, p.take(np.nonzero(test)[0]).cols())
+        folds.append({**fold, "available": True, "mae": errors(pred[test], p.lnL[test])["mae"]})
+    ok = np.isfinite(pred)
+    summary = errors(pred[ok], p.lnL[ok]) if ok.any() else None
+    return {"folds": folds, "pooled": summary, "binned": bool(sizes.size > LOSO_MAX_BINS)}
+
+
+def _published(law: Law) -> list[np.ndarray]:
+    return [np.array(v) for v in PUBLISHED_ND.values()] if law.params == ND.params else []
+
+
+def analyse_nd(p: Points, excluded: Points, st: Settings, subset: dict[str, Any],
+               tags: dict[str, Any]) -> Outcome:
+    law = nd_law(st)
+    conv, conv_warn = compute_convention(p)
+    targets = target_budgets(p, st)
+    extra = _published(law) if st.cfg["published_starts"] else []
+    split = split_mask(st.cfg["heldout_rule"], st.cfg["heldout_fraction"], p.C_fit, p.N)
+    out = run_law(law, p, st, subset, nd_design(p), tags, extra, nd_derived(conv, targets), split)
+    e = out.entry
+    e["compute_convention"] = conv
+    if not out.accepted:
+        return out
+    theta = out.fit.theta
+    e["warnings"] += conv_warn
+    e["target_flops"] = targets
+    diag = e["diagnostics"]
+    diag["delta_sensitivity"] = delta_sensitivity(law, p, st, theta)
+    diag["crosscheck"] = crosscheck(law, p, st, theta)
+    if not diag["crosscheck"]["agrees"]:
+        e["warnings"].append(f"{law.name}: the trust-region cross-check moves alpha/beta by more than "
+                             f"{st.cfg['crosscheck_tol']:g}")
+    if st.cfg["leave_one_size_out"]:
+        e["fit_quality"]["leave_one_size_out"] = leave_one_size_out(law, p, st, extra)
+    a_ci = (e["derived"].get("a") or {}).get("ci95")
+    if a_ci and a_ci[1] - a_ci[0] < st.cfg["ci_narrow_flag"] and len(np.unique(p.run)) < 1000:
+        e["warnings"].append(f"{law.name}: 95 % CI of a = beta/(alpha+beta) is only {a_ci[1] - a_ci[0]:.2g} wide "
+                             "with < 1000 runs: almost surely an optimiser artefact")
+    if len(excluded):
+        e["exclusion_sensitivity"] = _with_excluded(law, p, excluded, st, theta, extra)
+        out.rows += rows_for(law, theta, excluded, "excluded", "full", tags)
+    return out
+
+
+def _with_excluded(law: Law, p: Points, excluded: Points, st: Settings, theta: np.ndarray,
+                   extra: list[np.ndarray]) -> dict[str, Any]:
+    """Fit again with the excluded runs put back and report how far the parameters move."""
+    both = concat(p, excluded)
+    try:
+        fit, _, _ = fit_checked(law, both, st, nd_design(both), extra)
+    except FitError as err:
+        return {"n_points": len(both), "available": False, "reason": str(err)}
+    with_ex, without = fit.natural(), law.natural(theta)
+    return {"n_points": len(both), "available": True, "params": with_ex,
+            "shift": {k: with_ex[k] - without[k] for k in without}}

@@ -1,0 +1,194 @@
+"""Run records → validated column arrays (SCALING.md §3.1).
+
+A record is one evaluated run or checkpoint (see the package docstring for the keys). Validation
+refuses, with a one-line `LtmError`, anything a fit must never see: non-finite or non-positive
+losses, N or D ≤ 0, unknown families, duplicate records, mixed loss kinds in one fit.
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, fields
+from numbers import Real
+from typing import Any, Iterable
+
+import numpy as np
+
+from ltm.errors import LtmError
+from ltm.scaling.laws import Cols
+
+FAMILIES = ("ltm", "ar", "diffusion")
+REQUIRED = ("run", "family", "loss_kind", "loss", "params", "tokens")
+
+
+def is_bound(loss_kind: str) -> bool:
+    """Exact NLL kinds start with 'nll'; every other kind (ELBO, IWAE, paper protocol) is a bound."""
+    return not loss_kind.startswith("nll")
+
+
+def _num(rec: dict, key: str, where: str, positive: bool = True, default: float = math.nan) -> float:
+    v = rec.get(key)
+    if v is None:
+        return default
+    if isinstance(v, bool) or not isinstance(v, Real):
+        raise LtmError(f"{where}: '{key}' must be a number, got {v!r}")
+    v = float(v)
+    if not math.isfinite(v) or (v <= 0 if positive else v < 0):
+        raise LtmError(f"{where}: '{key}' must be finite and {'> 0' if positive else '>= 0'}, got {v!r}")
+    return v
+
+
+def normalize(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Check every record; return plain dicts with all keys present (missing optional ones filled)."""
+    out: list[dict[str, Any]] = []
+    seen: set[tuple] = set()
+    for i, rec in enumerate(records):
+        if not isinstance(rec, dict):
+            raise LtmError(f"record {i}: expected a mapping, got {type(rec).__name__}")
+        missing = [k for k in REQUIRED if rec.get(k) is None]
+        where = f"record {i} (run {rec.get('run')!r})"
+        if missing:
+            raise LtmError(f"{where}: missing key(s) {', '.join(missing)}")
+        family = rec["family"]
+        if family not in FAMILIES:
+            raise LtmError(f"{where}: family must be one of {', '.join(FAMILIES)}, got {family!r}")
+        kind = rec["loss_kind"]
+        if not isinstance(kind, str) or not kind:
+            raise LtmError(f"{where}: loss_kind must be a non-empty string")
+        if family == "ltm" and rec.get("T") is None:
+            raise LtmError(f"{where}: an ltm record needs 'T' (inner steps during training)")
+        r = {
+            "run": str(rec["run"]),
+            "family": family,
+            "loss_kind": kind,
+            "loss": _num(rec, "loss", where),
+            "params": _num(rec, "params", where),
+            "tokens": _num(rec, "tokens", where),
+            "flops": _num(rec, "flops", where),
+            "T": _num(rec, "T", where, positive=False, default=0.0),
+            "n_latents": _num(rec, "n_latents", where),
+            "T_eval": _num(rec, "T_eval", where, positive=False),
+            "seed": rec.get("seed"),
+            "final": bool(rec.get("final", True)),
+            "diverged": bool(rec.get("diverged", False)),
+        }
+        key = (kind, r["run"], r["tokens"], None if math.isnan(r["T_eval"]) else r["T_eval"])
+        if key in seen:
+            raise LtmError(f"{where}: duplicate record (same run, loss_kind, tokens and T_eval)")
+        seen.add(key)
+        out.append(r)
+    if not out:
+        raise LtmError("no run records to fit")
+    return out
+
+
+@dataclass(frozen=True)
+class Points:
+    """Column arrays of one (family, loss_kind) group; NaN marks a missing optional value."""
+
+    family: str
+    loss_kind: str
+    run: np.ndarray
+    N: np.ndarray
+    D: np.ndarray
+    C: np.ndarray
+    T: np.ndarray
+    Nz: np.ndarray
+    Teval: np.ndarray
+    loss: np.ndarray
+    seed: np.ndarray
+    final: np.ndarray
+    diverged: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.loss.size)
+
+    @property
+    def lnL(self) -> np.ndarray:
+        return np.log(self.loss)
+
+    @property
+    def C_fit(self) -> np.ndarray:
+        """Training compute; 6ND where a record carries no `flops` (callers warn about it)."""
+        return np.where(np.isnan(self.C), 6.0 * self.N * self.D, self.C)
+
+    def take(self, idx: np.ndarray) -> "Points":
+        idx = np.asarray(idx)
+        arrays = {f.name: getattr(self, f.name)[idx] for f in fields(self) if f.name not in ("family", "loss_kind")}
+        return Points(self.family, self.loss_kind, **arrays)
+
+    def cols(self) -> Cols:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return {
+                "lnN": np.log(self.N),
+                "lnD": np.log(self.D),
+                "lnC": np.log(self.C_fit),
+                "lnT1": np.log1p(self.T),
+                "lnZ1": np.log1p(np.nan_to_num(self.Nz)),
+                "Teval": np.nan_to_num(self.Teval),
+                "lnTeval": np.log(np.where(self.Teval > 0, self.Teval, np.nan)),
+            }
+
+    def clusters(self) -> np.ndarray:
+        """Bootstrap cluster index per row: all checkpoints of one run resample together."""
+        _, inv = np.unique(self.run.astype(str), return_inverse=True)
+        return inv
+
+
+def to_points(records: list[dict[str, Any]]) -> Points:
+    """Normalised records of ONE family and ONE loss kind → Points; mixing them is refused."""
+    kinds = sorted({r["loss_kind"] for r in records})
+    fams = sorted({r["family"] for r in records})
+    if len(kinds) > 1:
+        raise LtmError(f"one fit got mixed loss kinds {kinds}: bounds and exact NLL are never fitted together")
+    if len(fams) > 1:
+        raise LtmError(f"one fit got mixed families {fams}: each family is fitted separately")
+    col = lambda k: np.array([r[k] for r in records], dtype=float)  # noqa: E731
+    return Points(
+        family=fams[0],
+        loss_kind=kinds[0],
+        run=np.array([r["run"] for r in records], dtype=object),
+        N=col("params"),
+        D=col("tokens"),
+        C=col("flops"),
+        T=col("T"),
+        Nz=col("n_latents"),
+        Teval=col("T_eval"),
+        loss=col("loss"),
+        seed=np.array([r["seed"] for r in records], dtype=object),
+        final=np.array([r["final"] for r in records], dtype=bool),
+        diverged=np.array([r["diverged"] for r in records], dtype=bool),
+    )
+
+
+def group(records: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Normalised records split by (family, loss_kind), in a stable order."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        groups[(r["family"], r["loss_kind"])].append(r)
+    return dict(sorted(groups.items()))
+
+
+def main_mask(p: Points) -> np.ndarray:
+    """Rows that carry a run's headline loss: evaluated with T_eval = T (or no T_eval given).
+    The other rows are points of a loss-vs-T_eval curve on a fixed checkpoint."""
+    return np.isnan(p.Teval) | (p.Teval == p.T)
+
+
+def distinct(x: np.ndarray, rel: float = 1e-6) -> np.ndarray:
+    """Sorted distinct finite values, treating values within `rel` (relative) as equal; each distinct
+    value is reported as the smallest data value of its cluster (no round-off from log/exp)."""
+    x = np.asarray(x, float)
+    x = np.sort(x[np.isfinite(x)])
+    if x.size == 0:
+        return x
+    lx = np.log(np.maximum(x, 1e-300))
+    keep = np.concatenate([[True], np.diff(lx) > rel])
+    return x[keep]
+
+
+def concat(a: Points, b: Points) -> Points:
+    """Rows of a then b (same family and loss kind)."""
+    arrays = {f.name: np.concatenate([getattr(a, f.name), getattr(b, f.name)])
+              for f in fields(a) if f.name not in ("family", "loss_kind")}
+    return Points(a.family, a.loss_kind, **arrays)
