@@ -119,12 +119,15 @@ def eval_mode(module: nn.Module) -> Iterator[None]:
 
 
 def fit_posterior(model: Decoder, x: Tensor, y: Tensor, cfg: PosteriorConfig | None = None, *,
-                  generator: torch.Generator | None = None, score: bool = True) -> Posterior:
+                  generator: torch.Generator | None = None, noise: Tensor | None = None,
+                  score: bool = True) -> Posterior:
     """Fit q(z|x) for a batch: x, y (B, S) input and target ids (targets of -1 are ignored).
 
     Works in float32 and inside a caller's torch.autocast (mu, logvar and the KL stay in float32) or
     torch.no_grad (the loop turns gradients back on), not inside torch.inference_mode. generator (on x's
-    device) makes the initialisation and noise reproducible. score=False skips the final forward pass
+    device) makes the initialisation and noise reproducible; alternatively `noise` (3, B, N_z, d) gives
+    the standard-normal draws for mu0, logvar0 and eps directly (e.g. one seed per sequence, so results
+    do not depend on how sequences are grouped into batches). score=False skips the final forward pass
     that measures the per-sequence NLL and KL of the result.
     """
     cfg = cfg or PosteriorConfig()
@@ -135,7 +138,11 @@ def fit_posterior(model: Decoder, x: Tensor, y: Tensor, cfg: PosteriorConfig | N
         raise LtmError(f"x and y must both be (batch, seq), got {tuple(x.shape)} and {tuple(y.shape)}")
     shape = (x.shape[0], mcfg.n_latents, mcfg.d_model)
     dtype = torch.promote_types(model.embed.weight.dtype, torch.float32)  # latents never below float32
-    noise_mu, noise_logvar, eps = torch.randn((3, *shape), generator=generator, device=x.device, dtype=dtype)
+    if noise is None:
+        noise = torch.randn((3, *shape), generator=generator, device=x.device, dtype=dtype)
+    elif tuple(noise.shape) != (3, *shape):
+        raise LtmError(f"noise must have shape {(3, *shape)}, got {tuple(noise.shape)}")
+    noise_mu, noise_logvar, eps = noise.to(device=x.device, dtype=dtype).unbind(0)
     mu = (cfg.init_mu_std * noise_mu).requires_grad_()
     logvar = (cfg.init_logvar_mean + cfg.init_logvar_std * noise_logvar).requires_grad_()
     opt = torch.optim.AdamW([mu, logvar], lr=cfg.lr_max, betas=cfg.betas, eps=cfg.adam_eps,

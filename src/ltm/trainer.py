@@ -144,13 +144,21 @@ class Trainer:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def infer_z(self, x: torch.Tensor, y: torch.Tensor, seed: int):
+    def row_noise(self, stream: int, first_row: int, n: int) -> torch.Tensor:
+        """Standard-normal draws (3, n, N_z, d) for the posterior init and eps, one seed per global row,
+        so micro-batch size and world size (hardware knobs) never change the result."""
+        shape = (3, self.model_cfg.n_latents, self.model_cfg.d_model)
+        rows = [torch.randn(shape, generator=torch.Generator().manual_seed(
+            derived_seed(self.spec.seed, stream, first_row + i))) for i in range(n)]
+        return torch.stack(rows, dim=1).to(self.device, non_blocking=True)
+
+    def infer_z(self, x: torch.Tensor, y: torch.Tensor, stream: int, first_row: int):
         """Fast loop: the posterior of a micro-batch (None for the AR baseline)."""
         if not self.spec.is_ltm:
             return None
-        gen = torch.Generator(device=self.device).manual_seed(seed)
+        noise = self.row_noise(stream, first_row, len(x))
         with self.autocast():
-            return fit_posterior(self.model, x, y, self.post_cfg, generator=gen, score=False)
+            return fit_posterior(self.model, x, y, self.post_cfg, noise=noise, score=False)
 
     def train_step(self) -> dict:
         step, accum = self.state.step, self.rank_rows // self.micro
@@ -158,7 +166,8 @@ class Trainer:
         sums = torch.zeros(4, device=self.device)  # nll, kl, first-step nelbo, tokens
         for i in range(accum):
             x, y = x_all[i * self.micro:(i + 1) * self.micro], y_all[i * self.micro:(i + 1) * self.micro]
-            post = self.infer_z(x, y, derived_seed(self.spec.seed, step, self.dist.rank, i, 1))
+            first_row = self.dist.rank * self.rank_rows + i * self.micro  # position in the global batch
+            post = self.infer_z(x, y, stream=1 + step, first_row=first_row)
             z = post.z.detach() if post is not None else None
             sync = self.ddp is None or i == accum - 1
             with (contextlib.nullcontext() if sync else self.ddp.no_sync()), self.autocast():
@@ -202,12 +211,13 @@ class Trainer:
         was_training = self.model.training
         self.model.eval()
         total = torch.zeros(2, device=self.device)
-        rows = self.spec.train["eval_batches"] * self.micro * self.dist.world_size
+        rows = self.spec.train["eval_batches"] * self.global_rows  # independent of micro-batch and ranks
         for j, (x, y) in enumerate(iter_eval_batches(self.val_data, self.micro, rows, self.dist.rank,
                                                      self.dist.world_size)):
             x, y = x.to(self.device), y.to(self.device)
             if self.spec.is_ltm:
-                post = self.infer_z(x, y, derived_seed(self.spec.seed, 2**31 - 1, self.dist.rank, j))
+                global_batch = j * self.dist.world_size + self.dist.rank
+                post = self.infer_z(x, y, stream=0, first_row=global_batch * self.micro)
                 with torch.no_grad(), self.autocast():
                     total[0] += (self.model.nll(x, y, post.z) + kl_to_standard_normal(post.mu, post.logvar)).sum()
             else:
