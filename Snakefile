@@ -9,9 +9,11 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/scaling.smk"
 
 rule all:
     input:
         "data/shards",
-        expand("runs/{run}/model", run=config["runs"]),
-        expand("runs/{run}/eval/metrics.json", run=config["runs"]),
+        expand("runs/{run}/model", run=RUNS),
+        expand("results/eval/{run}/metrics.json", run=RUNS),
+        "results/scaling/fit.json",

@@ -47,7 +47,7 @@ def cmd_train(a: argparse.Namespace) -> None:
 
 def cmd_evaluate(a: argparse.Namespace) -> None:
     from ltm.stages.evaluate import evaluate
-    out = a.out or f"runs/{a.run}/eval"
+    out = a.out or f"results/eval/{a.run}"
     m = evaluate(a.params, a.run, a.model or f"runs/{a.run}/model", a.shards, a.tokenizer, out)
     for split, rec in m["splits"].items():
         p = rec["protocol"]
@@ -59,6 +59,13 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
                   f"fresh ELBO ppl <= {rec['fresh_elbo']['ppl']:.2f}, paper protocol {rec['paper']['ppl']:.2f} "
                   f"(biased), {rec['iwae']['bpb']:.3f} bits/byte (IWAE)")
     print(f"-> {out}")
+
+
+def cmd_scaling(a: argparse.Namespace) -> None:
+    from ltm.scaling import format_summary
+    from ltm.stages.scaling import scaling
+    print(format_summary(scaling(a.params, a.eval, a.out)))
+    print(f"-> {a.out}")
 
 
 def cmd_lineage(a: argparse.Namespace) -> None:
@@ -113,8 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, help="trained model folder (default: runs/RUN/model)")
     p.add_argument("--shards", default=f"{DATA}/shards", help="shards folder (default: %(default)s)")
     p.add_argument("--tokenizer", default=f"{DATA}/tokenizer", help="tokenizer folder (default: %(default)s)")
-    p.add_argument("--out", default=None, help="output folder (default: runs/RUN/eval)")
+    p.add_argument("--out", default=None, help="output folder (default: results/eval/RUN)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("scaling", help="fit scaling laws to every run's evaluation (or say why not)")
+    _params_arg(p)
+    p.add_argument("--eval", default="results/eval", help="evaluation folder (default: %(default)s)")
+    p.add_argument("--out", default="results/scaling", help="output folder (default: %(default)s)")
+    p.set_defaults(func=cmd_scaling)
 
     p = sub.add_parser("lineage", help="print the chain of artifacts, params and code that made PATH")
     p.add_argument("path", help="an artifact folder or a file inside one")

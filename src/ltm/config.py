@@ -73,6 +73,12 @@ def check_cross_references(params: dict, source: str) -> None:
     for name, run in params.get("runs", {}).items():
         if run["model"] not in models:
             raise LtmError(f"{source}: runs.{name}.model: unknown model preset {run['model']!r}")
+    for family, grid in params.get("sweep", {}).items():
+        for model in grid["models"]:
+            if model not in models:
+                raise LtmError(f"{source}: sweep.{family}.models: unknown model preset {model!r}")
+            if models[model]["family"] != family:
+                raise LtmError(f"{source}: sweep.{family}.models: {model!r} is a {models[model]['family']} preset")
 
 
 def load_params(path: str | os.PathLike = DEFAULT_PARAMS, env: dict | None = None) -> dict:

@@ -1,8 +1,10 @@
 # Helpers shared by the rules. PARAMS is the file every `ltm` command reads.
 from ltm.config import subset
+from ltm.runs import all_runs
 from ltm.stages import stage_params
 
 PARAMS = "params.yaml"
+RUNS = list(all_runs(config))  # the named runs, then every sweep grid point
 
 
 def params_of(stage, run=None):

@@ -4,11 +4,11 @@ rule evaluate:
         shards="data/shards",
         tokenizer="data/tokenizer",
     output:
-        "runs/{run}/eval/lineage.json",
-        "runs/{run}/eval/metrics.json",
-        "runs/{run}/eval/t_curve.tsv",
+        "results/eval/{run}/lineage.json",
+        "results/eval/{run}/metrics.json",
+        "results/eval/{run}/t_curve.tsv",
     params:
         cfg=params_of("evaluate"),
     shell:
         "ltm evaluate --params {PARAMS} --run {wildcards.run} --model {input.model} --shards {input.shards}"
-        " --tokenizer {input.tokenizer} --out runs/{wildcards.run}/eval"
+        " --tokenizer {input.tokenizer} --out results/eval/{wildcards.run}"

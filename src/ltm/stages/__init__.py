@@ -11,13 +11,18 @@ STATIC_PARAMS: dict[str, list[str]] = {
     "tokenizer": ["data.tokenizer"],
     "shards": ["data.shards"],
     "evaluate": ["eval"],
+    "scaling": ["fit"],
 }
 
 
 def stage_params(stage: str, params: dict, run: str | None = None) -> list[str]:
     """Dotted params sections that decide the result of `stage` (for `run`, where it has one)."""
     if stage == "train":
-        return [f"runs.{run}", f"models.{params['runs'][run]['model']}", "posterior", "train"]
+        from ltm.runs import run_entry
+
+        # a sweep point's own values are in its name (and so in its command line), not in params
+        own = [f"runs.{run}"] if run in params["runs"] else []
+        return own + [f"models.{run_entry(params, run)['model']}", "posterior", "train"]
     return STATIC_PARAMS[stage]
 
 

@@ -76,7 +76,8 @@ def evaluate(params_path: str, run: str, model_dir: str, shards_dir: str, tokeni
     else:  # no inference steps: the exact NLL is the same at every T_eval
         curve = [{"T_eval": t, "exact_nll": splits[ecfg.splits[0]]["exact"]["nll"]} for t in ecfg.t_curve]
     metrics = {"run": run, "family": config["family"], "T_train": config["posterior"]["steps"] if is_ltm else 0,
-               "n_latents": config["model"]["n_latents"], "tokens": config["tokens"], "splits": splits}
+               "n_latents": config["model"]["n_latents"], "tokens": config["tokens"],
+               "params": config.get("params"), "train_flops": config.get("train_flops"), "splits": splits}
     out_dir = Path(out)
     write_json(out_dir / "metrics.json", metrics)
     write_rows_tsv(out_dir / "t_curve.tsv", curve)

@@ -22,6 +22,8 @@ def export_model(trainer, out: Path) -> None:
             "run": trainer.spec.name, "family": trainer.spec.family, "run_hash": trainer.run_hash,
             "model": {**trainer.model_cfg.__dict__}, "posterior": trainer.spec.posterior,
             "train": trainer.spec.train, "tokens": trainer.state.tokens, "steps": trainer.state.step,
+            "params": sum(p.numel() for p in trainer.model.parameters()),
+            "flops_per_token": trainer.flops_formula, "train_flops": trainer.state.tokens * trainer.flops_formula,
             "tokenizer_sha256": trainer.train_data.manifest.get("tokenizer_sha256"),
         })
 
