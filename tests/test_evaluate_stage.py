@@ -26,7 +26,7 @@ def trained(tiny_data, tmp_path_factory):
 
 def run_eval(ws: Path, run: str, model: str | None = None, out: str | None = None) -> dict:
     return in_dir(ws, evaluate, "params.yaml", run, model or f"runs/{run}/model", "data/shards",
-                  "data/tokenizer", out or f"runs/{run}/eval")
+                  "data/tokenizer", out or f"results/eval/{run}")
 
 
 def test_ltm_metrics_carry_bounds_and_protocol(trained):
@@ -40,10 +40,10 @@ def test_ltm_metrics_carry_bounds_and_protocol(trained):
         assert rec["iwae"]["nelbo"] <= rec["fresh_elbo"]["nelbo"] + 1e-9
         assert rec["fresh_elbo"]["nelbo"] == pytest.approx(rec["fresh_elbo"]["nll"] + rec["fresh_elbo"]["kl"])
         assert "not a bound" in rec["paper"]["note"]
-    curve = (trained / "runs/ltm-tiny/eval/t_curve.tsv").read_text().splitlines()
+    curve = (trained / "results/eval/ltm-tiny/t_curve.tsv").read_text().splitlines()
     assert curve[0].split("\t")[0] == "T_eval" and [r.split("\t")[0] for r in curve[1:]] == ["0", "1", "3"]
     # same checkpoint + params -> identical numbers
-    assert run_eval(trained, "ltm-tiny", out="runs/ltm-tiny/eval2") == m
+    assert run_eval(trained, "ltm-tiny", out="results/eval/ltm-tiny-again") == m
 
 
 def test_ar_metrics_are_exact_nll(trained):
@@ -51,7 +51,7 @@ def test_ar_metrics_are_exact_nll(trained):
     rec = m["splits"]["val"]
     assert rec["protocol"]["T_eval"] == 0 and rec["protocol"]["K"] is None
     assert rec["exact"]["ppl"] == pytest.approx(2.718281828 ** rec["exact"]["nll"])
-    record = json.loads((trained / "runs/ar-tiny/eval/lineage.json").read_text())
+    record = json.loads((trained / "results/eval/ar-tiny/lineage.json").read_text())
     assert set(record["inputs"]) == {"model", "shards", "tokenizer"}
 
 
