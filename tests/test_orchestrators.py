@@ -116,3 +116,11 @@ def test_parser_detects_divergence(tmp_path):
     rules.write_text(rules.read_text().replace("--out {output}\"\n\n\nrule tokenizer", "--out {output} -v\"\n\n\nrule tokenizer"))
     jobs = snakemake_jobs(tmp_path)
     assert jobs["corpus"]["cmd"].endswith("-v")
+
+
+@pytest.mark.parametrize("profile", ["local", "slurm"])
+def test_profiles_dry_run(profile):
+    run = subprocess.run([sys.executable, "-m", "snakemake", "--profile", f"workflow/profiles/{profile}", "-n",
+                          "--forceall"], cwd=ROOT, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "rule train:" in run.stdout and "rule scaling:" in run.stdout

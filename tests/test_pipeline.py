@@ -16,7 +16,10 @@ from conftest import ROOT, write_params
 BIN = str(Path(sys.executable).parent)
 FAST_RUNS = {"runs": {"ltm-tiny": {"model": "ltm-tiny", "tokens": 512 * 3},
                       "ar-tiny": {"model": "ar-tiny", "tokens": 512 * 3}},
-             "train": {"eval_every": 3, "save_every": 3}}
+             "sweep": {"ltm": {"models": ["ltm-tiny"], "tokens": [1024], "inner_steps": [1], "n_latents": [4]},
+                       "ar": {"models": ["ar-tiny"], "tokens": [1024]}},
+             "train": {"eval_every": 3, "save_every": 3},
+             "fit": {"n_bootstrap": 10, "n_starts": 4}}
 
 
 def sh(cwd: Path, *cmd: str) -> str:
@@ -58,8 +61,12 @@ def finished(ws: Path, artifact: str) -> str:
 def test_dvc_repro_builtin_then_noop_then_partial(tmp_path):
     ws = project_copy(tmp_path, FAST_RUNS)
     sh(ws, "dvc", "repro")
-    for out in ["data/shards/manifest.json", "runs/ltm-tiny/model/model.pt", "runs/ar-tiny/metrics.json"]:
+    for out in ["data/shards/manifest.json", "runs/ltm-tiny/model/model.pt", "runs/ar-tiny/metrics.json",
+                "runs/ltm-tiny-D1024-T1-Z4/model/model.pt", "results/eval/ar-tiny-D1024/metrics.json",
+                "results/scaling/fit.json"]:
         assert (ws / out).is_file(), out
+    records = (ws / "results/scaling/records.csv").read_text()
+    assert "ltm-tiny-D1024-T1-Z4" in records and "nll_exact" in records and "iwae" in records
     assert "up to date" in sh(ws, "dvc", "status")
     out = sh(ws, "dvc", "repro")
     assert "Running stage" not in out
@@ -75,6 +82,14 @@ def test_dvc_repro_builtin_then_noop_then_partial(tmp_path):
     assert finished(ws, "data/tokenizer") == before["data/tokenizer"]
     assert json.loads((ws / "data/shards/manifest.json").read_text())["splits"]["train"]["shards"]
     assert sh(ws, "dvc", "metrics", "show").count("tiny") >= 2
+
+    # one more sweep point reruns only that point and the fit
+    edit_params(ws, "sweep.ar", "tokens", [1024, 1536])
+    status = json.loads(sh(ws, "dvc", "status", "--json"))
+    assert set(status) == {"sweep-train-ar@ar-tiny-1536", "sweep-evaluate-ar@ar-tiny-1536"}, status
+    out = sh(ws, "dvc", "repro")
+    ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
+    assert ran == {"sweep-train-ar@ar-tiny-1536", "sweep-evaluate-ar@ar-tiny-1536", "scaling"}, ran
 
 
 def test_snakemake_from_text_files_then_noop_then_partial(tmp_path):
