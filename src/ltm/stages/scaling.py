@@ -36,7 +36,9 @@ def collect_records(params: dict, eval_dir: Path) -> list[dict]:
         if split is None:
             raise LtmError(f"{path} has no split {fit['split']!r} (fit.split)")
         base = {"run": run, "family": m["family"], "params": m["params"], "tokens": m["tokens"],
-                "flops": m["train_flops"], "T": m["T_train"], "n_latents": m["n_latents"]}
+                "flops": m["train_flops"], "T": m["T_train"]}
+        if m["n_latents"]:
+            base["n_latents"] = m["n_latents"]
         for kind in fit["loss_kinds"]:
             key, field = KIND_SOURCE[kind]
             if key not in split:
