@@ -1,12 +1,15 @@
 """The decoder p(x|z) of a Latent Thought Model, and the autoregressive baseline.
 
 One LLaMA-style decoder serves both families. Each layer runs
-  1. causal sliding-window self-attention with RoPE,
+  1. causal sliding-window self-attention with RoPE (bidirectional with causal=False, see below),
   2. cross-attention from the tokens to that layer's own latent vectors z_l,
   3. a SwiGLU MLP,
 each as a pre-norm (RMSNorm) residual branch; no biases; the token embedding is tied to the output head.
 With n_latents == 0 the cross-attention modules do not exist: that is the autoregressive baseline.
 An LTM called with z=None skips cross-attention and computes exactly what the baseline computes.
+With causal=False (the masked-diffusion denoiser, ltm.diffusion) every query sees every key within a
+symmetric window, |i - j| < window; window >= seq_len is full bidirectional attention. Such a model has
+no left-to-right key/value cache.
 
 Attention masks and RoPE angles are derived from explicit token positions, so a key/value cache for
 generation only has to supply the cached keys and their positions: `Decoder.forward_cached` runs only
@@ -37,6 +40,7 @@ class ModelConfig:
     norm_eps: float = 1e-5
     init_std: float = 0.02
     mlp_multiple: int = 32  # SwiGLU hidden size is rounded up to a multiple of this
+    causal: bool = True  # False: bidirectional self-attention within |i - j| < window (diffusion denoiser)
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "seq_len", "d_model", "n_layers", "n_heads", "window", "mlp_multiple"):
@@ -55,6 +59,8 @@ class ModelConfig:
             )
         if self.n_latents > self.seq_len:
             raise LtmError(f"model.n_latents ({self.n_latents}) must not exceed model.seq_len ({self.seq_len})")
+        if not isinstance(self.causal, bool):
+            raise LtmError(f"model.causal must be true or false, got {self.causal!r}")
         for name in ("rope_theta", "norm_eps", "init_std"):
             if not getattr(self, name) > 0:
                 raise LtmError(f"model.{name} must be positive, got {getattr(self, name)!r}")
@@ -101,10 +107,10 @@ def apply_rope(x: Tensor, rope: tuple[Tensor, Tensor]) -> Tensor:
     return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2).type_as(x)
 
 
-def window_mask(q_pos: Tensor, k_pos: Tensor, window: int) -> Tensor:
-    """True where query i may attend key j: causal and at most window-1 positions back."""
+def window_mask(q_pos: Tensor, k_pos: Tensor, window: int, causal: bool = True) -> Tensor:
+    """True where query i may attend key j: at most window-1 positions back, and never ahead if causal."""
     back = q_pos[:, None] - k_pos[None, :]
-    return (back >= 0) & (back < window)
+    return (back >= 0) & (back < window) if causal else back.abs() < window
 
 
 class RMSNorm(nn.Module):
@@ -122,6 +128,7 @@ class SelfAttention(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.n_heads = cfg.n_heads
+        self.causal = cfg.causal
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
         self.out = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
 
@@ -131,9 +138,9 @@ class SelfAttention(nn.Module):
         return apply_rope(q, rope), apply_rope(k, rope), v
 
     def forward(self, x: Tensor, rope: tuple[Tensor, Tensor], mask: Tensor | None) -> Tensor:
-        """mask (S_q, S_k) bool, True = may attend; None = plain causal."""
+        """mask (S_q, S_k) bool, True = may attend; None = plain causal (every key if not causal)."""
         q, k, v = self.project(x, rope)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None and self.causal)
         return self.out(y.transpose(1, 2).flatten(2))
 
     def forward_cached(self, x: Tensor, rope: tuple[Tensor, Tensor], mask: Tensor | None,
@@ -256,8 +263,8 @@ class Decoder(nn.Module):
         B, S = idx.shape
         latents = self.split_latents(z, B)
         pos = torch.arange(S, device=idx.device)
-        # a window covering the whole sequence is plain causal attention: let the kernel use is_causal
-        mask = window_mask(pos, pos, cfg.window) if cfg.window < S else None
+        # a window covering the whole sequence is plain causal (or full) attention: no explicit mask
+        mask = window_mask(pos, pos, cfg.window, cfg.causal) if cfg.window < S else None
         rope = (self.rope_cos[:S], self.rope_sin[:S])
         rope_z = (self.rope_cos_z, self.rope_sin_z)
         x = self.embed(idx)
@@ -278,6 +285,8 @@ class Decoder(nn.Module):
 
     def new_cache(self, batch: int, z: Tensor | None = None) -> KVCache:
         """An empty cache for decoding `batch` sequences; the latents' keys and values are computed here, once."""
+        if not self.cfg.causal:
+            raise LtmError("a bidirectional (causal=False) model has no key/value cache")
         rope_z = (self.rope_cos_z, self.rope_sin_z)
         cross = [None if z_l is None else block.cross.latent_kv(z_l, rope_z)
                  for block, z_l in zip(self.blocks, self.split_latents(z, batch))]
