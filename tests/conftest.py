@@ -16,11 +16,13 @@ TINY = {
     "models": {
         "ltm-tiny": {"family": "ltm", "d_model": 32, "n_layers": 2, "n_heads": 2, "n_latents": 4, "window": 16},
         "ar-tiny": {"family": "ar", "d_model": 32, "n_layers": 2, "n_heads": 2, "n_latents": 0, "window": 16},
+        "mdlm-tiny": {"family": "diffusion", "d_model": 32, "n_layers": 2, "n_heads": 2, "n_latents": 0, "window": 64},
     },
     "posterior": {"steps": 3},
     "train": {"batch_tokens": 512, "lr": 3e-3, "min_lr": 3e-4, "warmup_steps": 3, "log_every": 5,
               "eval_every": 10, "eval_batches": 2, "save_every": 5, "keep_last": 2},
-    "runs": {"ltm-tiny": {"model": "ltm-tiny", "tokens": 512 * 20}, "ar-tiny": {"model": "ar-tiny", "tokens": 512 * 20}},
+    "runs": {"ltm-tiny": {"model": "ltm-tiny", "tokens": 512 * 20}, "ar-tiny": {"model": "ar-tiny", "tokens": 512 * 20},
+             "mdlm-tiny": {"model": "mdlm-tiny", "tokens": 512 * 20}},
     "eval": {"max_rows": 32, "batch_size": 16, "samples": 4, "t_curve": [0, 1, 3], "t_curve_max_rows": 16},
     "runtime": {"threads": 1},
 }

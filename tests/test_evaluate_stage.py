@@ -92,3 +92,17 @@ def test_missing_or_empty_eval_split_is_one_line_error(trained):
                          cwd=trained, capture_output=True, text=True)
     assert run.returncode == 2
     assert run.stderr.startswith("ltm: error:") and run.stderr.count("\n") == 1 and "nope" in run.stderr
+
+
+def test_diffusion_baseline_trains_and_is_scored_by_its_bound(trained):
+    metrics = in_dir(trained, train, "params.yaml", "mdlm-tiny", "data/shards", "runs/mdlm-tiny")
+    assert metrics["val_loss_kind"] == "nelbo_diffusion_bound"
+    log = (trained / "runs/mdlm-tiny/train_log.tsv").read_text().splitlines()
+    header = log[0].split("\t")
+    val = [float(r.split("\t")[header.index("val_loss")]) for r in log[1:] if r.split("\t")[header.index("val_loss")]]
+    assert val[0] - val[-1] > 0.5, val  # the bound decreases with training on the builtin corpus
+    m = run_eval(trained, "mdlm-tiny")
+    rec = m["splits"]["val"]
+    assert rec["family"] == "diffusion" and rec["protocol"]["diffusion_samples"] == 8
+    assert rec["diffusion_bound"]["ppl"] == pytest.approx(2.718281828 ** rec["diffusion_bound"]["nelbo"])
+    assert "exact" not in rec and "iwae" not in rec  # a bound of its own kind, never mixed

@@ -17,7 +17,8 @@ BIN = str(Path(sys.executable).parent)
 FAST_RUNS = {"runs": {"ltm-tiny": {"model": "ltm-tiny", "tokens": 512 * 3},
                       "ar-tiny": {"model": "ar-tiny", "tokens": 512 * 3}},
              "sweep": {"ltm": {"models": ["ltm-tiny"], "tokens": [1024], "inner_steps": [1], "n_latents": [4]},
-                       "ar": {"models": ["ar-tiny"], "tokens": [1024]}},
+                       "ar": {"models": ["ar-tiny"], "tokens": [1024]},
+                       "diffusion": {"models": ["mdlm-tiny"], "tokens": [1024]}},
              "train": {"eval_every": 3, "save_every": 3},
              "fit": {"n_bootstrap": 10, "n_starts": 4}}
 

@@ -51,7 +51,11 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
     m = evaluate(a.params, a.run, a.model or f"runs/{a.run}/model", a.shards, a.tokenizer, out)
     for split, rec in m["splits"].items():
         p = rec["protocol"]
-        if m["family"] == "ar":
+        if m["family"] == "diffusion":
+            d = rec["diffusion_bound"]
+            print(f"{a.run} {split} ({p['diffusion_samples']} draws): diffusion NELBO ppl <= {d['ppl']:.2f}, "
+                  f"{d['bpb']:.3f} bits/byte")
+        elif m["family"] == "ar":
             print(f"{a.run} {split}: exact NLL {rec['exact']['nll']:.4f} nats/token, ppl {rec['exact']['ppl']:.2f}, "
                   f"{rec['exact']['bpb']:.3f} bits/byte")
         else:

@@ -14,10 +14,11 @@ from ltm.posterior import PosteriorConfig
 @dataclass(frozen=True)
 class RunSpec:
     name: str
-    family: str                      # "ltm" | "ar"
+    family: str                      # "ltm" | "ar" | "diffusion"
     model: dict                      # preset fields (d_model, n_layers, n_heads, n_latents, window)
     posterior: dict                  # effective posterior settings (inner_steps override applied)
     train: dict
+    diffusion: dict                  # the forward process (diffusion family only, else empty)
     tokens: int                      # training budget in tokens
     seed: int
     params: dict = field(repr=False)  # the params subset this run depends on (hashed for resume checks)
@@ -31,6 +32,10 @@ class RunSpec:
         return self.posterior["steps"] if self.is_ltm else 0
 
     def model_config(self, vocab_size: int, seq_len: int) -> ModelConfig:
+        if self.family == "diffusion":
+            from ltm.diffusion import denoiser_config
+
+            return denoiser_config(vocab_size, seq_len, **self.model)
         return ModelConfig(vocab_size=vocab_size, seq_len=seq_len, **self.model)
 
     def posterior_config(self) -> PosteriorConfig:
@@ -65,9 +70,10 @@ def sweep_name(model: str, tokens: int, inner_steps: int | None = None, n_latent
 def sweep_points(params: dict) -> dict[str, dict]:
     """Every grid point of params `sweep:` as a run entry, keyed by its name."""
     sweep, points = params.get("sweep", {}), {}
-    for model in sweep.get("ar", {}).get("models", []):
-        for tokens in sweep["ar"]["tokens"]:
-            points[sweep_name(model, tokens)] = {"model": model, "tokens": tokens}
+    for family in ("ar", "diffusion"):
+        for model in sweep.get(family, {}).get("models", []):
+            for tokens in sweep[family]["tokens"]:
+                points[sweep_name(model, tokens)] = {"model": model, "tokens": tokens}
     grid = sweep.get("ltm", {})
     for model in grid.get("models", []):
         for tokens in grid["tokens"]:
@@ -113,12 +119,14 @@ def resolve_run(params: dict, name: str) -> RunSpec:
         preset["n_latents"] = run["n_latents"]
     if family == "ltm" and preset["n_latents"] < 1:
         raise LtmError(f"run {name}: an ltm model needs n_latents >= 1")
-    if family == "ar" and (preset["n_latents"] or "inner_steps" in run):
-        raise LtmError(f"run {name}: an ar model takes no latents and no inner_steps")
+    if family != "ltm" and (preset["n_latents"] or "inner_steps" in run):
+        raise LtmError(f"run {name}: a {family} model takes no latents and no inner_steps")
     posterior = dict(params["posterior"])
     if "inner_steps" in run:
         posterior["steps"] = run["inner_steps"]
+    diffusion = dict(params["diffusion"]) if family == "diffusion" else {}
     return RunSpec(name=name, family=family, model=preset, posterior=posterior, train=dict(params["train"]),
+                   diffusion=diffusion,
                    tokens=run["tokens"], seed=run.get("seed", params["train"]["seed"]),
                    params={**subset(params, stage_params("train", params, name)), "run": run})
 

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from ltm import checkpoint, flops
 from ltm.data.loader import BatchLoader, TokenShards, iter_eval_batches
+from ltm.diffusion import DiffusionConfig, MaskedDiffusionLM, diffusion_loss, diffusion_train_flops_per_token, nelbo_bound
 from ltm.distributed import Dist, barrier, init_distributed, mean_across, shutdown
 from ltm.errors import LtmError
 from ltm.io import sha256_file
@@ -33,6 +34,8 @@ from ltm.posterior import fit_posterior, kl_to_standard_normal
 from ltm.runs import RunSpec
 from ltm.runtime import resolve_device
 from ltm.tracking import Tracker, summary
+
+DIFFUSION_VAL_SAMPLES = 4  # draws of the diffusion bound per validation batch (a training diagnostic)
 
 # Dense bf16 peak of common accelerators, for MFU; None elsewhere.
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12}
@@ -79,7 +82,11 @@ class Trainer:
         self.total_steps = spec.total_steps(self.seq_len)
 
         torch.manual_seed(derived_seed(spec.seed, 0))
-        self.model = Decoder(self.model_cfg).to(self.device)
+        self.is_diffusion = spec.family == "diffusion"
+        if self.is_diffusion:
+            self.model = MaskedDiffusionLM(self.model_cfg, DiffusionConfig(**spec.diffusion)).to(self.device)
+        else:
+            self.model = Decoder(self.model_cfg).to(self.device)
         if runtime.get("compile"):
             self.model.compile()
         self.ddp = DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None) \
@@ -95,9 +102,12 @@ class Trainer:
         # C_train per token: the paper's accounting, (T + 1)(6P + 6LdS), used for all compute axes;
         # the latent-only inner loop really does less, recorded beside it.
         shape = flops.flop_shape(self.model_cfg)
-        self.flops_formula = flops.train_flops_per_token(*shape, steps=spec.inner_steps)
-        self.flops_latent_only = flops.train_flops_per_token(
-            *shape, steps=spec.inner_steps, latent_only=not (self.post_cfg and self.post_cfg.decoder_grads))
+        if self.is_diffusion:  # bidirectional: the full S x S attention matrix
+            self.flops_formula = self.flops_latent_only = diffusion_train_flops_per_token(*shape)
+        else:
+            self.flops_formula = flops.train_flops_per_token(*shape, steps=spec.inner_steps)
+            self.flops_latent_only = flops.train_flops_per_token(
+                *shape, steps=spec.inner_steps, latent_only=not (self.post_cfg and self.post_cfg.decoder_grads))
         self.flops_measured: float | None = None
         self.peak = peak_flops(self.device)
 
@@ -171,8 +181,12 @@ class Trainer:
             z = post.z.detach() if post is not None else None
             sync = self.ddp is None or i == accum - 1
             with (contextlib.nullcontext() if sync else self.ddp.no_sync()), self.autocast():
-                logits = (self.ddp or self.model)(x, z)
-                loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
+                if self.is_diffusion:  # masks and times seeded by (step, rows): reproducible on resume
+                    gen = torch.Generator(self.device).manual_seed(derived_seed(self.spec.seed, 1 + step, first_row))
+                    loss = diffusion_loss(self.ddp or self.model, x, gen)[0]
+                else:
+                    logits = (self.ddp or self.model)(x, z)
+                    loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
             if not torch.isfinite(loss):
                 raise LtmError(f"non-finite loss at step {step}: stopped before the optimizer step; "
                                f"last good checkpoint: {self.last_good()}")
@@ -207,7 +221,8 @@ class Trainer:
 
     def validate(self) -> float:
         """Per-token validation loss: exact NLL for AR; for an LTM the NELBO bound after T inner steps
-        (same T as training, fixed seeds, optimisation noise), on the first eval_batches batches."""
+        (same T as training, fixed seeds, optimisation noise); for diffusion its NELBO bound with a few
+        draws; on the first eval_batches global batches of the val split."""
         was_training = self.model.training
         self.model.eval()
         total = torch.zeros(2, device=self.device)
@@ -215,8 +230,12 @@ class Trainer:
         for j, (x, y) in enumerate(iter_eval_batches(self.val_data, self.micro, rows, self.dist.rank,
                                                      self.dist.world_size)):
             x, y = x.to(self.device), y.to(self.device)
-            if self.spec.is_ltm:
-                global_batch = j * self.dist.world_size + self.dist.rank
+            global_batch = j * self.dist.world_size + self.dist.rank
+            if self.is_diffusion:  # the NELBO bound with a few stratified draws, fixed seeds
+                gen = torch.Generator(self.device).manual_seed(derived_seed(self.spec.seed, 0, global_batch))
+                with torch.no_grad(), self.autocast():
+                    total[0] += nelbo_bound(self.model, x, DIFFUSION_VAL_SAMPLES, gen).sum().to(total.dtype)
+            elif self.spec.is_ltm:
                 post = self.infer_z(x, y, stream=0, first_row=global_batch * self.micro)
                 with torch.no_grad(), self.autocast():
                     total[0] += (self.model.nll(x, y, post.z) + kl_to_standard_normal(post.mu, post.logvar)).sum()
@@ -230,8 +249,8 @@ class Trainer:
     def measure_flops(self) -> float:
         """FLOPs per token of one real training step on one sequence, counted by FlopCounterMode."""
         decoder_grads = bool(self.post_cfg and self.post_cfg.decoder_grads)
-        return flops.measure_flops_per_token(self.model, self.spec.inner_steps, train=True,
-                                             decoder_grads=decoder_grads)
+        model = self.model.decoder if self.is_diffusion else self.model
+        return flops.measure_flops_per_token(model, self.spec.inner_steps, train=True, decoder_grads=decoder_grads)
 
     # ---------------------------------------------------------------- loop
     def _print(self, msg: str) -> None:
@@ -295,7 +314,7 @@ class Trainer:
             "params": sum(p.numel() for p in self.model.parameters()),
             "n_latents": self.model_cfg.n_latents, "inner_steps": spec.inner_steps,
             "train_loss": final.get("loss"), "val_loss": val,
-            "val_loss_kind": "nelbo_optim_noise" if spec.is_ltm else "nll_exact",
+            "val_loss_kind": {"ltm": "nelbo_optim_noise", "ar": "nll_exact", "diffusion": "nelbo_diffusion_bound"}[spec.family],
             "flops_per_token_formula": self.flops_formula, "flops_per_token_latent_only": self.flops_latent_only,
             "flops_per_token_measured": self.flops_measured,
             "train_flops": self.state.tokens * self.flops_formula,

@@ -20,9 +20,12 @@ def stage_params(stage: str, params: dict, run: str | None = None) -> list[str]:
     if stage == "train":
         from ltm.runs import run_entry
 
+        model = run_entry(params, run)["model"]
+        if run in params["runs"]:  # one DVC foreach serves every family: it declares both processes
+            return [f"runs.{run}", f"models.{model}", "diffusion", "posterior", "train"]
         # a sweep point's own values are in its name (and so in its command line), not in params
-        own = [f"runs.{run}"] if run in params["runs"] else []
-        return own + [f"models.{run_entry(params, run)['model']}", "posterior", "train"]
+        process = "diffusion" if params["models"][model]["family"] == "diffusion" else "posterior"
+        return [f"models.{model}", process, "train"]
     return STATIC_PARAMS[stage]
 
 

@@ -8,7 +8,9 @@ import torch
 from ltm import lineage
 from ltm.config import load_params, subset
 from ltm.data.loader import TokenShards
+from ltm.diffusion import DiffusionConfig, MaskedDiffusionLM
 from ltm.errors import LtmError
+from ltm.eval_diffusion import evaluate_diffusion_split
 from ltm.eval_bytes import load_token_byte_lengths
 from ltm.evaluate import EvalConfig, evaluate_split, t_eval_curve
 from ltm.io import read_json, write_json
@@ -25,7 +27,10 @@ def load_model(model_dir: Path, device: torch.device = torch.device("cpu")) -> t
     if not (model_dir / "config.json").is_file() or not (model_dir / "model.pt").is_file():
         raise LtmError(f"{model_dir} is not a trained model folder (needs config.json and model.pt)")
     config = read_json(model_dir / "config.json")
-    model = Decoder(ModelConfig(**config["model"]))
+    if config["family"] == "diffusion":
+        model = MaskedDiffusionLM(ModelConfig(**config["model"]), DiffusionConfig(**config["diffusion"]))
+    else:
+        model = Decoder(ModelConfig(**config["model"]))
     try:
         state = torch.load(model_dir / "model.pt", map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated archive, not a torch file, ...
@@ -41,8 +46,9 @@ def load_model(model_dir: Path, device: torch.device = torch.device("cpu")) -> t
 def check_compatible(config: dict, shards: TokenShards) -> None:
     """A model only scores data made with its own tokenizer and at most its context length."""
     manifest = shards.manifest
-    if config["model"]["vocab_size"] != manifest["vocab_size"]:
-        raise LtmError(f"model vocabulary ({config['model']['vocab_size']}) differs from the data's "
+    vocab = config["model"]["vocab_size"] - (1 if config["family"] == "diffusion" else 0)  # minus [MASK]
+    if vocab != manifest["vocab_size"]:
+        raise LtmError(f"model vocabulary ({vocab}) differs from the data's "
                        f"({manifest['vocab_size']}): it was trained on other data")
     if config.get("tokenizer_sha256") and config["tokenizer_sha256"] != manifest.get("tokenizer_sha256"):
         raise LtmError("model and data were made with different tokenizers (tokenizer sha256 differs)")
@@ -54,7 +60,7 @@ def check_compatible(config: dict, shards: TokenShards) -> None:
 def evaluate(params_path: str, run: str, model_dir: str, shards_dir: str, tokenizer_dir: str, out: str) -> dict:
     params = load_params(params_path)
     configure_threads(params["runtime"])
-    ecfg = EvalConfig.from_dict(params["eval"])
+    ecfg = EvalConfig.from_dict({k: v for k, v in params["eval"].items() if k != "diffusion_samples"})
     started = lineage.now()
     device = resolve_device(params["runtime"])
     model, config = load_model(Path(model_dir), device)
@@ -68,13 +74,19 @@ def evaluate(params_path: str, run: str, model_dir: str, shards_dir: str, tokeni
     for split in ecfg.splits:
         shards = TokenShards(Path(shards_dir), split)
         check_compatible(config, shards)
-        splits[split] = evaluate_split(model, shards, ecfg, post_cfg=post_cfg, token_bytes=token_bytes,
-                                       rows_per_pass=micro)
+        if config["family"] == "diffusion":
+            splits[split] = evaluate_diffusion_split(model, shards, ecfg, params["eval"]["diffusion_samples"],
+                                                     token_bytes)
+        else:
+            splits[split] = evaluate_split(model, shards, ecfg, post_cfg=post_cfg, token_bytes=token_bytes,
+                                           rows_per_pass=micro)
     if is_ltm:
         curve = t_eval_curve(model, TokenShards(Path(shards_dir), "val"), None, ecfg, post_cfg=post_cfg,
                              token_bytes=token_bytes, rows_per_pass=micro)
-    else:  # no inference steps: the exact NLL is the same at every T_eval
-        curve = [{"T_eval": t, "exact_nll": splits[ecfg.splits[0]]["exact"]["nll"]} for t in ecfg.t_curve]
+    else:  # no inference steps: the AR / diffusion number is the same at every T_eval
+        key, name = ("diffusion_bound", "diffusion_nelbo") if config["family"] == "diffusion" else ("exact", "exact_nll")
+        curve = [{"T_eval": t, name: splits[ecfg.splits[0]][key]["nelbo" if key != "exact" else "nll"]}
+                 for t in ecfg.t_curve]
     metrics = {"run": run, "family": config["family"], "T_train": config["posterior"]["steps"] if is_ltm else 0,
                "n_latents": config["model"]["n_latents"], "tokens": config["tokens"],
                "params": config.get("params"), "train_flops": config.get("train_flops"), "splits": splits}

@@ -15,7 +15,7 @@ from ltm.stages import stage_params
 
 # metrics.json key of each loss kind, and the field holding nats per token
 KIND_SOURCE = {"nll_exact": ("exact", "nll"), "iwae": ("iwae", "nelbo"), "elbo_fresh": ("fresh_elbo", "nelbo"),
-               "paper_protocol": ("paper", "nelbo")}
+               "paper_protocol": ("paper", "nelbo"), "diffusion_nelbo": ("diffusion_bound", "nelbo")}
 CURVE_COLUMN = {"iwae": "iwae_nelbo", "elbo_fresh": "fresh_elbo_nelbo", "paper_protocol": "paper_nelbo"}
 
 

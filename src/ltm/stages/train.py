@@ -21,6 +21,7 @@ def export_model(trainer, out: Path) -> None:
         write_json(tmp / "config.json", {
             "run": trainer.spec.name, "family": trainer.spec.family, "run_hash": trainer.run_hash,
             "model": {**trainer.model_cfg.__dict__}, "posterior": trainer.spec.posterior,
+            "diffusion": trainer.spec.diffusion,
             "train": trainer.spec.train, "tokens": trainer.state.tokens, "steps": trainer.state.step,
             "params": sum(p.numel() for p in trainer.model.parameters()),
             "flops_per_token": trainer.flops_formula, "train_flops": trainer.state.tokens * trainer.flops_formula,
