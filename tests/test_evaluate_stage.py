@@ -106,3 +106,19 @@ def test_diffusion_baseline_trains_and_is_scored_by_its_bound(trained):
     assert rec["family"] == "diffusion" and rec["protocol"]["diffusion_samples"] == 8
     assert rec["diffusion_bound"]["ppl"] == pytest.approx(2.718281828 ** rec["diffusion_bound"]["nelbo"])
     assert "exact" not in rec and "iwae" not in rec  # a bound of its own kind, never mixed
+
+
+@pytest.mark.parametrize("run", ["ltm-tiny", "ar-tiny", "mdlm-tiny"])
+def test_generate_cli_for_every_family(trained, run):
+    if not (trained / f"runs/{run}/model").exists():
+        in_dir(trained, train, "params.yaml", run, "data/shards", f"runs/{run}")
+    for extra in ([], ["--prompt", "The river"]):
+        out = subprocess.run([sys.executable, "-m", "ltm.cli", "generate", "--run", run, "--n", "2", "--max-new", "6",
+                              "--diffusion-steps", "4", "--out", "gen.json", *extra], cwd=trained,
+                             capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        record = json.loads((trained / "gen.json").read_text())
+        assert record["family"] == ("diffusion" if run == "mdlm-tiny" else run.split("-")[0])
+        assert len(record["samples"]) == 2 and all(isinstance(t, str) for t in record["samples"])
+        if extra and run == "ltm-tiny":
+            assert record["z"] == "fitted on the prompt"

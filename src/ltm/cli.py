@@ -65,6 +65,15 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
     print(f"-> {out}")
 
 
+def cmd_generate(a: argparse.Namespace) -> None:
+    from ltm.stages.generate import generate
+    texts = generate(a.params, a.run, a.model or f"runs/{a.run}/model", a.tokenizer, prompt=a.prompt, n=a.n,
+                     max_new=a.max_new, temperature=a.temperature, top_k=a.top_k, top_p=a.top_p, greedy=a.greedy,
+                     z_temperature=a.z_temperature, diffusion_steps=a.diffusion_steps, seed=a.seed, out=a.out)
+    for i, text in enumerate(texts):
+        print(f"--- sample {i}\n{(a.prompt or '') + text}")
+
+
 def cmd_scaling(a: argparse.Namespace) -> None:
     from ltm.scaling import format_summary
     from ltm.stages.scaling import scaling
@@ -126,6 +135,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokenizer", default=f"{DATA}/tokenizer", help="tokenizer folder (default: %(default)s)")
     p.add_argument("--out", default=None, help="output folder (default: results/eval/RUN)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("generate", help="sample text from a trained run (conditional when --prompt is given)")
+    _params_arg(p)
+    p.add_argument("--run", required=True, help="name of a trained run")
+    p.add_argument("--model", default=None, help="trained model folder (default: runs/RUN/model)")
+    p.add_argument("--tokenizer", default=f"{DATA}/tokenizer", help="tokenizer folder (default: %(default)s)")
+    p.add_argument("--prompt", default=None, help="text to continue; LTM: z is fitted on it, then fixed")
+    p.add_argument("--n", type=int, default=4, help="number of samples (default: %(default)s)")
+    p.add_argument("--max-new", type=int, default=64, help="new tokens per sample (default: %(default)s)")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--top-k", type=int, default=None)
+    p.add_argument("--top-p", type=float, default=None)
+    p.add_argument("--greedy", action="store_true")
+    p.add_argument("--z-temperature", type=float, default=1.0, help="LTM without prompt: z ~ N(0, t^2 I)")
+    p.add_argument("--diffusion-steps", type=int, default=128, help="diffusion sampler steps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="also write the samples and settings to this JSON file")
+    p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("scaling", help="fit scaling laws to every run's evaluation (or say why not)")
     _params_arg(p)
