@@ -10,6 +10,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/scaling.smk"
+include: "workflow/rules/fewshot.smk"
 
 rule all:
     input:
@@ -17,3 +18,4 @@ rule all:
         expand("runs/{run}/model", run=RUNS),
         expand("results/eval/{run}/metrics.json", run=RUNS),
         "results/scaling/fit.json",
+        expand("results/fewshot/{run}/metrics.json", run=config["runs"]),

@@ -122,3 +122,16 @@ def test_generate_cli_for_every_family(trained, run):
         assert len(record["samples"]) == 2 and all(isinstance(t, str) for t in record["samples"])
         if extra and run == "ltm-tiny":
             assert record["z"] == "fitted on the prompt"
+
+
+def test_fewshot_stage_records_protocol_and_is_deterministic(trained):
+    from ltm.stages.fewshot import fewshot
+
+    a = in_dir(trained, fewshot, "params.yaml", "ltm-tiny", "runs/ltm-tiny/model", "data/tokenizer", "results/fs/a")
+    b = in_dir(trained, fewshot, "params.yaml", "ltm-tiny", "runs/ltm-tiny/model", "data/tokenizer", "results/fs/b")
+    assert a == b
+    assert set(a["by_k"]) == {"0", "1"} and a["protocol"]["n"] == 5 and a["protocol"]["T"] == 3
+    for r in a["by_k"].values():
+        assert 0 <= r["solved"] <= r["problems"] == 20 and r["pass_at_n"] == r["solved"] / 20
+    samples = json.loads((trained / "results/fs/a/samples.json").read_text())
+    assert all(len(rec["completions"]) == 5 for recs in samples.values() for rec in recs)

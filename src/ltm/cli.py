@@ -74,6 +74,15 @@ def cmd_generate(a: argparse.Namespace) -> None:
         print(f"--- sample {i}\n{(a.prompt or '') + text}")
 
 
+def cmd_fewshot(a: argparse.Namespace) -> None:
+    from ltm.stages.fewshot import fewshot
+    out = a.out or f"results/fewshot/{a.run}"
+    m = fewshot(a.params, a.run, a.model or f"runs/{a.run}/model", a.tokenizer, out)
+    for k, r in m["by_k"].items():
+        print(f"{a.run} {k}-shot: pass@{m['protocol']['n']} = {r['pass_at_n']:.3f} ({r['solved']}/{r['problems']})")
+    print(m.get("note", f"-> {out}"))
+
+
 def cmd_scaling(a: argparse.Namespace) -> None:
     from ltm.scaling import format_summary
     from ltm.stages.scaling import scaling
@@ -153,6 +162,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="also write the samples and settings to this JSON file")
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("fewshot", help="k-shot word problems, pass@n, for a trained run")
+    _params_arg(p)
+    p.add_argument("--run", required=True, help="name of a trained run")
+    p.add_argument("--model", default=None, help="trained model folder (default: runs/RUN/model)")
+    p.add_argument("--tokenizer", default=f"{DATA}/tokenizer", help="tokenizer folder (default: %(default)s)")
+    p.add_argument("--out", default=None, help="output folder (default: results/fewshot/RUN)")
+    p.set_defaults(func=cmd_fewshot)
 
     p = sub.add_parser("scaling", help="fit scaling laws to every run's evaluation (or say why not)")
     _params_arg(p)

@@ -12,6 +12,7 @@ STATIC_PARAMS: dict[str, list[str]] = {
     "shards": ["data.shards"],
     "evaluate": ["eval"],
     "scaling": ["fit"],
+    "fewshot": ["fewshot"],
 }
 
 
