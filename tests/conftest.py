@@ -24,6 +24,7 @@ TINY = {
     "runs": {"ltm-tiny": {"model": "ltm-tiny", "tokens": 512 * 20}, "ar-tiny": {"model": "ar-tiny", "tokens": 512 * 20},
              "mdlm-tiny": {"model": "mdlm-tiny", "tokens": 512 * 20}},
     "eval": {"max_rows": 32, "batch_size": 16, "samples": 4, "t_curve": [0, 1, 3], "t_curve_max_rows": 16},
+    "fewshot": {"problems": 20, "k": [0, 1], "n": 5},
     "runtime": {"threads": 1},
 }
 

@@ -125,13 +125,23 @@ def test_generate_cli_for_every_family(trained, run):
 
 
 def test_fewshot_stage_records_protocol_and_is_deterministic(trained):
+    import shutil
+
     from ltm.stages.fewshot import fewshot
 
-    a = in_dir(trained, fewshot, "params.yaml", "ltm-tiny", "runs/ltm-tiny/model", "data/tokenizer", "results/fs/a")
-    b = in_dir(trained, fewshot, "params.yaml", "ltm-tiny", "runs/ltm-tiny/model", "data/tokenizer", "results/fs/b")
+    # the tiny test context (32 tokens) cannot hold a prompt: the same weights with a longer context can
+    long = trained / "runs/ltm-long/model"
+    shutil.copytree(trained / "runs/ltm-tiny/model", long, dirs_exist_ok=True)
+    config = json.loads((long / "config.json").read_text())
+    config["model"]["seq_len"] = 256
+    (long / "config.json").write_text(json.dumps(config))
+    a = in_dir(trained, fewshot, "params.yaml", "ltm-tiny", "runs/ltm-long/model", "data/tokenizer", "results/fs/a")
+    b = in_dir(trained, fewshot, "params.yaml", "ltm-tiny", "runs/ltm-long/model", "data/tokenizer", "results/fs/b")
     assert a == b
     assert set(a["by_k"]) == {"0", "1"} and a["protocol"]["n"] == 5 and a["protocol"]["T"] == 3
     for r in a["by_k"].values():
         assert 0 <= r["solved"] <= r["problems"] == 20 and r["pass_at_n"] == r["solved"] / 20
     samples = json.loads((trained / "results/fs/a/samples.json").read_text())
+    short = in_dir(trained, fewshot, "params.yaml", "ltm-tiny", "runs/ltm-tiny/model", "data/tokenizer", "results/fs/c")
+    assert all("no room in the context" in r["skipped"] for r in short["by_k"].values())
     assert all(len(rec["completions"]) == 5 for recs in samples.values() for rec in recs)

@@ -79,7 +79,10 @@ def cmd_fewshot(a: argparse.Namespace) -> None:
     out = a.out or f"results/fewshot/{a.run}"
     m = fewshot(a.params, a.run, a.model or f"runs/{a.run}/model", a.tokenizer, out)
     for k, r in m["by_k"].items():
-        print(f"{a.run} {k}-shot: pass@{m['protocol']['n']} = {r['pass_at_n']:.3f} ({r['solved']}/{r['problems']})")
+        if "skipped" in r:
+            print(f"{a.run} {k}-shot: skipped ({r['skipped']})")
+        else:
+            print(f"{a.run} {k}-shot: pass@{m['protocol']['n']} = {r['pass_at_n']:.3f} ({r['solved']}/{r['problems']})")
     print(m.get("note", f"-> {out}"))
 
 

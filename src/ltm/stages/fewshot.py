@@ -6,6 +6,7 @@ from pathlib import Path
 from ltm import lineage
 from ltm.config import load_params, subset
 from ltm.data.tokenizer import load_tokenizer
+from ltm.errors import LtmError
 from ltm.fewshot import load_gsm8k, make_problems, pass_at_n
 from ltm.io import write_json
 from ltm.posterior import PosteriorConfig
@@ -42,9 +43,16 @@ def fewshot(params_path: str, run: str, model_dir: str, tokenizer_dir: str, out:
         else:
             protocol["decoding"] = f"temperature {cfg['temperature']} sampling, n samples"
         for k in cfg["k"]:
-            result = pass_at_n(model, tok, problems, k, cfg["n"], post, pool=pool, bos_id=manifest["bos_id"],
-                               eos_id=manifest["eos_id"], max_new_tokens=cfg["max_new_tokens"],
-                               temperature=cfg["temperature"], seed=cfg["seed"])
+            try:
+                result = pass_at_n(model, tok, problems, k, cfg["n"], post, pool=pool, bos_id=manifest["bos_id"],
+                                   eos_id=manifest["eos_id"], max_new_tokens=cfg["max_new_tokens"],
+                                   temperature=cfg["temperature"], seed=cfg["seed"])
+            except LtmError as exc:
+                if "no room in the context" not in str(exc):
+                    raise
+                # a small context cannot hold k demonstrations: say so instead of failing the pipeline
+                metrics["by_k"][str(k)] = {"skipped": str(exc)}
+                continue
             metrics["by_k"][str(k)] = {"pass_at_n": result["pass_at_n"], "solved": result["solved"],
                                        "problems": result["problems"]}
             samples[str(k)] = result["records"]
