@@ -11,6 +11,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/scaling.smk"
 include: "workflow/rules/fewshot.smk"
+include: "workflow/rules/report.smk"
 
 rule all:
     input:
@@ -19,3 +20,4 @@ rule all:
         expand("results/eval/{run}/metrics.json", run=RUNS),
         "results/scaling/fit.json",
         expand("results/fewshot/{run}/metrics.json", run=config["runs"]),
+        "reports",

@@ -93,6 +93,11 @@ def cmd_scaling(a: argparse.Namespace) -> None:
     print(f"-> {a.out}")
 
 
+def cmd_report(a: argparse.Namespace) -> None:
+    from ltm.report import report
+    print(f"report -> {report(a.params, a.runs, a.eval, a.scaling, a.out)}")
+
+
 def cmd_lineage(a: argparse.Namespace) -> None:
     from ltm.lineage import format_chain, read_record
     print(json.dumps(read_record(a.path), indent=2) if a.json else format_chain(a.path))
@@ -179,6 +184,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval", default="results/eval", help="evaluation folder (default: %(default)s)")
     p.add_argument("--out", default="results/scaling", help="output folder (default: %(default)s)")
     p.set_defaults(func=cmd_scaling)
+
+    p = sub.add_parser("report", help="write the Markdown report with figures from every result")
+    _params_arg(p)
+    p.add_argument("--runs", default="runs", help="runs folder (default: %(default)s)")
+    p.add_argument("--eval", default="results/eval", help="evaluation folder (default: %(default)s)")
+    p.add_argument("--scaling", default="results/scaling", help="scaling folder (default: %(default)s)")
+    p.add_argument("--out", default="reports", help="report folder (default: %(default)s)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("lineage", help="print the chain of artifacts, params and code that made PATH")
     p.add_argument("path", help="an artifact folder or a file inside one")

@@ -1,0 +1,219 @@
+"""The results report: one folder with report.md and figures/*.png, the first thing a reader opens.
+
+    build_report(params, runs_dir, eval_dir, scaling_dir, out_dir) -> out_dir / "report.md"
+
+Inputs (all read-only): per run of params (`ltm.runs.all_runs`) runs/RUN/metrics.json, train_log.tsv and
+model/lineage.json; results/eval/RUN/metrics.json, t_curve.tsv (LTM) and lineage.json; the scaling
+stage's fit.json, residuals.csv and lineage.json; results/fewshot/RUN/metrics.json where it exists.
+A missing or unreadable required file raises LtmError (one line) before anything is written; the
+folder is then replaced as a whole (`atomic_dir`), so a failure leaves the previous report intact.
+
+Modules: report_tables (markdown sections), report_figures (PNG figures), report_laws (fit.json).
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ltm.errors import LtmError
+from ltm.io import atomic_dir, write_json, write_text
+from ltm.report_laws import accepted_laws, read_residuals
+
+FAMILY_ORDER = ("ltm", "ar", "diffusion")
+# params sections the report reads (a DVC/Snakemake report stage declares these; lineage hashes them)
+REPORT_PARAMS = ("runs", "sweep", "models", "data", "eval", "fit")
+
+
+@dataclass
+class RunArtifacts:
+    name: str
+    family: str
+    train: dict[str, Any]
+    eval: dict[str, Any]
+    curve: list[dict[str, float]] = field(default_factory=list)
+    train_log: list[dict[str, float]] = field(default_factory=list)
+    train_lineage: dict[str, Any] | None = None
+    eval_lineage: dict[str, Any] | None = None
+    fewshot: dict[str, Any] | None = None
+
+    def split(self, name: str) -> dict[str, Any] | None:
+        return (self.eval.get("splits") or {}).get(name)
+
+    @property
+    def T_train(self) -> int:
+        return int(self.eval.get("T_train") or 0)
+
+
+@dataclass
+class Inputs:
+    params: dict[str, Any]
+    runs: list[RunArtifacts]
+    fit: dict[str, Any]
+    residuals: list[dict[str, Any]]
+    scaling_lineage: dict[str, Any] | None
+    split: str
+    paths: dict[str, Path]
+
+
+def read_json_file(path: Path, what: str, required: bool = True) -> Any:
+    """Parsed JSON; a missing required file or unreadable JSON is a one-line LtmError."""
+    if not path.is_file():
+        if required:
+            raise LtmError(f"missing {what}: {path}")
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise LtmError(f"unreadable {what} {path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LtmError(f"unreadable {what} {path}: {type(exc).__name__}") from None
+
+
+def read_tsv(path: Path, what: str, required: bool = True) -> list[dict[str, float]]:
+    """A numeric TSV (header line, tab-separated; empty cells → NaN)."""
+    if not path.is_file():
+        if required:
+            raise LtmError(f"missing {what}: {path}")
+        return []
+    lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    if not lines:
+        raise LtmError(f"empty {what}: {path}")
+    head = lines[0].split("\t")
+    rows = []
+    for i, ln in enumerate(lines[1:], start=2):
+        cells = ln.split("\t")
+        if len(cells) != len(head):
+            raise LtmError(f"{path}: line {i} has {len(cells)} cells, the header {len(head)}")
+        try:
+            rows.append({h: (float(c) if c != "" else math.nan) for h, c in zip(head, cells)})
+        except ValueError:
+            raise LtmError(f"{path}: line {i} has a non-numeric cell") from None
+    return rows
+
+
+def _require(obj: Any, keys: tuple[str, ...], path: Path) -> None:
+    if not isinstance(obj, dict):
+        raise LtmError(f"{path}: expected a JSON object")
+    missing = [k for k in keys if k not in obj]
+    if missing:
+        raise LtmError(f"{path}: missing key(s) {', '.join(missing)}")
+
+
+def load_run(name: str, runs_dir: Path, eval_dir: Path, fewshot_dir: Path | None) -> RunArtifacts:
+    tpath, epath = runs_dir / name / "metrics.json", eval_dir / name / "metrics.json"
+    train = read_json_file(tpath, f"training metrics of run {name}")
+    _require(train, ("family", "params", "tokens", "train_flops"), tpath)
+    ev = read_json_file(epath, f"evaluation metrics of run {name}")
+    _require(ev, ("family", "splits"), epath)
+    if not isinstance(ev["splits"], dict) or not ev["splits"]:
+        raise LtmError(f"{epath}: 'splits' must be a non-empty object")
+    if ev["family"] != train["family"]:
+        raise LtmError(f"run {name}: family {train['family']!r} in {tpath} but {ev['family']!r} in {epath}")
+    for split, rec in ev["splits"].items():
+        _require(rec, ("protocol",), epath)
+    lineage_path = runs_dir / name / "model" / "lineage.json"
+    if not lineage_path.is_file():
+        lineage_path = runs_dir / name / "lineage.json"
+    run = RunArtifacts(
+        name=name, family=str(train["family"]), train=train, eval=ev,
+        curve=read_tsv(eval_dir / name / "t_curve.tsv", f"T_eval curve of run {name}",
+                       required=train["family"] == "ltm"),
+        train_log=read_tsv(runs_dir / name / "train_log.tsv", f"training log of run {name}", required=False),
+        train_lineage=read_json_file(lineage_path, "training lineage", required=False),
+        eval_lineage=read_json_file(eval_dir / name / "lineage.json", "evaluation lineage", required=False),
+    )
+    if fewshot_dir is not None:
+        run.fewshot = read_json_file(fewshot_dir / name / "metrics.json", f"few-shot metrics of run {name}",
+                                     required=False)
+    return run
+
+
+def load_inputs(params: dict[str, Any], runs_dir: Path, eval_dir: Path, scaling_dir: Path,
+                fewshot_dir: Path | None = None) -> Inputs:
+    """Every artifact the report reads, validated; raises LtmError before anything is written."""
+    from ltm.runs import all_runs
+
+    runs_dir, eval_dir, scaling_dir = Path(runs_dir), Path(eval_dir), Path(scaling_dir)
+    fewshot_dir = Path(fewshot_dir) if fewshot_dir is not None else eval_dir.parent / "fewshot"
+    names = list(all_runs(params))
+    if not names:
+        raise LtmError("params lists no runs: nothing to report")
+    runs = [load_run(n, runs_dir, eval_dir, fewshot_dir) for n in names]
+    order = {f: i for i, f in enumerate(FAMILY_ORDER)}
+    runs.sort(key=lambda r: order.get(r.family, len(order)))  # stable: params order within a family
+    fit_path = scaling_dir / "fit.json"
+    fit = read_json_file(fit_path, "scaling fit")
+    _require(fit, ("groups",), fit_path)
+    if not isinstance(fit["groups"], list):
+        raise LtmError(f"{fit_path}: 'groups' must be a list")
+    for g in fit["groups"]:
+        _require(g, ("family", "loss_kind", "laws"), fit_path)
+        for law in g["laws"]:
+            _require(law, ("law", "status"), fit_path)
+    res_path = scaling_dir / "residuals.csv"
+    if not res_path.is_file():
+        raise LtmError(f"missing scaling residuals: {res_path}")
+    residuals = read_residuals(res_path)
+    split = str((params.get("fit") or {}).get("split") or "val")
+    return Inputs(params=params, runs=runs, fit=fit, residuals=residuals,
+                  scaling_lineage=read_json_file(scaling_dir / "lineage.json", "scaling lineage", required=False),
+                  split=split, paths={"runs": runs_dir, "eval": eval_dir, "scaling": scaling_dir,
+                                      "fewshot": fewshot_dir})
+
+
+def build_report(params: dict[str, Any], runs_dir: Path, eval_dir: Path, scaling_dir: Path, out_dir: Path,
+                 *, fewshot_dir: Path | None = None) -> Path:
+    """Write out_dir/report.md, out_dir/figures/*.png and out_dir/inputs.json (which artifacts fed each
+    figure and table); returns the path of report.md. fewshot_dir defaults to eval_dir/../fewshot."""
+    from ltm.report_figures import make_all
+
+    inp = load_inputs(params, runs_dir, eval_dir, scaling_dir, fewshot_dir)
+    accepted = accepted_laws(inp.fit, inp.residuals)
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        fig_dir = tmp / "figures"
+        fig_dir.mkdir()
+        figures = make_all(inp, accepted, fig_dir)
+        text, feeds = render(inp, accepted, figures)
+        write_text(tmp / "report.md", text)
+        write_json(tmp / "inputs.json", feeds)
+    return out_dir / "report.md"
+
+
+def render(inp: Inputs, accepted: list, figures: list) -> tuple[str, list[dict[str, Any]]]:
+    """The markdown text and the per-item lineage mapping."""
+    from ltm import lineage
+    from ltm.report_fits import laws_section
+    from ltm.report_lineage import feeds, lineage_section
+    from ltm.report_tables import compute_section, header, run_table, teval_section, zero_shot_section
+
+    by_key = {f.key: f for f in figures}
+    feed_list = feeds(inp, figures)
+    try:
+        git = lineage.git_state(Path(__file__).resolve().parent)
+    except (OSError, ValueError):  # no git binary: the report still builds
+        git = None
+    sections = [header(inp), run_table(inp), teval_section(inp, by_key), compute_section(by_key),
+                laws_section(inp, accepted, figures), zero_shot_section(inp), lineage_section(inp, feed_list, git)]
+    return "\n\n".join(sections) + "\n", feed_list
+
+
+def report(params_path: str, runs_dir: str, eval_dir: str, scaling_dir: str, out: str) -> Path:
+    """Stage entry point: load params, build the report, write its lineage record beside it."""
+    from ltm import lineage
+    from ltm.config import load_params, subset
+    from ltm.runs import all_runs
+
+    params = load_params(params_path)
+    started = lineage.now()
+    path = build_report(params, Path(runs_dir), Path(eval_dir), Path(scaling_dir), Path(out))
+    keys = [k for k in REPORT_PARAMS if k in params]
+    inputs: dict[str, str | Path] = {"eval": eval_dir, "scaling": scaling_dir}
+    for run in all_runs(params):  # the training metrics read directly (not the checkpoints beside them)
+        inputs[f"train_metrics:{run}"] = Path(runs_dir) / run / "metrics.json"
+    lineage.write_record(path, stage="report", params=subset(params, keys), inputs=inputs,
+                         started=started, record=Path(out) / "lineage.json")
+    return path

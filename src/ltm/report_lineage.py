@@ -1,0 +1,72 @@
+"""Lineage of the report: which runs, evaluation params hashes, scaling fit and git commits fed each
+figure and table (from the lineage.json records beside every artifact)."""
+from __future__ import annotations
+
+from typing import Any
+
+from ltm.report_figures import FigureInfo
+from ltm.report_tables import git_text, hash_text, table
+
+
+def _feed(inp, item: str, runs: list[str], scaling: bool = False) -> dict[str, Any]:
+    by_name = {r.name: r for r in inp.runs}
+    chosen = [by_name[n] for n in runs if n in by_name]
+    recs = [rec for r in chosen for rec in (r.train_lineage, r.eval_lineage)]
+    if scaling:
+        recs.append(inp.scaling_lineage)
+    return {
+        "item": item,
+        "runs": [r.name for r in chosen],
+        "train_params_hashes": sorted({hash_text(r.train_lineage) for r in chosen}),
+        "eval_params_hashes": sorted({hash_text(r.eval_lineage) for r in chosen}),
+        "scaling_params_hash": hash_text(inp.scaling_lineage) if scaling else None,
+        "scaling_data_hash": inp.fit.get("data_hash") if scaling else None,
+        "git_commits": sorted({git_text(r) for r in recs}),
+    }
+
+
+def feeds(inp, figs: list[FigureInfo]) -> list[dict[str, Any]]:
+    """One entry per table and figure of the report."""
+    all_runs = [r.name for r in inp.runs]
+    out = [_feed(inp, "table: runs (section 1)", all_runs)]
+    out += [_feed(inp, f"figure: {f.file}", f.runs or all_runs, f.uses_scaling) for f in figs]
+    out.append(_feed(inp, "tables: fitted and refused laws (section 4)", all_runs, scaling=True))
+    zs = [r.name for r in inp.runs if any(s != inp.split for s in (r.eval.get("splits") or {}))]
+    out.append(_feed(inp, "table: zero-shot (section 5)", zs))
+    fs = [r.name for r in inp.runs if r.fewshot is not None]
+    out.append(_feed(inp, "table: few-shot (section 5)", fs))
+    return out
+
+
+def lineage_section(inp, feed_list: list[dict[str, Any]], report_git: dict[str, Any] | None) -> str:
+    n = len(inp.runs)
+    rows = []
+    for f in feed_list:
+        runs = f["runs"]
+        runs_text = (f"all {n} runs" if len(runs) == n else ", ".join(runs)) if runs else "none"
+        extra = f"; fit `{f['scaling_params_hash']}` (data {str(f['scaling_data_hash'])[:12]})" \
+            if f["scaling_params_hash"] else ""
+        th = f["train_params_hashes"]
+        th_text = ", ".join(f"`{h}`" for h in th) if len(th) <= 3 else f"{len(th)} distinct (per-run table below)"
+        rows.append([f["item"], runs_text, th_text or "—",
+                     ", ".join(f"`{h}`" for h in f["eval_params_hashes"]) + extra or "—",
+                     ", ".join(f["git_commits"]) or "—"])
+    per_run = [[r.name, f"`{hash_text(r.train_lineage)}`", str((r.train_lineage or {}).get("run_hash", "—")),
+                git_text(r.train_lineage), f"`{hash_text(r.eval_lineage)}`", git_text(r.eval_lineage)]
+               for r in inp.runs]
+    sc = inp.scaling_lineage
+    commit = (report_git or {}).get("commit")
+    built = str(commit)[:10] + ("+dirty" if (report_git or {}).get("dirty") else "") if commit else "not recorded"
+    parts = [
+        "## 6. Lineage\n",
+        "Params hashes are those of each stage's own params subset (its lineage.json); `missing` means the "
+        "artifact has no lineage record. `ltm lineage PATH` walks any artifact back to the raw corpus.\n",
+        table(["figure / table", "runs", "train params hashes", "eval params hashes (+ scaling fit)",
+               "git commits"], rows), "",
+        table(["run", "train params hash", "run hash", "train git", "eval params hash", "eval git"], per_run), "",
+        f"Scaling fit: params hash `{hash_text(sc)}`, git {git_text(sc)}, fit.json data hash "
+        f"`{str(inp.fit.get('data_hash'))[:16]}`, schema `{inp.fit.get('schema', '—')}`. "
+        f"Report built at git {built}; "
+        "the same mapping is in inputs.json.",
+    ]
+    return "\n".join(parts)

@@ -1,0 +1,13 @@
+rule report:
+    input:
+        expand("runs/{run}/metrics.json", run=RUNS),
+        expand("runs/{run}/train_log.tsv", run=RUNS),
+        expand("results/eval/{run}/metrics.json", run=RUNS),
+        expand("results/fewshot/{run}/metrics.json", run=config["runs"]),
+        "results/scaling/fit.json",
+    output:
+        directory("reports"),
+    params:
+        cfg=params_of("report"),
+    shell:
+        "ltm report --params {PARAMS} --runs runs --eval results/eval --scaling results/scaling --out reports"
