@@ -11,6 +11,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/scaling.smk"
 include: "workflow/rules/fewshot.smk"
+include: "workflow/rules/generation.smk"
 include: "workflow/rules/report.smk"
 
 rule all:

@@ -25,6 +25,7 @@ TINY = {
              "mdlm-tiny": {"model": "mdlm-tiny", "tokens": 512 * 20}},
     "eval": {"max_rows": 32, "batch_size": 16, "samples": 4, "t_curve": [0, 1, 3], "t_curve_max_rows": 16},
     "fewshot": {"problems": 20, "k": [0, 1], "n": 5},
+    "generation": {"judge": "ar-tiny", "samples": 4, "prompt_tokens": 8, "max_new_tokens": 16, "diffusion_steps": 4},
     "runtime": {"threads": 1},
 }
 

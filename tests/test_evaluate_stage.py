@@ -145,3 +145,21 @@ def test_fewshot_stage_records_protocol_and_is_deterministic(trained):
     short = in_dir(trained, fewshot, "params.yaml", "ltm-tiny", "runs/ltm-tiny/model", "data/tokenizer", "results/fs/c")
     assert all("no room in the context" in r["skipped"] for r in short["by_k"].values())
     assert all(len(rec["completions"]) == 5 for recs in samples.values() for rec in recs)
+
+
+@pytest.mark.parametrize("run", ["ltm-tiny", "mdlm-tiny"])
+def test_generation_stage_scores_samples_with_the_ar_judge(trained, run):
+    from ltm.stages.generation import generation
+
+    if not (trained / f"runs/{run}/model").exists():
+        in_dir(trained, train, "params.yaml", run, "data/shards", f"runs/{run}")
+    m = in_dir(trained, generation, "params.yaml", run, f"runs/{run}/model", "runs/ar-tiny/model", "data/shards",
+               "data/tokenizer", f"results/generation/{run}")
+    assert m["judge"] == "ar-tiny" and set(m["modes"]) == {"unconditional", "conditional"}
+    for mode in m["modes"].values():
+        assert mode["gen_ppl"] > 1 and mode["unigram_entropy"] > 0
+    samples = json.loads((trained / f"results/generation/{run}/samples.json").read_text())
+    assert len(samples["conditional"]) == 4
+    with pytest.raises(LtmError, match="judge must be an AR run"):
+        in_dir(trained, generation, "params.yaml", run, f"runs/{run}/model", f"runs/{run}/model", "data/shards",
+               "data/tokenizer", "results/generation/bad")

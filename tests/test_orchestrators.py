@@ -28,7 +28,7 @@ def dvc_stages(root: Path) -> dict[str, dict]:
         stages = {}
         for stage in repo.index.stages:
             params = sorted(p for d in stage.deps if hasattr(d, "params") for p in d.params)
-            deps = sorted(str(d.def_path) for d in stage.deps if not hasattr(d, "params"))
+            deps = sorted({str(d.def_path) for d in stage.deps if not hasattr(d, "params")})
             # persistent, uncached outputs (checkpoints) are training state, not products:
             # Snakemake must not declare them or it would delete them before a rerun
             products = [o for o in stage.outs if not (o.persist and not o.use_cache)]

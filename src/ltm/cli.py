@@ -74,6 +74,17 @@ def cmd_generate(a: argparse.Namespace) -> None:
         print(f"--- sample {i}\n{(a.prompt or '') + text}")
 
 
+def cmd_generation(a: argparse.Namespace) -> None:
+    from ltm.config import load_params
+    from ltm.stages.generation import generation
+    judge = a.judge or f"runs/{load_params(a.params)['generation']['judge']}/model"
+    out = a.out or f"results/generation/{a.run}"
+    m = generation(a.params, a.run, a.model or f"runs/{a.run}/model", judge, a.shards, a.tokenizer, out)
+    for mode, r in m["modes"].items():
+        print(f"{a.run} {mode}: judge ({m['judge']}) ppl {r['gen_ppl']:.2f}, unigram entropy {r['unigram_entropy']:.3f}")
+    print(f"-> {out}")
+
+
 def cmd_fewshot(a: argparse.Namespace) -> None:
     from ltm.stages.fewshot import fewshot
     out = a.out or f"results/fewshot/{a.run}"
@@ -170,6 +181,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="also write the samples and settings to this JSON file")
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("generation", help="sample from a run and score the samples with the AR judge")
+    _params_arg(p)
+    p.add_argument("--run", required=True, help="name of a trained run")
+    p.add_argument("--model", default=None, help="trained model folder (default: runs/RUN/model)")
+    p.add_argument("--judge", default=None, help="judge model folder (default: runs/<generation.judge>/model)")
+    p.add_argument("--shards", default=f"{DATA}/shards", help="shards folder (default: %(default)s)")
+    p.add_argument("--tokenizer", default=f"{DATA}/tokenizer", help="tokenizer folder (default: %(default)s)")
+    p.add_argument("--out", default=None, help="output folder (default: results/generation/RUN)")
+    p.set_defaults(func=cmd_generation)
 
     p = sub.add_parser("fewshot", help="k-shot word problems, pass@n, for a trained run")
     _params_arg(p)

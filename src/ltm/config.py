@@ -73,6 +73,11 @@ def check_cross_references(params: dict, source: str) -> None:
     for name, run in params.get("runs", {}).items():
         if run["model"] not in models:
             raise LtmError(f"{source}: runs.{name}.model: unknown model preset {run['model']!r}")
+    judge = params.get("generation", {}).get("judge")
+    if judge is not None and judge not in params.get("runs", {}):
+        raise LtmError(f"{source}: generation.judge: {judge!r} is not a named run under runs:")
+    if judge is not None and models[params["runs"][judge]["model"]]["family"] != "ar":
+        raise LtmError(f"{source}: generation.judge: {judge!r} is not an AR run")
     for family, grid in params.get("sweep", {}).items():
         for model in grid["models"]:
             if model not in models:

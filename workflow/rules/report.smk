@@ -4,6 +4,7 @@ rule report:
         expand("runs/{run}/train_log.tsv", run=RUNS),
         expand("results/eval/{run}/metrics.json", run=RUNS),
         expand("results/fewshot/{run}/metrics.json", run=config["runs"]),
+        expand("results/generation/{run}/metrics.json", run=config["runs"]),
         "results/scaling/fit.json",
     output:
         directory("reports"),

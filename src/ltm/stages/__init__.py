@@ -13,6 +13,7 @@ STATIC_PARAMS: dict[str, list[str]] = {
     "evaluate": ["eval"],
     "scaling": ["fit"],
     "fewshot": ["fewshot"],
+    "generation": ["generation"],
     "report": ["runs", "sweep", "models", "data", "eval", "fit"],  # = ltm.report.REPORT_PARAMS
 }
 

@@ -1,0 +1,85 @@
+"""Generation stage: unconditional and prompt-conditional samples of a run, scored by an AR judge.
+
+Prompts are the first `prompt_tokens` tokens of val rows; their true continuations are the references
+(for MAUVE, when installed). The judge is an AR baseline trained by the pipeline (`generation.judge`);
+its perplexity of the generated tokens and their unigram entropy are reported per mode.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ltm import diffusion as mdlm
+from ltm import generate as gen
+from ltm import lineage
+from ltm.config import load_params, subset
+from ltm.data.loader import TokenShards
+from ltm.data.tokenizer import load_tokenizer
+from ltm.errors import LtmError
+from ltm.io import write_json
+from ltm.posterior import PosteriorConfig
+from ltm.runtime import configure_threads, resolve_device
+from ltm.stages import stage_params
+from ltm.stages.evaluate import load_model
+
+
+def _generate(model, config: dict, prompts: torch.Tensor, cfg: dict, g: torch.Generator, eos: int) -> torch.Tensor:
+    n, P = prompts.shape
+    kw = dict(temperature=cfg["temperature"], top_p=cfg["top_p"])
+    if config["family"] == "diffusion":
+        return mdlm.sample(model, n, cfg["diffusion_steps"], prompt=prompts, length=P + cfg["max_new_tokens"],
+                           generator=g, **kw)
+    if config["family"] == "ltm":
+        if P == 1:  # unconditional: z from the tempered prior
+            z = gen.prior_z(model, n, cfg["z_temperature"], generator=g)
+            return gen.sample(model, prompts, cfg["max_new_tokens"], z, generator=g, eos_id=eos, **kw)
+        post = PosteriorConfig(**dict(config["posterior"], betas=tuple(config["posterior"]["betas"]),
+                                      decoder_grads=False))
+        return gen.conditional_sample(model, prompts, cfg["max_new_tokens"], post, fit_generator=g, generator=g,
+                                      eos_id=eos, **kw)[0]
+    return gen.sample(model, prompts, cfg["max_new_tokens"], None, generator=g, eos_id=eos, **kw)
+
+
+def generation(params_path: str, run: str, model_dir: str, judge_dir: str, shards_dir: str, tokenizer_dir: str,
+               out: str) -> dict:
+    params = load_params(params_path)
+    configure_threads(params["runtime"])
+    cfg = params["generation"]
+    started = lineage.now()
+    device = resolve_device(params["runtime"])
+    model, config = load_model(Path(model_dir), device)
+    judge, jconfig = load_model(Path(judge_dir), device)
+    if jconfig["family"] != "ar":
+        raise LtmError(f"the generation judge must be an AR run, {judge_dir} is {jconfig['family']}")
+    if jconfig.get("tokenizer_sha256") != config.get("tokenizer_sha256"):
+        raise LtmError("the judge and the scored run use different tokenizers")
+    tok, manifest = load_tokenizer(Path(tokenizer_dir))
+    bos, eos = manifest["bos_id"], manifest["eos_id"]
+    P, new = cfg["prompt_tokens"], cfg["max_new_tokens"]
+    if P + new > min(model.cfg.seq_len, judge.cfg.seq_len):
+        raise LtmError(f"prompt_tokens + max_new_tokens ({P + new}) exceed the context ({model.cfg.seq_len})")
+    rows = torch.from_numpy(TokenShards(Path(shards_dir), "val").gather(range(cfg["samples"])).astype("int64"))
+    if len(rows) < cfg["samples"]:
+        raise LtmError(f"the val split has {len(rows)} rows, generation.samples asks for {cfg['samples']}")
+    prompts, references = rows[:, :P].to(device), rows[:, P:P + new]
+    modes = {"unconditional": torch.full((cfg["samples"], 1), bos, device=device), "conditional": prompts}
+    metrics = {"run": run, "family": config["family"], "judge": jconfig["run"],
+               "protocol": {k: cfg[k] for k in sorted(cfg)}, "modes": {}}
+    samples = {}
+    for mode, start in modes.items():
+        g = torch.Generator(device).manual_seed(cfg["seed"])
+        ids = _generate(model, config, start, cfg, g, eos)
+        texts = [tok.decode(r[start.shape[1]:].tolist()) for r in ids]
+        refs = [tok.decode(r.tolist()) for r in references] if mode == "conditional" else None
+        metrics["modes"][mode] = gen.generation_metrics(ids, judge_model=judge, prompt_len=start.shape[1],
+                                                        eos_id=eos, texts=texts, reference_texts=refs)
+        samples[mode] = texts
+    out_dir = Path(out)
+    write_json(out_dir / "samples.json", samples)
+    write_json(out_dir / "metrics.json", metrics)
+    lineage.write_record(out_dir / "metrics.json", stage="generation",
+                         params=subset(params, stage_params("generation", params)),
+                         inputs={"model": model_dir, "judge": judge_dir, "shards": shards_dir,
+                                 "tokenizer": tokenizer_dir}, started=started, record=out_dir / "lineage.json")
+    return metrics
