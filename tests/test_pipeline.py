@@ -66,6 +66,9 @@ def test_dvc_repro_builtin_then_noop_then_partial(tmp_path):
                 "runs/ltm-tiny-D1024-T1-Z4/model/model.pt", "results/eval/ar-tiny-D1024/metrics.json",
                 "results/scaling/fit.json"]:
         assert (ws / out).is_file(), out
+    report = (ws / "reports/report.md").read_text()
+    assert "### Generation" in report and "| ltm-tiny | LTM | conditional | ar-tiny |" in report
+    assert (ws / "results/fewshot/ltm-tiny/metrics.json").is_file()
     records = (ws / "results/scaling/records.csv").read_text()
     assert "ltm-tiny-D1024-T1-Z4" in records and "nll_exact" in records and "iwae" in records
     assert "up to date" in sh(ws, "dvc", "status")
@@ -90,7 +93,7 @@ def test_dvc_repro_builtin_then_noop_then_partial(tmp_path):
     assert set(status) == {"sweep-train-ar@ar-tiny-1536", "sweep-evaluate-ar@ar-tiny-1536"}, status
     out = sh(ws, "dvc", "repro")
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
-    assert ran == {"sweep-train-ar@ar-tiny-1536", "sweep-evaluate-ar@ar-tiny-1536", "scaling"}, ran
+    assert ran == {"sweep-train-ar@ar-tiny-1536", "sweep-evaluate-ar@ar-tiny-1536", "scaling", "report"}, ran
 
 
 def test_snakemake_from_text_files_then_noop_then_partial(tmp_path):

@@ -38,6 +38,7 @@ class RunArtifacts:
     train_lineage: dict[str, Any] | None = None
     eval_lineage: dict[str, Any] | None = None
     fewshot: dict[str, Any] | None = None
+    generation: dict[str, Any] | None = None
 
     def split(self, name: str) -> dict[str, Any] | None:
         return (self.eval.get("splits") or {}).get(name)
@@ -128,6 +129,8 @@ def load_run(name: str, runs_dir: Path, eval_dir: Path, fewshot_dir: Path | None
     if fewshot_dir is not None:
         run.fewshot = read_json_file(fewshot_dir / name / "metrics.json", f"few-shot metrics of run {name}",
                                      required=False)
+        run.generation = read_json_file(fewshot_dir.parent / "generation" / name / "metrics.json",
+                                        f"generation metrics of run {name}", required=False)
     return run
 
 

@@ -233,7 +233,30 @@ def zero_shot_section(inp) -> str:
                   f"documents joined with EOS). LTM protocol: {PAPER_PROTOCOL}.\n",
               table(["model", "PTB", "WikiText-2", "LM1B", "protocol"], PAPER_ZERO_SHOT), ""]
     parts += fewshot_section(inp)
+    parts += generation_section(inp)
     return "\n".join(parts)
+
+
+def generation_section(inp) -> list[str]:
+    """Samples of each named run judged by the pipeline's AR baseline (results/generation/RUN)."""
+    parts, rows = ["", "### Generation\n"], []
+    for r in inp.runs:
+        g = r.generation
+        for mode, m in ((g or {}).get("modes") or {}).items():
+            rows.append([r.name, family_label(r.family), mode, str(g.get("judge", "—")), num(m.get("gen_ppl")),
+                         num(m.get("unigram_entropy")), num(m.get("mauve")) if m.get("mauve") is not None else "—"])
+    if not rows:
+        return parts + ["No generation results: no `results/generation/<RUN>/metrics.json` exists for any run."]
+    proto = next(r.generation["protocol"] for r in inp.runs if r.generation)
+    parts += [f"Generated tokens scored by the AR judge (perplexity; lower is more fluent to the judge, which is "
+              f"itself a tiny model here) and their unigram entropy (nats). Unconditional: LTM z from the prior "
+              f"(z temperature {proto.get('z_temperature')}); conditional: the first {proto.get('prompt_tokens')} "
+              f"tokens of val rows as prompts, LTM z fitted on the prompt. {proto.get('samples')} samples of "
+              f"{proto.get('max_new_tokens')} tokens, temperature {proto.get('temperature')}, top-p "
+              f"{proto.get('top_p')}; diffusion: {proto.get('diffusion_steps')} ancestral steps. MAUVE only when "
+              "the optional package is installed.\n",
+              table(["run", "family", "mode", "judge", "judge PPL", "unigram entropy", "MAUVE"], rows)]
+    return parts
 
 
 def fewshot_records(obj: Any) -> list[dict[str, Any]]:

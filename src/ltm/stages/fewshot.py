@@ -53,7 +53,8 @@ def fewshot(params_path: str, run: str, model_dir: str, tokenizer_dir: str, out:
                 # a small context cannot hold k demonstrations: say so instead of failing the pipeline
                 metrics["by_k"][str(k)] = {"skipped": str(exc)}
                 continue
-            metrics["by_k"][str(k)] = {"pass_at_n": result["pass_at_n"], "solved": result["solved"],
+            metrics["by_k"][str(k)] = {"k": k, "n": cfg["n"], "source": cfg["source"],
+                                       "pass_at_n": result["pass_at_n"], "solved": result["solved"],
                                        "problems": result["problems"]}
             samples[str(k)] = result["records"]
     out_dir = Path(out)
