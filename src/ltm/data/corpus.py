@@ -34,6 +34,7 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from ltm.data.sources import open_source
+from ltm.data.zeroshot import zeroshot_documents
 from ltm.errors import LtmError
 from ltm.io import atomic_dir, read_json, sha256_file, write_json
 
@@ -131,6 +132,8 @@ def build_corpus(cfg: dict, out_dir: Path) -> dict:
 
     stats: Counter = Counter()
     description, docs, heldout = open_source(cfg, stats)
+    for name in cfg.get("zeroshot") or []:  # the paper's zero-shot sets, as further held-out domains
+        heldout[f"heldout-{name}"] = zeroshot_documents(name, max_docs)
 
     with atomic_dir(out_dir) as tmp:
         writers = {name: SplitWriter(tmp / f"{name}.arrow") for name in (TRAIN, VAL)}
