@@ -66,3 +66,14 @@ def tiny_data(tmp_path_factory) -> Path:
     finally:
         os.chdir(cwd)
     return root
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models gain nothing from a second torch thread; on a shared 2-core machine it only contends."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

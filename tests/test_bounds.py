@@ -15,12 +15,7 @@ TOY = ModelConfig(vocab_size=4, seq_len=8, d_model=2, n_layers=1, n_heads=1, n_l
 SMALL = ModelConfig(vocab_size=64, seq_len=32, d_model=32, n_layers=2, n_heads=4, n_latents=4, window=8)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def toy_model() -> Decoder:

@@ -18,13 +18,7 @@ from ltm.model import Decoder, ModelConfig, count_parameters, window_mask
 TINY = dict(d_model=16, n_layers=1, n_heads=2)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny models: extra threads only add contention on a shared 2-core machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(vocab: int = 5, seq: int = 4, diffusion: DiffusionConfig | None = None, seed: int = 0,

@@ -19,12 +19,7 @@ CFG = {"max_rows": 10, "batch_size": 4, "steps": 2, "samples": 3, "seed": 5}
 POST = PosteriorConfig(steps=3)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

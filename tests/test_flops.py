@@ -9,13 +9,7 @@ PAPER = dict(vocab_size=50258, seq_len=1024, d_model=512, n_heads=8, n_latents=2
 TINY = ModelConfig(vocab_size=128, seq_len=32, d_model=32, n_layers=2, n_heads=4, n_latents=4, window=8)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny models: extra threads only add contention on a shared 2-core machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("n_layers, steps, gflops", [(3, 16, 4.07), (6, 16, 5.52), (12, 64, 32.2)])

@@ -15,12 +15,7 @@ from ltm.posterior import PosteriorConfig
 TINY = dict(vocab_size=97, seq_len=48, d_model=32, n_layers=2, n_heads=4, n_latents=4, window=8, init_std=0.3)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(**overrides) -> Decoder:

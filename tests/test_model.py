@@ -9,13 +9,7 @@ from ltm.model import Decoder, ModelConfig, count_parameters, token_nll
 TINY = dict(vocab_size=97, seq_len=48, d_model=32, n_layers=2, n_heads=4, n_latents=4, window=8)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny models: extra threads only add contention on a shared 2-core machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(**overrides) -> Decoder:

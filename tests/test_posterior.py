@@ -10,13 +10,7 @@ from ltm.posterior import PosteriorConfig, fit_posterior, kl_to_standard_normal,
 CFG = ModelConfig(vocab_size=64, seq_len=32, d_model=32, n_layers=2, n_heads=4, n_latents=4, window=8)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny models: extra threads only add contention on a shared 2-core machine
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_model(dtype=torch.float32) -> Decoder:
