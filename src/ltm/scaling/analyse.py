@@ -164,7 +164,9 @@ def attach_bootstrap(out: Outcome, law: Law, p: Points, st: Settings, B: int,
         dv = derived(ok)
         e["derived"] = {k: summarize(e["derived"][k]["estimate"], dv[k]) for k in dv}
     e["bootstrap"] = {"B": B, "n_failed": boot.n_failed, "method": boot.method,
-                      "n_checked_multistart": boot.n_checked, "n_multistart_better": boot.n_disagree}
+                      "n_checked_multistart": boot.n_checked, "n_multistart_better": boot.n_disagree,
+                      # the replicates' fitted parameters (internal, as `theta`), for prediction bands
+                      "theta_samples": ok.tolist()}
     if boot.n_disagree:
         e["warnings"].append(f"{law.name}: {boot.n_disagree} of {boot.n_checked} checked bootstrap replicates "
                              "found a better optimum than the warm start")
