@@ -42,6 +42,11 @@ def test_ltm_metrics_carry_bounds_and_protocol(trained):
         assert "not a bound" in rec["paper"]["note"]
     curve = (trained / "results/eval/ltm-tiny/t_curve.tsv").read_text().splitlines()
     assert curve[0].split("\t")[0] == "T_eval" and [r.split("\t")[0] for r in curve[1:]] == ["0", "1", "3"]
+    # more inference steps give a lower bound on this fixed batch with the same seeds (the points share
+    # the initialisation and noise); not a theorem (AdamW is no descent method) but what T_eval is for
+    header = curve[0].split("\t")
+    iwae = [float(r.split("\t")[header.index("iwae_nelbo")]) for r in curve[1:]]
+    assert all(b < a for a, b in zip(iwae, iwae[1:])), iwae
     # same checkpoint + params -> identical numbers
     assert run_eval(trained, "ltm-tiny", out="results/eval/ltm-tiny-again") == m
 
