@@ -371,10 +371,11 @@ def test_another_family_gets_its_bound_column_and_fewshot_results_are_tabulated(
 
 def test_stage_entry_point_writes_the_report_and_its_lineage(artifacts, tmp_path, monkeypatch):
     import ltm.config
-    from ltm.report import report
+    from ltm.stages.report import report
 
     root, params = artifacts
-    monkeypatch.setattr(ltm.config, "load_params", lambda path: copy.deepcopy(params))
+    import ltm.stages.report
+    monkeypatch.setattr(ltm.stages.report, "load_params", lambda path: copy.deepcopy(params))
     out = tmp_path / "report"
     path = report("params.yaml", str(root / "runs"), str(root / "results" / "eval"),
                   str(root / "results" / "scaling"), str(out))

@@ -72,7 +72,7 @@ def test_tiny_models_learn(tiny_data, tmp_path, run):
 
 def test_micro_batch_is_a_hardware_knob(tiny_data, tmp_path):
     """Gradient accumulation over micro-batches gives the same run as one big batch."""
-    short = {"runs": {"ltm-tiny": {"model": "ltm-tiny", "tokens": 512 * 4}}}
+    short = {"runs": {"ltm-tiny": {"model": "ltm-tiny", "tokens": 512 * 4}, "ar-tiny": {"model": "ar-tiny", "tokens": 512}}}
     whole = workspace(tiny_data, tmp_path / "whole", short)
     micro = workspace(tiny_data, tmp_path / "micro", {**short, "runtime": {"micro_batch": 4}})
     m1 = in_dir(whole, train, "params.yaml", "ltm-tiny", "data/shards", "runs/ltm-tiny")
@@ -173,9 +173,10 @@ def test_lineage_walks_from_model_to_corpus(tiny_data, tmp_path):
 
 def test_two_rank_ddp_matches_one_process(tiny_data, tmp_path):
     """torchrun with 2 CPU ranks (gloo) trains the same global batches to the same weights."""
-    single = workspace(tiny_data, tmp_path / "single", {"runs": {"ltm-tiny": {"model": "ltm-tiny", "tokens": 512 * 4}}})
+    short = {"runs": {"ltm-tiny": {"model": "ltm-tiny", "tokens": 512 * 4}, "ar-tiny": {"model": "ar-tiny", "tokens": 512}}}
+    single = workspace(tiny_data, tmp_path / "single", short)
     assert run_cli(single, "train", "--run", "ltm-tiny").wait() == 0
-    ddp = workspace(tiny_data, tmp_path / "ddp", {"runs": {"ltm-tiny": {"model": "ltm-tiny", "tokens": 512 * 4}}})
+    ddp = workspace(tiny_data, tmp_path / "ddp", short)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
                           "--", str(Path(sys.executable).parent / "ltm"), "train", "--run", "ltm-tiny"], cwd=ddp, env=env,

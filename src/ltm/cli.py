@@ -105,7 +105,7 @@ def cmd_scaling(a: argparse.Namespace) -> None:
 
 
 def cmd_report(a: argparse.Namespace) -> None:
-    from ltm.report import report
+    from ltm.stages.report import report
     print(f"report -> {report(a.params, a.runs, a.eval, a.scaling, a.out)}")
 
 

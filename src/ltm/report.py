@@ -24,9 +24,6 @@ from ltm.report_laws import accepted_laws, read_residuals
 
 FAMILY_ORDER = ("ltm", "ar", "diffusion")
 # params sections the report reads (a DVC/Snakemake report stage declares these; lineage hashes them)
-REPORT_PARAMS = ("runs", "sweep", "models", "data", "eval", "fit")
-
-
 @dataclass
 class RunArtifacts:
     name: str
@@ -202,21 +199,3 @@ def render(inp: Inputs, accepted: list, figures: list) -> tuple[str, list[dict[s
     sections = [header(inp), run_table(inp), teval_section(inp, by_key), compute_section(by_key),
                 laws_section(inp, accepted, figures), zero_shot_section(inp), lineage_section(inp, feed_list, git)]
     return "\n\n".join(sections) + "\n", feed_list
-
-
-def report(params_path: str, runs_dir: str, eval_dir: str, scaling_dir: str, out: str) -> Path:
-    """Stage entry point: load params, build the report, write its lineage record beside it."""
-    from ltm import lineage
-    from ltm.config import load_params, subset
-    from ltm.runs import all_runs
-
-    params = load_params(params_path)
-    started = lineage.now()
-    path = build_report(params, Path(runs_dir), Path(eval_dir), Path(scaling_dir), Path(out))
-    keys = [k for k in REPORT_PARAMS if k in params]
-    inputs: dict[str, str | Path] = {"eval": eval_dir, "scaling": scaling_dir}
-    for run in all_runs(params):  # the training metrics read directly (not the checkpoints beside them)
-        inputs[f"train_metrics:{run}"] = Path(runs_dir) / run / "metrics.json"
-    lineage.write_record(path, stage="report", params=subset(params, keys), inputs=inputs,
-                         started=started, record=Path(out) / "lineage.json")
-    return path

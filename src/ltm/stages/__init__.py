@@ -14,7 +14,9 @@ STATIC_PARAMS: dict[str, list[str]] = {
     "scaling": ["fit"],
     "fewshot": ["fewshot"],
     "generation": ["generation"],
-    "report": ["runs", "sweep", "models", "data", "eval", "fit"],  # = ltm.report.REPORT_PARAMS
+    # what the report labels: every run and grid point, the data it describes, eval and fit settings
+    "report": ["runs", "sweep", "models", "data.corpus.source", "data.tokenizer.kind", "data.tokenizer.vocab_size",
+               "data.shards.seq_len", "eval", "fit"],
 }
 
 
