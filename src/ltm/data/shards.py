@@ -17,7 +17,9 @@ file, rows, bytes and sha256.
 """
 from __future__ import annotations
 
+import itertools
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -108,15 +110,24 @@ class _ShardWriter:
 
 def _encode_split(tok: Tokenizer, path: Path, writer: _ShardWriter, bos: int, eos: int, dtype: type,
                   desc: str) -> None:
-    with tqdm(desc=desc, unit="char", unit_scale=True, disable=None) as bar:
-        for texts in _text_chunks(path):
-            ids: list[int] = []
-            for enc in tok.encode_batch_fast(texts, add_special_tokens=False):
-                ids.append(bos)
-                ids.extend(enc.ids)
-                ids.append(eos)
-            writer.add(np.array(ids, dtype=dtype))
-            bar.update(sum(len(t) for t in texts))
+    def encode(texts: list[str]) -> tuple[list[str], list]:
+        return texts, tok.encode_batch_fast(texts, add_special_tokens=False)
+
+    # The tokenizer releases the GIL: encode the next chunk while this one is framed and written.
+    with tqdm(desc=desc, unit="char", unit_scale=True, disable=None) as bar, ThreadPoolExecutor(1) as pool:
+        pending = None
+        for chunk in itertools.chain(_text_chunks(path), [None]):  # None flushes the last chunk
+            ahead = pool.submit(encode, chunk) if chunk is not None else None
+            if pending is not None:
+                texts, encodings = pending.result()
+                ids: list[int] = []
+                for enc in encodings:
+                    ids.append(bos)
+                    ids.extend(enc.ids)
+                    ids.append(eos)
+                writer.add(np.array(ids, dtype=dtype))
+                bar.update(sum(len(t) for t in texts))
+            pending = ahead
 
 
 def build_shards(cfg: dict, corpus_dir: Path, tokenizer_dir: Path, out_dir: Path,
