@@ -7,7 +7,7 @@ from pathlib import Path
 from ltm.io import write_text
 
 COLUMNS = ["step", "tokens", "flops", "loss", "nll", "kl", "nelbo_first", "nelbo_last", "val_loss", "lr",
-           "fast_lr", "grad_norm", "tokens_per_s"]
+           "fast_lr_max", "fast_lr_min", "grad_norm", "tokens_per_s"]
 
 
 class Tracker:

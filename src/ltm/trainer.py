@@ -211,7 +211,8 @@ class Trainer:
         row = {"loss": sums[0].item() / tok, "lr": lr, "grad_norm": norm.item()}
         if self.spec.is_ltm:
             row.update(nll=row["loss"], kl=sums[1].item() / tok, nelbo_first=sums[2].item() / tok,
-                       nelbo_last=(sums[0] + sums[1]).item() / tok, fast_lr=self.post_cfg.lr_min)
+                       nelbo_last=(sums[0] + sums[1]).item() / tok,
+                       fast_lr_max=self.post_cfg.lr_max, fast_lr_min=self.post_cfg.lr_min)  # the inner cosine
         return row
 
     @torch.no_grad()
