@@ -97,3 +97,12 @@ def test_snakefile_rejects_the_same_bad_key(tmp_path):
                          capture_output=True, text=True)
     assert run.returncode != 0
     assert "vocab_sise" in run.stdout + run.stderr
+
+
+@pytest.mark.parametrize("command", ["corpus", "tokenizer", "shards", "train", "evaluate", "generate", "generation",
+                                     "fewshot", "scaling", "report", "params"])
+def test_every_stage_has_help_and_params(command, capsys):
+    with pytest.raises(SystemExit) as done:
+        main([command, "--help"])
+    assert done.value.code == 0
+    assert "--params PATH" in capsys.readouterr().out
