@@ -317,7 +317,10 @@ def _law_panels(fam: str, kind: str, cls: str, title: str, accs: list[Accepted],
     name = f"law_{safe(fam)}_{safe(kind)}_{cls}.png"
     _save(fig, out / name)
     return FigureInfo(f"law_{fam}_{kind}_{cls}", f"figures/{name}",
-                      f"{family_label(fam)} {kind}: accepted {title}, point-estimate curves",
+                      f"{family_label(fam)} {kind}: accepted {title}, "
+                      + ("fitted curves with 95 % bootstrap bands"
+                         if any((a.entry.get("bootstrap") or {}).get("theta_samples") for a in accs)
+                         else "point-estimate curves"),
                       sorted({r["run"] for a in accs for r in a.rows}), uses_scaling=True)
 
 
