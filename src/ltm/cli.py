@@ -18,6 +18,16 @@ def _params_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params", default="params.yaml", metavar="PATH", help="params file (default: params.yaml)")
 
 
+def _folder(p: argparse.ArgumentParser, flag: str, default: str) -> None:
+    p.add_argument(f"--{flag}", default=default, help=f"{flag} folder (default: %(default)s)")
+
+
+def _trained_run(p: argparse.ArgumentParser) -> None:
+    """--run and --model of the commands that read a trained run's exported model."""
+    p.add_argument("--run", required=True, help="name of a trained run")
+    p.add_argument("--model", default=None, help="trained model folder (default: runs/RUN/model)")
+
+
 def cmd_corpus(a: argparse.Namespace) -> None:
     from ltm.stages.data import corpus
     m = corpus(a.params, a.out)
@@ -134,21 +144,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tokenizer", help="train a byte-level BPE or load the exact GPT-2 BPE")
     _params_arg(p)
-    p.add_argument("--corpus", default=f"{DATA}/corpus", help="corpus folder (default: %(default)s)")
+    _folder(p, "corpus", f"{DATA}/corpus")
     p.add_argument("--out", default=f"{DATA}/tokenizer", help="output folder (default: %(default)s)")
     p.set_defaults(func=cmd_tokenizer)
 
     p = sub.add_parser("shards", help="encode the corpus into packed Arrow token shards")
     _params_arg(p)
-    p.add_argument("--corpus", default=f"{DATA}/corpus", help="corpus folder (default: %(default)s)")
-    p.add_argument("--tokenizer", default=f"{DATA}/tokenizer", help="tokenizer folder (default: %(default)s)")
+    _folder(p, "corpus", f"{DATA}/corpus")
+    _folder(p, "tokenizer", f"{DATA}/tokenizer")
     p.add_argument("--out", default=f"{DATA}/shards", help="output folder (default: %(default)s)")
     p.set_defaults(func=cmd_shards)
 
     p = sub.add_parser("train", help="train one run of params `runs:` (resumes automatically)")
     _params_arg(p)
     p.add_argument("--run", required=True, help="name of an entry under params `runs:`")
-    p.add_argument("--shards", default=f"{DATA}/shards", help="shards folder (default: %(default)s)")
+    _folder(p, "shards", f"{DATA}/shards")
     p.add_argument("--out", default=None, help="run folder (default: runs/RUN)")
     p.add_argument("--resume", default="auto", metavar="auto|never|PATH",
                    help="auto: continue from the latest checkpoint made with the same params and data "
@@ -157,18 +167,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="score a trained run: bounds per split and a T_eval curve")
     _params_arg(p)
-    p.add_argument("--run", required=True, help="name of an entry under params `runs:`")
-    p.add_argument("--model", default=None, help="trained model folder (default: runs/RUN/model)")
-    p.add_argument("--shards", default=f"{DATA}/shards", help="shards folder (default: %(default)s)")
-    p.add_argument("--tokenizer", default=f"{DATA}/tokenizer", help="tokenizer folder (default: %(default)s)")
+    _trained_run(p)
+    _folder(p, "shards", f"{DATA}/shards")
+    _folder(p, "tokenizer", f"{DATA}/tokenizer")
     p.add_argument("--out", default=None, help="output folder (default: results/eval/RUN)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("generate", help="sample text from a trained run (conditional when --prompt is given)")
     _params_arg(p)
-    p.add_argument("--run", required=True, help="name of a trained run")
-    p.add_argument("--model", default=None, help="trained model folder (default: runs/RUN/model)")
-    p.add_argument("--tokenizer", default=f"{DATA}/tokenizer", help="tokenizer folder (default: %(default)s)")
+    _trained_run(p)
+    _folder(p, "tokenizer", f"{DATA}/tokenizer")
     p.add_argument("--prompt", default=None, help="text to continue; LTM: z is fitted on it, then fixed")
     p.add_argument("--n", type=int, default=4, help="number of samples (default: %(default)s)")
     p.add_argument("--max-new", type=int, default=64, help="new tokens per sample (default: %(default)s)")
@@ -184,19 +192,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generation", help="sample from a run and score the samples with the AR judge")
     _params_arg(p)
-    p.add_argument("--run", required=True, help="name of a trained run")
-    p.add_argument("--model", default=None, help="trained model folder (default: runs/RUN/model)")
+    _trained_run(p)
     p.add_argument("--judge", default=None, help="judge model folder (default: runs/<generation.judge>/model)")
-    p.add_argument("--shards", default=f"{DATA}/shards", help="shards folder (default: %(default)s)")
-    p.add_argument("--tokenizer", default=f"{DATA}/tokenizer", help="tokenizer folder (default: %(default)s)")
+    _folder(p, "shards", f"{DATA}/shards")
+    _folder(p, "tokenizer", f"{DATA}/tokenizer")
     p.add_argument("--out", default=None, help="output folder (default: results/generation/RUN)")
     p.set_defaults(func=cmd_generation)
 
     p = sub.add_parser("fewshot", help="k-shot word problems, pass@n, for a trained run")
     _params_arg(p)
-    p.add_argument("--run", required=True, help="name of a trained run")
-    p.add_argument("--model", default=None, help="trained model folder (default: runs/RUN/model)")
-    p.add_argument("--tokenizer", default=f"{DATA}/tokenizer", help="tokenizer folder (default: %(default)s)")
+    _trained_run(p)
+    _folder(p, "tokenizer", f"{DATA}/tokenizer")
     p.add_argument("--out", default=None, help="output folder (default: results/fewshot/RUN)")
     p.set_defaults(func=cmd_fewshot)
 
