@@ -36,6 +36,7 @@ class EvalConfig:
     batch_size: int = 16
     steps: int | None = None  # T_eval; None = the training T (posterior.steps)
     samples: int = 16  # K fresh draws for the fresh ELBO and the IWAE bound
+    diffusion_samples: int = 8  # Monte-Carlo draws of a diffusion model's NELBO bound
     seed: int = 0
     t_curve: tuple[int, ...] = (0, 1, 2, 4, 8, 16, 32)
     t_curve_max_rows: int = 64  # rows for each point of the T_eval curve; 0 = max_rows
@@ -61,7 +62,8 @@ class EvalConfig:
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise LtmError(f"eval.{name} must be an integer >= {low}, got {value!r}")
 
-        for name, low in (("max_rows", 0), ("batch_size", 1), ("samples", 1), ("seed", 0), ("t_curve_max_rows", 0)):
+        for name, low in (("max_rows", 0), ("batch_size", 1), ("samples", 1), ("diffusion_samples", 1), ("seed", 0),
+                          ("t_curve_max_rows", 0)):
             whole(name, getattr(self, name), low)
         if self.steps is not None:
             whole("steps", self.steps, 0)

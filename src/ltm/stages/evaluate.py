@@ -60,7 +60,7 @@ def check_compatible(config: dict, shards: TokenShards) -> None:
 def evaluate(params_path: str, run: str, model_dir: str, shards_dir: str, tokenizer_dir: str, out: str) -> dict:
     params = load_params(params_path)
     configure_threads(params["runtime"])
-    ecfg = EvalConfig.from_dict({k: v for k, v in params["eval"].items() if k != "diffusion_samples"})
+    ecfg = EvalConfig.from_dict(params["eval"])
     started = lineage.now()
     device = resolve_device(params["runtime"])
     model, config = load_model(Path(model_dir), device)
@@ -75,8 +75,7 @@ def evaluate(params_path: str, run: str, model_dir: str, shards_dir: str, tokeni
         shards = TokenShards(Path(shards_dir), split)
         check_compatible(config, shards)
         if config["family"] == "diffusion":
-            splits[split] = evaluate_diffusion_split(model, shards, ecfg, params["eval"]["diffusion_samples"],
-                                                     token_bytes)
+            splits[split] = evaluate_diffusion_split(model, shards, ecfg, ecfg.diffusion_samples, token_bytes)
         else:
             splits[split] = evaluate_split(model, shards, ecfg, post_cfg=post_cfg, token_bytes=token_bytes,
                                            rows_per_pass=micro)
