@@ -11,7 +11,7 @@ The paper's own aggregate, mean_i exp(NELBO_i / len_i), is reported as paper.ppl
 """
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -21,11 +21,25 @@ from ltm.bounds import ar_nll, bits_per_byte, derive_seed, paper_perplexity, sco
 from ltm.data.loader import TokenShards, iter_eval_batches
 from ltm.errors import LtmError
 from ltm.eval_bytes import bytes_per_token, target_bytes
+from ltm.latent_usage import UsageTotals, alternative_nll, floor_note, likelihood_free_kl
 from ltm.model import Decoder
 from ltm.posterior import PosteriorConfig
 
 PAPER_NOTE = ("paper protocol: q fitted on the scored sequences, NELBO with the optimisation noise; "
               "optimistically biased, not a bound")
+
+
+LR_SCHEDULES = {
+    "respan": "fast lr cosine from lr_max to lr_min re-spanned over the T_eval steps",
+    "continue": "the training fast-lr cosine (over T_train steps) continued: lr_min after step T_train",
+}
+
+
+def eval_posterior(post_cfg: PosteriorConfig, steps: int, lr_schedule: str) -> PosteriorConfig:
+    """The fast-loop settings used at T_eval = steps: the training ones, with the lr cosine either
+    re-spanned over T_eval or kept at the training T (and held at lr_min beyond it)."""
+    span = post_cfg.steps if lr_schedule == "continue" and post_cfg.steps > 0 else None
+    return replace(post_cfg, steps=steps, schedule_steps=span, decoder_grads=False)
 
 
 @dataclass(frozen=True)
@@ -40,6 +54,7 @@ class EvalConfig:
     seed: int = 0
     t_curve: tuple[int, ...] = (0, 1, 2, 4, 8, 16, 32)
     t_curve_max_rows: int = 64  # rows for each point of the T_eval curve; 0 = max_rows
+    lr_schedule: str = "respan"  # fast lr at T_eval: respan (cosine over T_eval) | continue (training cosine, then lr_min)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None) -> "EvalConfig":
@@ -69,6 +84,8 @@ class EvalConfig:
             whole("steps", self.steps, 0)
         for t in self.t_curve:
             whole("t_curve[]", t, 0)
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise LtmError(f"eval.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         if not all(isinstance(s, str) and s for s in self.splits):
             raise LtmError(f"eval.splits must be a list of split names, got {list(self.splits)!r}")
 
@@ -94,13 +111,14 @@ def _per_token(total: float, tokens: float, n_bytes: float) -> dict[str, float]:
 
 def evaluate_split(model: Decoder, shards: TokenShards, cfg: dict | EvalConfig, *,
                    post_cfg: PosteriorConfig | None = None, token_bytes: np.ndarray | None = None,
-                   rows_per_pass: int | None = None) -> dict[str, Any]:
+                   rows_per_pass: int | None = None, usage: bool = True) -> dict[str, Any]:
     """Score `shards` (one split) with `model`; returns one JSON-ready record.
 
     cfg: the `eval:` section. post_cfg: the training fast-loop settings (T_eval defaults to its steps).
     token_bytes: per-id byte lengths (eval_bytes.token_byte_lengths) for exact bits per byte; without
     it the manifest's bytes-per-token ratio is used. rows_per_pass: decoder rows per pass when scoring
-    the K draws (memory only; the numbers do not depend on it).
+    the K draws (memory only; the numbers do not depend on it). usage: add the latent-usage diagnostics
+    (ltm.latent_usage; two more decoder passes per batch).
     """
     ecfg = cfg if isinstance(cfg, EvalConfig) else EvalConfig.from_dict(cfg)
     post_cfg = post_cfg or PosteriorConfig()
@@ -112,7 +130,8 @@ def evaluate_split(model: Decoder, shards: TokenShards, cfg: dict | EvalConfig, 
     device = next(model.parameters()).device
     ratio = None if token_bytes is not None else bytes_per_token(shards.manifest, shards.split)
 
-    totals, n_seq = _Totals(), 0
+    fit_cfg = eval_posterior(post_cfg, steps, ecfg.lr_schedule) if is_ltm else None
+    totals, n_seq, usage_totals = _Totals(), 0, UsageTotals()
     max_rows = ecfg.max_rows or None
     for j, (x, y) in enumerate(iter_eval_batches(shards, ecfg.batch_size, max_rows)):
         x, y = x.to(device), y.to(device)
@@ -124,7 +143,10 @@ def evaluate_split(model: Decoder, shards: TokenShards, cfg: dict | EvalConfig, 
             totals.add("exact", ar_nll(model, x, y))
             continue
         s = score_batch(model, x, y, steps=steps, samples=ecfg.samples, seed=derive_seed(ecfg.seed, j),
-                        post_cfg=post_cfg, rows_per_pass=rows_per_pass)
+                        post_cfg=fit_cfg, rows_per_pass=rows_per_pass)
+        if usage:
+            alt = alternative_nll(model, x, y, s.posterior, seed=derive_seed(ecfg.seed, j, 2))
+            usage_totals.add(s.tokens, s.fresh.nll, alt, s.posterior)
         for name, est in (("paper", s.paper), ("fresh", s.fresh)):
             totals.add(f"{name}.total", est.total)
             totals.add(f"{name}.nll", est.nll)
@@ -151,8 +173,10 @@ def evaluate_split(model: Decoder, shards: TokenShards, cfg: dict | EvalConfig, 
             "tokens": int(N),
             "bytes": n_bytes,
             "bytes_method": "tokenizer" if token_bytes is not None else "manifest_ratio",
-            "posterior": {k: v for k, v in asdict(post_cfg).items() if k not in ("steps", "decoder_grads")}
-            if is_ltm else None,
+            "posterior": {k: v for k, v in asdict(post_cfg).items()
+                          if k not in ("steps", "decoder_grads", "schedule_steps")} if is_ltm else None,
+            "lr_schedule": f"{ecfg.lr_schedule}: {LR_SCHEDULES[ecfg.lr_schedule]}" if is_ltm else None,
+            "T_train": post_cfg.steps if is_ltm else None,
         },
         "dataset": {
             "split_rows": len(shards),
@@ -175,6 +199,10 @@ def evaluate_split(model: Decoder, shards: TokenShards, cfg: dict | EvalConfig, 
         "nelbo_stderr": math.sqrt(totals["fresh.var"]) / N if ecfg.samples > 1 else None,
     }
     record["iwae"] = _per_token(totals["iwae.total"], N, n_bytes)
+    if usage:
+        dims_per_token = model.cfg.n_latents * model.cfg.d_model / (N / n_seq)
+        record["latent_usage"] = {**usage_totals.summary(), **floor_note(fit_cfg, steps, dims_per_token),
+                                  "dims_per_token": dims_per_token}
     return record
 
 
@@ -209,6 +237,12 @@ def t_eval_curve(model: Decoder, shards: TokenShards, t_list: list[int] | None, 
     for t in t_list:
         point = EvalConfig(**{**asdict(base), "steps": t})
         point._check()
-        rows.append(curve_row(evaluate_split(model, shards, point, post_cfg=post_cfg, token_bytes=token_bytes,
-                                             rows_per_pass=rows_per_pass)))
+        record = evaluate_split(model, shards, point, post_cfg=post_cfg, token_bytes=token_bytes,
+                                rows_per_pass=rows_per_pass, usage=False)
+        row = curve_row(record)
+        # what a fit whose likelihood gradient is zero would leave, on the same scale (nats per token)
+        free = likelihood_free_kl(eval_posterior(post_cfg, t, point.lr_schedule), t, seed=point.seed)
+        dims_per_token = model.cfg.n_latents * model.cfg.d_model * record["protocol"]["sequences"] / record["protocol"]["tokens"]
+        row["kl_likelihood_free"] = free["kl_per_dim"] * dims_per_token
+        rows.append(row)
     return rows

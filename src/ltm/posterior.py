@@ -36,6 +36,7 @@ class PosteriorConfig:
     init_logvar_mean: float = -5.0
     init_logvar_std: float = 0.1
     decoder_grads: bool = False  # public-code quirk: inner backward() also accumulates decoder gradients
+    schedule_steps: int | None = None  # steps the lr cosine spans; None = steps (evaluation may differ)
 
     def __post_init__(self) -> None:
         if not isinstance(self.steps, int) or isinstance(self.steps, bool) or self.steps < 0:
@@ -46,10 +47,14 @@ class PosteriorConfig:
             raise LtmError(f"posterior.betas must be two numbers in [0, 1), got {self.betas!r}")
         if self.weight_decay < 0 or self.adam_eps <= 0 or self.init_mu_std < 0 or self.init_logvar_std < 0:
             raise LtmError("posterior.weight_decay, init_mu_std, init_logvar_std must be >= 0 and adam_eps > 0")
+        if self.schedule_steps is not None and (not isinstance(self.schedule_steps, int) or self.schedule_steps < 1):
+            raise LtmError(f"posterior schedule_steps must be a positive integer, got {self.schedule_steps!r}")
 
     def lr(self, step: int) -> float:
-        """Cosine from lr_max at step 0 towards lr_min, over T steps (step T would reach lr_min)."""
-        coeff = 0.5 * (1.0 + math.cos(math.pi * step / self.steps))
+        """Cosine from lr_max at step 0 towards lr_min over `schedule_steps` (default T; step T would
+        reach lr_min); past the end of its span the cosine stays at lr_min."""
+        span = self.schedule_steps or self.steps
+        coeff = 0.5 * (1.0 + math.cos(math.pi * min(step, span) / span))
         return self.lr_min + coeff * (self.lr_max - self.lr_min)
 
 

@@ -169,6 +169,7 @@ def build_report(params: dict[str, Any], runs_dir: Path, eval_dir: Path, scaling
     """Write out_dir/report.md, out_dir/figures/*.png and out_dir/inputs.json (which artifacts fed each
     figure and table); returns the path of report.md. fewshot_dir defaults to eval_dir/../fewshot."""
     from ltm.report_figures import make_all
+    from ltm.report_latents import make_kl_vs_teval
 
     inp = load_inputs(params, runs_dir, eval_dir, scaling_dir, fewshot_dir)
     accepted = accepted_laws(inp.fit, inp.residuals)
@@ -177,6 +178,7 @@ def build_report(params: dict[str, Any], runs_dir: Path, eval_dir: Path, scaling
         fig_dir = tmp / "figures"
         fig_dir.mkdir()
         figures = make_all(inp, accepted, fig_dir)
+        figures += [f for f in (make_kl_vs_teval(inp, fig_dir),) if f is not None]
         text, feeds = render(inp, accepted, figures)
         write_text(tmp / "report.md", text)
         write_json(tmp / "inputs.json", feeds)
@@ -186,7 +188,9 @@ def build_report(params: dict[str, Any], runs_dir: Path, eval_dir: Path, scaling
 def render(inp: Inputs, accepted: list, figures: list) -> tuple[str, list[dict[str, Any]]]:
     """The markdown text and the per-item lineage mapping."""
     from ltm import lineage
+    from ltm.report_claims import claims_section
     from ltm.report_fits import laws_section
+    from ltm.report_latents import latent_section
     from ltm.report_lineage import feeds, lineage_section
     from ltm.report_tables import compute_section, header, run_table, teval_section, zero_shot_section
 
@@ -196,6 +200,7 @@ def render(inp: Inputs, accepted: list, figures: list) -> tuple[str, list[dict[s
         git = lineage.git_state(Path(__file__).resolve().parent)
     except (OSError, ValueError):  # no git binary: the report still builds
         git = None
-    sections = [header(inp), run_table(inp), teval_section(inp, by_key), compute_section(by_key),
+    sections = [header(inp), run_table(inp), teval_section(inp, by_key), latent_section(inp, by_key),
+                claims_section(inp), compute_section(by_key),
                 laws_section(inp, accepted, figures), zero_shot_section(inp), lineage_section(inp, feed_list, git)]
     return "\n\n".join(sections) + "\n", feed_list

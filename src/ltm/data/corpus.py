@@ -8,6 +8,8 @@ Sources (`cfg["source"]`, read by `ltm.data.sources`):
   files    `.txt` (one document per file), `.jsonl` (one document per line, field `text_field`),
            `.parquet` (column `text_field`). Glob patterns are relative to the current directory;
            the matches of each pattern are sorted, a file matched twice is read once.
+  synthetic documents generated from a per-document latent topic (ltm.data.synthetic); the manifest
+           then carries `ground_truth`: the exact -log p of every split's text.
   hf       a HuggingFace `datasets` dataset, streamed (optional extra `ltm[hf]`, needs internet);
            `hf_path`, `hf_name`, `hf_split` name it, `text_field` its text column.
 
@@ -34,6 +36,7 @@ import pyarrow as pa
 from tqdm import tqdm
 
 from ltm.data.sources import open_source
+from ltm.data.synthetic import GroundTruth, TopicProcess
 from ltm.data.zeroshot import zeroshot_documents
 from ltm.errors import LtmError
 from ltm.io import atomic_dir, read_json, sha256_file, write_json
@@ -135,10 +138,14 @@ def build_corpus(cfg: dict, out_dir: Path) -> dict:
     for name in cfg.get("zeroshot") or []:  # the paper's zero-shot sets, as further held-out domains
         heldout[f"heldout-{name}"] = zeroshot_documents(name, max_docs)
 
+    truth = GroundTruth(TopicProcess.from_dict(cfg.get("synthetic"))) if description["kind"] == "synthetic" else None
     with atomic_dir(out_dir) as tmp:
         writers = {name: SplitWriter(tmp / f"{name}.arrow") for name in (TRAIN, VAL)}
         for text in tqdm(_limit(docs, max_docs, stats), desc="corpus", unit="doc", disable=None):
-            writers[VAL if in_val(text, seed, val_fraction) else TRAIN].add(text)
+            split = VAL if in_val(text, seed, val_fraction) else TRAIN
+            writers[split].add(text)
+            if truth is not None:
+                truth.add(split, text)
         splits = {name: {**w.close(), "heldout": False} for name, w in writers.items()}
         total = splits[TRAIN]["documents"] + splits[VAL]["documents"]
         if total == 0:
@@ -163,5 +170,7 @@ def build_corpus(cfg: dict, out_dir: Path) -> dict:
             "skipped_empty": stats["skipped_empty"],
             "skipped_redirect": stats["skipped_redirect"],
         }
+        if truth is not None:
+            manifest["ground_truth"] = truth.summary()
         write_json(tmp / "manifest.json", manifest)
     return manifest

@@ -1,4 +1,5 @@
-"""Document sources for the corpus stage: builtin (gensim's shipped text), files, HuggingFace datasets.
+"""Document sources for the corpus stage: builtin (gensim's shipped text), files, HuggingFace datasets,
+synthetic (generated with a known ground truth, ltm.data.synthetic).
 
 Each source is an iterator of document strings; skipped input is counted in a shared Counter
 (`skipped_non_utf8`, `skipped_empty`, `skipped_redirect`). See `ltm.data.corpus` for the policy.
@@ -223,8 +224,13 @@ def open_source(cfg: dict, stats: Counter) -> tuple[dict[str, Any], Iterator[str
         description = {"kind": "files", "text_field": field,
                        "files": [{"path": p.as_posix(), "sha256": sha256_file(p)} for p in files]}
         return description, file_documents(files, field, stats), {}
+    if source == "synthetic":
+        from ltm.data.synthetic import TopicProcess
+
+        process = TopicProcess.from_dict(cfg.get("synthetic"))
+        return process.describe(), process.sample(), {}
     if source == "hf":
         description = {"kind": "hf", "hf_path": cfg.get("hf_path"), "hf_name": cfg.get("hf_name"),
                        "hf_split": cfg.get("hf_split") or "train", "text_field": field}
         return description, hf_documents(cfg, field), {}
-    raise LtmError(f"unknown corpus source {source!r}; expected builtin, files or hf")
+    raise LtmError(f"unknown corpus source {source!r}; expected builtin, files, hf or synthetic")

@@ -1,0 +1,121 @@
+"""Which fast-loop settings make the latents carry information within the CPU budget?
+
+Trains the tiny LTM and the same-size AR baseline on one corpus (builtin or synthetic) for each
+setting, evaluates the val split at T_eval = T_train, and prints one row per setting: the AR exact NLL,
+the LTM's NLL at z ~ q, the information the latents carry (NLL with prior z minus NLL at q, nats/token,
+with its standard error), the KL per token and the IWAE bound. Usage:
+
+    python bench/latent_regimes.py --source synthetic --tokens 200000 [--settings paper,prior-T8,...]
+
+A setting is a name in SETTINGS: posterior overrides (the paper's fast loop is `paper`).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from ltm.data.corpus import build_corpus
+from ltm.data.loader import TokenShards
+from ltm.data.shards import build_shards
+from ltm.data.tokenizer import build_tokenizer
+from ltm.eval_bytes import load_token_byte_lengths
+from ltm.evaluate import evaluate_split
+from ltm.runs import resolve_run
+from ltm.runtime import configure_threads
+from ltm.trainer import Trainer
+
+SETTINGS = {
+    "paper-T4": {"steps": 4},
+    "paper-T16": {"steps": 16},
+    "prior-T4": {"steps": 4, "init_logvar_mean": 0.0},
+    "prior-T8": {"steps": 8, "init_logvar_mean": 0.0},
+    "prior-T8-lr0.1": {"steps": 8, "init_logvar_mean": 0.0, "lr_max": 0.1, "lr_min": 0.01},
+    "mid-T8": {"steps": 8, "init_logvar_mean": -2.0},
+}
+
+
+def build_data(params: dict, root: Path) -> Path:
+    data = params["data"]
+    build_corpus(data["corpus"], root / "corpus")
+    build_tokenizer(data["tokenizer"], root / "corpus", root / "tokenizer")
+    build_shards(data["shards"], root / "corpus", root / "tokenizer", root / "shards")
+    return root / "shards"
+
+
+def train_and_eval(params: dict, run: str, shards: Path, root: Path, eval_rows: int,
+                   t_evals: tuple[int | None, ...] = (None,)) -> dict:
+    spec = resolve_run(params, run)
+    trainer = Trainer(spec, shards, root / run, params["runtime"], resume="never")
+    start = time.time()
+    trainer.fit()
+    seconds = time.time() - start
+    post = spec.posterior_config() if spec.is_ltm else None
+    records = {}
+    for t in t_evals if spec.is_ltm else (None,):
+        ecfg = dict(params["eval"], max_rows=eval_rows, splits=["val"], steps=t)
+        records[t] = evaluate_split(trainer.model.eval(), TokenShards(shards, "val"), ecfg, post_cfg=post,
+                                    token_bytes=load_token_byte_lengths(shards.parent / "tokenizer"))
+    trainer.close()
+    return {"records": records, "train_s": seconds}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--source", default="builtin", choices=["builtin", "synthetic"])
+    ap.add_argument("--tokens", type=int, default=200_000)
+    ap.add_argument("--window", type=int, default=None, help="attention window of both models (tokens)")
+    ap.add_argument("--settings", default=",".join(SETTINGS))
+    ap.add_argument("--eval-rows", type=int, default=64)
+    ap.add_argument("--t-eval", default="train", help="comma-separated T_eval values; 'train' = the training T")
+    ap.add_argument("--json", default=None, help="also write the rows here")
+    args = ap.parse_args()
+
+    params = yaml.safe_load(Path(args.params).read_text())
+    params["data"]["corpus"]["source"] = args.source
+    params["runtime"] = {"device": "cpu", "threads": 0, "micro_batch": 0, "compile": False}
+    configure_threads(params["runtime"])
+    for name in ("ltm-tiny", "ar-tiny"):
+        if args.window:
+            params["models"][name]["window"] = args.window
+    params["runs"] = {"ar": {"model": "ar-tiny", "tokens": args.tokens}}
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        shards = build_data(params, root)
+        ar = train_and_eval(params, "ar", shards, root, args.eval_rows)
+        ar_nll = ar["records"][None]["exact"]["nll"]
+        t_evals = tuple(None if t == "train" else int(t) for t in args.t_eval.split(","))
+        print(f"corpus {args.source}, {args.tokens} training tokens, window {params['models']['ltm-tiny']['window']}; "
+              f"AR exact NLL {ar_nll:.4f} nats/token ({ar['train_s']:.0f} s)", flush=True)
+        print("| setting | T | init logvar | T_eval | NLL at z | info vs prior (nats/tok) | KL/tok | IWAE | IWAE - AR | train s |")
+        print("|---|---|---|---|---|---|---|---|---|---|", flush=True)
+        for name in args.settings.split(","):
+            p = copy.deepcopy(params)
+            p["posterior"].update(SETTINGS[name])
+            p["runs"] = {name: {"model": "ltm-tiny", "tokens": args.tokens}}
+            out = train_and_eval(p, name, shards, root, args.eval_rows, t_evals)
+            for rec in out["records"].values():
+                use = rec["latent_usage"]
+                info = use["information_vs_prior"]
+                row = {"setting": name, **SETTINGS[name], "T_eval": rec["protocol"]["T_eval"], "ar_nll": ar_nll,
+                       "nll_fit": use["nll_fit"], "info": info["nats_per_token"], "info_se": info["stderr"],
+                       "kl": use["kl_per_token"], "iwae": rec["iwae"]["nelbo"], "train_s": out["train_s"]}
+                rows.append(row)
+                print(f"| {name} | {p['posterior']['steps']} | {p['posterior']['init_logvar_mean']} | {row['T_eval']} | "
+                      f"{row['nll_fit']:.4f} | {row['info']:.4f} ± {row['info_se']:.4f} | {row['kl']:.3f} | "
+                      f"{row['iwae']:.4f} | {row['iwae'] - ar_nll:+.4f} | {row['train_s']:.0f} |", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

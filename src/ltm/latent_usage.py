@@ -1,0 +1,168 @@
+"""Do the latents carry information? Diagnostics of a fitted posterior, and the KL floor of the fast loop.
+
+Per batch (after the fast loop has fitted q(z|x)):
+  information     NLL with z drawn from the prior (or from another sequence's posterior: "shuffled")
+                  minus the NLL at z ~ q(z|x). If the decoder ignores z, both differences are zero
+                  up to Monte-Carlo noise; a positive value is what the latents tell the decoder.
+  KL split        KL(q || N(0, I)) per dimension = 0.5 mu^2 (mean part) + 0.5 (sigma^2 - 1 - log sigma^2)
+                  (variance part). A KL that is all variance part is leftover initialisation, not code.
+  active units    dimensions whose posterior mean varies across sequences, Cov_x(E_q[z]) > 0.01
+                  (Burda et al. 2016).
+
+The KL floor: the fast loop starts at log sigma^2 ~ init_logvar_mean (-5 in the paper) and AdamW moves
+a parameter by at most lr_t * c_t per step, where c_t = max |m_hat_t| / sqrt(v_hat_t) over all gradient
+histories (Cauchy-Schwarz; c_1 = 1, c_t slightly above 1 for betas 0.9/0.999), plus decoupled weight
+decay, which pulls log sigma^2 towards 0. So after T steps log sigma^2 <= u_T with
+    u_0 = init, u_{t+1} = u_t (1 - lr_t wd) + lr_t c_t,
+and every dimension keeps a variance-part KL of at least f(min(u_T, 0)), f(v) = 0.5 (e^v - 1 - v),
+whatever the decoder does. `kl_floor_per_dim` computes it (averaged over the init's spread by
+Gauss-Hermite quadrature); `likelihood_free_kl` simulates the fast loop with the likelihood term
+removed, the curve a fit of latents that carry nothing would follow.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ltm.model import Decoder
+from ltm.posterior import Posterior, PosteriorConfig, eval_mode, kl_to_standard_normal
+
+ACTIVE_THRESHOLD = 0.01  # Burda et al. 2016
+
+
+def adam_step_bound(t: int, betas: tuple[float, float]) -> float:
+    """max over gradient histories of |m_hat_t| / sqrt(v_hat_t) at AdamW step t >= 1 (eps ignored)."""
+    b1, b2 = betas
+    ages = np.arange(t)  # t - i for i = t .. 1
+    weights = (b1 ** (2 * ages) / b2 ** ages).sum()
+    c1, c2 = (1 - b1) / (1 - b1 ** t), (1 - b2 ** t) / (1 - b2)
+    return float(math.sqrt(c1 * c1 * c2 * weights))
+
+
+def logvar_ceiling(cfg: PosteriorConfig, steps: int, start: float) -> float:
+    """The largest log sigma^2 that `steps` AdamW steps can reach from `start` (see the module doc)."""
+    u = start
+    for k in range(steps):
+        lr = cfg.lr(k)
+        u = u * (1 - lr * cfg.weight_decay) + lr * adam_step_bound(k + 1, cfg.betas)
+    return u
+
+
+def variance_kl(logvar: np.ndarray | float) -> np.ndarray | float:
+    return 0.5 * (np.exp(logvar) - 1.0 - logvar)
+
+
+def kl_floor_per_dim(cfg: PosteriorConfig, steps: int | None = None, nodes: int = 40) -> float:
+    """Smallest expected KL per latent dimension after `steps` (default cfg.steps) inner steps.
+
+    The ceiling is affine in the starting point, so its expectation over the init's N(mean, std^2)
+    spread is taken exactly enough by Gauss-Hermite quadrature."""
+    cfg = cfg if steps is None else replace(cfg, steps=steps)
+    steps = cfg.steps
+    x, w = np.polynomial.hermite_e.hermegauss(nodes)
+    starts = cfg.init_logvar_mean + cfg.init_logvar_std * x
+    ceilings = np.array([logvar_ceiling(cfg, steps, float(s)) for s in starts])
+    return float((w * variance_kl(np.minimum(ceilings, 0.0))).sum() / w.sum())
+
+
+def likelihood_free_kl(cfg: PosteriorConfig, steps: int, dims: int = 4096, seed: int = 0) -> dict[str, float]:
+    """KL per dimension after `steps` AdamW steps on the KL alone (the likelihood gradient set to zero),
+    from the fast loop's own initialisation: mean over `dims` simulated dimensions."""
+    cfg = replace(cfg, steps=steps)
+    gen = torch.Generator().manual_seed(seed)
+    mu = (cfg.init_mu_std * torch.randn(dims, generator=gen, dtype=torch.float64)).requires_grad_()
+    logvar = (cfg.init_logvar_mean + cfg.init_logvar_std * torch.randn(dims, generator=gen, dtype=torch.float64))
+    logvar.requires_grad_()
+    opt = torch.optim.AdamW([mu, logvar], lr=cfg.lr_max, betas=cfg.betas, eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
+    for k in range(steps):
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr(k)
+        opt.zero_grad()
+        kl_to_standard_normal(mu[None], logvar[None]).sum().backward()
+        opt.step()
+    with torch.no_grad():
+        mean_part = float(0.5 * mu.pow(2).mean())
+        var_part = float(variance_kl(logvar.numpy()).mean())
+    return {"kl_per_dim": mean_part + var_part, "mean_part": mean_part, "variance_part": var_part}
+
+
+@torch.no_grad()
+def alternative_nll(model: Decoder, x: Tensor, y: Tensor, post: Posterior, seed: int) -> dict[str, Tensor]:
+    """Per-sequence NLL (B,), float64, with z from the prior and with z from another sequence's posterior
+    (the batch rolled by one; None for a batch of one). One draw each, seeded."""
+    gen = torch.Generator(device=x.device).manual_seed(seed)
+    eps = torch.randn((2, *post.mu.shape), generator=gen, device=x.device, dtype=post.mu.dtype)
+    out = {}
+    with eval_mode(model):
+        out["prior"] = model.nll(x, y, eps[0]).to(torch.float64)
+        out["shuffled"] = None
+        if len(x) > 1:
+            mu, logvar = post.mu.roll(1, dims=0), post.logvar.roll(1, dims=0)
+            out["shuffled"] = model.nll(x, y, mu + torch.exp(0.5 * logvar) * eps[1]).to(torch.float64)
+    return out
+
+
+class UsageTotals:
+    """Collects per-sequence diagnostics over the batches of one split."""
+
+    def __init__(self) -> None:
+        self.fit: list[Tensor] = []
+        self.prior: list[Tensor] = []
+        self.shuffled: list[Tensor] = []
+        self.tokens: list[Tensor] = []
+        self.mu: list[Tensor] = []
+        self.mean_part: list[Tensor] = []
+        self.var_part: list[Tensor] = []
+
+    def add(self, tokens: Tensor, nll_fit: Tensor, alt: dict[str, Tensor | None], post: Posterior) -> None:
+        self.tokens.append(tokens.double().cpu())
+        self.fit.append(nll_fit.double().cpu())
+        self.prior.append(alt["prior"].cpu())
+        if alt["shuffled"] is not None:
+            self.shuffled.append((alt["shuffled"] - nll_fit.double()).cpu())
+        mu, logvar = post.mu.double().flatten(1), post.logvar.double().flatten(1)
+        self.mu.append(mu.cpu())
+        self.mean_part.append((0.5 * mu.pow(2)).sum(1).cpu())
+        self.var_part.append((0.5 * (logvar.exp() - 1 - logvar)).sum(1).cpu())
+
+    def summary(self) -> dict:
+        tokens = torch.cat(self.tokens)
+        N, n = float(tokens.sum()), len(tokens)
+        mu = torch.cat(self.mu)
+        dims = mu.shape[1]
+
+        def gain(diff: Tensor) -> dict[str, float | None]:
+            # token-weighted mean of per-sequence differences; sequences are the independent units
+            se = math.sqrt(len(diff) * float(diff.var())) / float(tokens[:len(diff)].sum()) if len(diff) > 1 else None
+            return {"nats_per_token": float(diff.sum()) / float(tokens[:len(diff)].sum()), "stderr": se}
+
+        prior_gain = gain(torch.cat(self.prior) - torch.cat(self.fit))
+        shuffled_gain = gain(torch.cat(self.shuffled)) if self.shuffled else None
+        mean_part, var_part = float(torch.cat(self.mean_part).sum()), float(torch.cat(self.var_part).sum())
+        spread = mu.var(dim=0) if n > 1 else torch.zeros(dims, dtype=torch.float64)
+        carries = prior_gain["stderr"] is not None and prior_gain["nats_per_token"] > 2 * prior_gain["stderr"]
+        return {
+            "nll_fit": float(torch.cat(self.fit).sum()) / N,
+            "nll_prior_z": float(torch.cat(self.prior).sum()) / N,
+            "information_vs_prior": prior_gain,
+            "information_vs_shuffled": shuffled_gain,
+            "latents_carry_information": bool(carries),
+            "kl_per_token": (mean_part + var_part) / N,
+            "kl_per_dim": (mean_part + var_part) / (n * dims),
+            "kl_mean_part_per_dim": mean_part / (n * dims),
+            "kl_variance_part_per_dim": var_part / (n * dims),
+            "latent_dims": dims,
+            "active_units": int((spread > ACTIVE_THRESHOLD).sum()),
+            "active_threshold": ACTIVE_THRESHOLD,
+        }
+
+
+def floor_note(cfg: PosteriorConfig, steps: int, dims_per_token: float) -> dict[str, float]:
+    """The KL floor of these fast-loop settings at `steps`, per dimension and per token."""
+    per_dim = kl_floor_per_dim(cfg, steps)
+    return {"kl_floor_per_dim": per_dim, "kl_floor_per_token": per_dim * dims_per_token,
+            "ppl_floor": math.exp(per_dim * dims_per_token)}
