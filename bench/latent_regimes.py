@@ -38,6 +38,9 @@ SETTINGS = {
     "prior-T8": {"steps": 8, "init_logvar_mean": 0.0},
     "prior-T8-lr0.1": {"steps": 8, "init_logvar_mean": 0.0, "lr_max": 0.1, "lr_min": 0.01},
     "mid-T8": {"steps": 8, "init_logvar_mean": -2.0},
+    # small steps for mu (little mean-part KL), large ones for log sigma^2 (no variance-part floor)
+    "split-T4": {"steps": 4, "lr_max": 0.05, "lr_min": 0.005, "lr_logvar_scale": 40.0},
+    "split-T4-mu01": {"steps": 4, "lr_max": 0.1, "lr_min": 0.01, "lr_logvar_scale": 20.0},
 }
 
 

@@ -185,6 +185,11 @@ def evaluate_split(model: Decoder, shards: TokenShards, cfg: dict | EvalConfig, 
             "tokenizer_sha256": shards.manifest.get("tokenizer_sha256"),
         },
     }
+    truth = (shards.manifest.get("ground_truth") or {}).get("splits", {}).get(shards.split)
+    if truth:  # synthetic corpus: what no model can beat, per byte of the split's text
+        record["ground_truth"] = {"bpb": truth["bpb"], "bpb_stderr": truth["bpb_stderr"],
+                                  "nats_per_token_equiv": truth["bpb"] * math.log(2) * n_bytes / N,
+                                  "note": "exact entropy of the generating process over the whole split, per byte"}
     if not is_ltm:
         exact = _per_token(totals["exact"], N, n_bytes)
         record["exact"] = {"nll": exact["nelbo"], "ppl": exact["ppl"], "bpb": exact["bpb"]}

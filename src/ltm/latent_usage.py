@@ -10,7 +10,7 @@ Per batch (after the fast loop has fitted q(z|x)):
                   (Burda et al. 2016).
 
 The KL floor: the fast loop starts at log sigma^2 ~ init_logvar_mean (-5 in the paper) and AdamW moves
-a parameter by at most lr_t * c_t per step, where c_t = max |m_hat_t| / sqrt(v_hat_t) over all gradient
+a parameter by at most lr_t * c_t per step (lr_t times lr_logvar_scale for log sigma^2), where c_t = max |m_hat_t| / sqrt(v_hat_t) over all gradient
 histories (Cauchy-Schwarz; c_1 = 1, c_t slightly above 1 for betas 0.9/0.999), plus decoupled weight
 decay, which pulls log sigma^2 towards 0. So after T steps log sigma^2 <= u_T with
     u_0 = init, u_{t+1} = u_t (1 - lr_t wd) + lr_t c_t,
@@ -47,7 +47,7 @@ def logvar_ceiling(cfg: PosteriorConfig, steps: int, start: float) -> float:
     """The largest log sigma^2 that `steps` AdamW steps can reach from `start` (see the module doc)."""
     u = start
     for k in range(steps):
-        lr = cfg.lr(k)
+        lr = cfg.lr(k) * cfg.lr_logvar_scale
         u = u * (1 - lr * cfg.weight_decay) + lr * adam_step_bound(k + 1, cfg.betas)
     return u
 
@@ -77,10 +77,11 @@ def likelihood_free_kl(cfg: PosteriorConfig, steps: int, dims: int = 4096, seed:
     mu = (cfg.init_mu_std * torch.randn(dims, generator=gen, dtype=torch.float64)).requires_grad_()
     logvar = (cfg.init_logvar_mean + cfg.init_logvar_std * torch.randn(dims, generator=gen, dtype=torch.float64))
     logvar.requires_grad_()
-    opt = torch.optim.AdamW([mu, logvar], lr=cfg.lr_max, betas=cfg.betas, eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW([{"params": [mu], "scale": 1.0}, {"params": [logvar], "scale": cfg.lr_logvar_scale}],
+                            lr=cfg.lr_max, betas=cfg.betas, eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
     for k in range(steps):
         for group in opt.param_groups:
-            group["lr"] = cfg.lr(k)
+            group["lr"] = cfg.lr(k) * group["scale"]
         opt.zero_grad()
         kl_to_standard_normal(mu[None], logvar[None]).sum().backward()
         opt.step()

@@ -36,6 +36,7 @@ class PosteriorConfig:
     init_logvar_mean: float = -5.0
     init_logvar_std: float = 0.1
     decoder_grads: bool = False  # public-code quirk: inner backward() also accumulates decoder gradients
+    lr_logvar_scale: float = 1.0  # log sigma^2 steps at this multiple of the fast lr (paper: 1, one lr)
     schedule_steps: int | None = None  # steps the lr cosine spans; None = steps (evaluation may differ)
 
     def __post_init__(self) -> None:
@@ -45,6 +46,8 @@ class PosteriorConfig:
             raise LtmError(f"posterior needs 0 < lr_min <= lr_max, got {self.lr_min} and {self.lr_max}")
         if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
             raise LtmError(f"posterior.betas must be two numbers in [0, 1), got {self.betas!r}")
+        if not self.lr_logvar_scale > 0:
+            raise LtmError(f"posterior.lr_logvar_scale must be positive, got {self.lr_logvar_scale!r}")
         if self.weight_decay < 0 or self.adam_eps <= 0 or self.init_mu_std < 0 or self.init_logvar_std < 0:
             raise LtmError("posterior.weight_decay, init_mu_std, init_logvar_std must be >= 0 and adam_eps > 0")
         if self.schedule_steps is not None and (not isinstance(self.schedule_steps, int) or self.schedule_steps < 1):
@@ -150,14 +153,14 @@ def fit_posterior(model: Decoder, x: Tensor, y: Tensor, cfg: PosteriorConfig | N
     noise_mu, noise_logvar, eps = noise.to(device=x.device, dtype=dtype).unbind(0)
     mu = (cfg.init_mu_std * noise_mu).requires_grad_()
     logvar = (cfg.init_logvar_mean + cfg.init_logvar_std * noise_logvar).requires_grad_()
-    opt = torch.optim.AdamW([mu, logvar], lr=cfg.lr_max, betas=cfg.betas, eps=cfg.adam_eps,
-                            weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW([{"params": [mu], "scale": 1.0}, {"params": [logvar], "scale": cfg.lr_logvar_scale}],
+                            lr=cfg.lr_max, betas=cfg.betas, eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
     trace = []
     with eval_mode(model), torch.enable_grad():
         with nullcontext() if cfg.decoder_grads else frozen(model):
             for step in range(cfg.steps):
                 for group in opt.param_groups:
-                    group["lr"] = cfg.lr(step)
+                    group["lr"] = cfg.lr(step) * group["scale"]
                 if cfg.decoder_grads:
                     nll, kl = nelbo_terms(model, x, y, mu, logvar, eps)
                     loss = (nll + kl).sum()

@@ -177,5 +177,7 @@ def build_shards(cfg: dict, corpus_dir: Path, tokenizer_dir: Path, out_dir: Path
             "rows_per_shard": rows_per_shard,
             "splits": splits,
         }
+        if "ground_truth" in corpus:  # a synthetic corpus: the exact -log p of each split's text
+            manifest["ground_truth"] = corpus["ground_truth"]
         write_json(tmp / "manifest.json", manifest)
     return manifest

@@ -1,0 +1,89 @@
+"""The synthetic corpus: a seeded topic process whose exact log-probability is known."""
+import json
+import math
+
+import numpy as np
+import pytest
+
+from ltm.data.corpus import build_corpus
+from ltm.data.synthetic import DocumentScorer, TopicProcess
+from ltm.errors import LtmError
+
+SMALL = TopicProcess(documents=50, topics=3, words=6, words_per_doc=5, seed=3)
+
+
+def test_process_is_seeded_and_documents_parse_back():
+    a, b = list(SMALL.sample()), list(SMALL.sample())
+    assert a == b and len(a) == 50
+    vocab = set(SMALL.vocabulary())
+    assert len(vocab) == 6
+    assert all(len(d.split(" ")) == 5 and set(d.split(" ")) <= vocab for d in a)
+    assert list(TopicProcess(documents=50, topics=3, words=6, words_per_doc=5, seed=4).sample()) != a
+
+
+def test_exact_log_probability_matches_direct_summation():
+    scorer = DocumentScorer(SMALL)
+    probs = np.exp(SMALL.log_topic_probs())
+    assert np.allclose(probs.sum(axis=1), 1.0)
+    index = {w: i for i, w in enumerate(SMALL.vocabulary())}
+    for doc in list(SMALL.sample())[:10]:
+        ids = [index[w] for w in doc.split(" ")]
+        direct = sum(np.prod(probs[k, ids]) / SMALL.topics for k in range(SMALL.topics))
+        assert scorer.nll(doc) == pytest.approx(-math.log(direct), rel=1e-12)
+        assert scorer.nll_given_topic(doc) <= scorer.nll(doc) + math.log(SMALL.topics) + 1e-9
+    assert scorer.nll("not a document") == math.inf
+
+
+def test_all_documents_of_the_process_sum_to_probability_one():
+    tiny = TopicProcess(topics=2, words=3, words_per_doc=3, seed=1)
+    scorer, vocab = DocumentScorer(tiny), tiny.vocabulary()
+    total = sum(math.exp(-scorer.nll(f"{a} {b} {c}")) for a in vocab for b in vocab for c in vocab)
+    assert total == pytest.approx(1.0, rel=1e-12)
+
+
+def test_corpus_manifest_records_the_ground_truth(tmp_path):
+    cfg = {"source": "synthetic", "val_fraction": 0.2, "seed": 0, "synthetic": {"documents": 200, "words_per_doc": 20}}
+    manifest = build_corpus(cfg, tmp_path / "corpus")
+    truth = manifest["ground_truth"]["splits"]
+    assert set(truth) == {"train", "val"}
+    assert truth["train"]["documents"] + truth["val"]["documents"] == 200
+    assert truth["val"]["bytes"] == manifest["splits"]["val"]["bytes"]
+    docs = list(TopicProcess(documents=200, words_per_doc=20).sample())
+    scorer = DocumentScorer(TopicProcess(documents=200, words_per_doc=20))
+    assert truth["train"]["nats"] + truth["val"]["nats"] == pytest.approx(sum(map(scorer.nll, docs)))
+    assert 0 < truth["val"]["bpb_stderr"] < truth["val"]["bpb"]
+    assert json.loads((tmp_path / "corpus" / "manifest.json").read_text())["source"]["kind"] == "synthetic"
+
+
+def test_bad_process_settings_are_one_line_errors():
+    with pytest.raises(LtmError, match="topic_weight"):
+        TopicProcess(topic_weight=1.5)
+    with pytest.raises(LtmError, match="words must be at most"):
+        TopicProcess(words=10**6)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_no_bound_goes_below_the_ground_truth(tmp_path, monkeypatch):
+    """Tiny AR and LTM runs on the synthetic corpus: exact NLL and LTM bounds stay above the truth."""
+    from conftest import write_params
+    from ltm.stages import data
+    from ltm.stages.evaluate import evaluate
+    from ltm.stages.train import train
+
+    params = str(write_params(tmp_path, {
+        "data": {"corpus": {"source": "synthetic", "val_fraction": 0.2,
+                            "synthetic": {"documents": 400, "words": 64, "words_per_doc": 30}}},
+        "eval": {"splits": ["val"], "t_curve": [0, 3]}}))
+    monkeypatch.chdir(tmp_path)
+    data.corpus(params, "data/corpus")
+    data.tokenizer(params, "data/corpus", "data/tokenizer")
+    data.shards(params, "data/corpus", "data/tokenizer", "data/shards")
+    for run in ("ar-tiny", "ltm-tiny"):
+        train(params, run, "data/shards", f"runs/{run}")
+        rec = evaluate(params, run, f"runs/{run}/model", "data/shards", "data/tokenizer", f"eval/{run}")["splits"]["val"]
+        truth = rec["ground_truth"]
+        floor = truth["bpb"] - 3 * truth["bpb_stderr"]
+        bounds = [rec["exact"]["bpb"]] if run == "ar-tiny" else [rec["iwae"]["bpb"], rec["fresh_elbo"]["bpb"]]
+        assert all(b > floor for b in bounds), (run, bounds, truth)
+        if run == "ltm-tiny":
+            assert "latents_carry_information" in rec["latent_usage"]
