@@ -144,3 +144,22 @@ def test_active_units_count_dimensions_whose_mean_varies_across_sequences():
     assert out["active_units"] == 10
     assert out["kl_variance_part_per_dim"] == 0.0
     assert out["kl_mean_part_per_dim"] == pytest.approx(float(0.5 * mu.pow(2).mean()))
+
+
+def test_eval_schedules_respan_or_continue_the_training_cosine():
+    from ltm.bounds import fit_for_eval
+    from ltm.evaluate import EvalConfig, eval_posterior
+
+    train = PosteriorConfig(steps=4)
+    respan, cont = eval_posterior(train, 16, "respan"), eval_posterior(train, 16, "continue")
+    assert respan.steps == cont.steps == 16
+    assert respan.lr(8) == pytest.approx(0.5 * (train.lr_max + train.lr_min))  # half-way down a 16-step cosine
+    assert cont.lr(2) == train.lr(2) and cont.lr(8) == train.lr_min
+    assert eval_posterior(train, 4, "continue").lr(3) == eval_posterior(train, 4, "respan").lr(3)
+    model = _model()
+    x, y = _batch(4)
+    a = fit_for_eval(model, x, y, steps=16, seed=0, post_cfg=respan)
+    b = fit_for_eval(model, x, y, steps=16, seed=0, post_cfg=cont)
+    assert not torch.equal(a.logvar, b.logvar)
+    with pytest.raises(Exception, match="lr_schedule"):
+        EvalConfig.from_dict({"lr_schedule": "warm"})

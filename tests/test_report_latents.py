@@ -59,3 +59,16 @@ def test_kl_floor_table_flags_the_paper_numbers_below_the_floor():
     text = kl_floor_table()
     assert text.count("below the floor") == 1  # T = 16 only: from T = 32 on the floor is ~0
     assert "| 16 |" in text
+
+
+def test_ground_truth_is_shown_beside_every_bound_on_a_synthetic_corpus():
+    ltm, ar = _run("ltm-a", "ltm", 100, T=4, nz=8, loss=4.3), _run("ar-a", "ar", 100, loss=4.2)
+    for r, bpb in ((ltm, 2.5), (ar, 2.4)):
+        rec = r.eval["splits"]["val"]
+        rec["ground_truth"] = {"bpb": 2.2, "bpb_stderr": 0.01}
+        rec["iwae" if r is ltm else "exact"]["bpb"] = bpb
+    text = latent_section(_inputs([ltm, ar]), {})
+    assert "Against the ground truth" in text
+    assert "| ltm-a | IWAE bound | 2.5 | 2.2 ± 0.01 | 0.3 |" in text
+    assert "| ar-a | exact NLL | 2.4 |" in text
+    assert "Against the ground truth" not in latent_section(_inputs([_run("ltm-b", "ltm", 100, T=4, nz=8)]), {})

@@ -72,6 +72,12 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
             print(f"{a.run} {split} (T_eval={p['T_eval']}, K={p['K']}): IWAE ppl <= {rec['iwae']['ppl']:.2f}, "
                   f"fresh ELBO ppl <= {rec['fresh_elbo']['ppl']:.2f}, paper protocol {rec['paper']['ppl']:.2f} "
                   f"(biased), {rec['iwae']['bpb']:.3f} bits/byte (IWAE)")
+            if "latent_usage" in rec:
+                u = rec["latent_usage"]
+                info = u["information_vs_prior"]
+                print(f"  latents: {info['nats_per_token']:.4f} ± {info['stderr'] or 0:.4f} nats/token of information "
+                      f"({'carried' if u['latents_carry_information'] else 'none measurable'}); KL {u['kl_per_token']:.3f} "
+                      f"nats/token, floor {u['kl_floor_per_token']:.3f}; {u['active_units']}/{u['latent_dims']} active units")
     print(f"-> {out}")
 
 
