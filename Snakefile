@@ -12,6 +12,7 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/scaling.smk"
 include: "workflow/rules/fewshot.smk"
 include: "workflow/rules/generation.smk"
+include: "workflow/rules/demo.smk"
 include: "workflow/rules/report.smk"
 
 rule all:
@@ -20,5 +21,6 @@ rule all:
         expand("runs/{run}/model", run=RUNS),
         expand("results/eval/{run}/metrics.json", run=RUNS),
         "results/scaling/fit.json",
+        "results/demo/metrics.json",
         expand("results/fewshot/{run}/metrics.json", run=config["runs"]),
         "reports",

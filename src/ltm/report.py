@@ -4,7 +4,8 @@
 
 Inputs (all read-only): per run of params (`ltm.runs.all_runs`) runs/RUN/metrics.json, train_log.tsv and
 model/lineage.json; results/eval/RUN/metrics.json, t_curve.tsv (LTM) and lineage.json; the scaling
-stage's fit.json, residuals.csv and lineage.json; results/fewshot/RUN/metrics.json where it exists.
+stage's fit.json, residuals.csv and lineage.json; results/fewshot/RUN/metrics.json and results/demo/metrics.json
+where they exist.
 A missing or unreadable required file raises LtmError (one line) before anything is written; the
 folder is then replaced as a whole (`atomic_dir`), so a failure leaves the previous report intact.
 
@@ -54,6 +55,7 @@ class Inputs:
     scaling_lineage: dict[str, Any] | None
     split: str
     paths: dict[str, Path]
+    demo: dict[str, Any] | None = None  # results/demo/metrics.json, the synthetic-corpus demonstration
 
 
 def read_json_file(path: Path, what: str, required: bool = True) -> Any:
@@ -161,7 +163,8 @@ def load_inputs(params: dict[str, Any], runs_dir: Path, eval_dir: Path, scaling_
     return Inputs(params=params, runs=runs, fit=fit, residuals=residuals,
                   scaling_lineage=read_json_file(scaling_dir / "lineage.json", "scaling lineage", required=False),
                   split=split, paths={"runs": runs_dir, "eval": eval_dir, "scaling": scaling_dir,
-                                      "fewshot": fewshot_dir})
+                                      "fewshot": fewshot_dir},
+                  demo=read_json_file(eval_dir.parent / "demo" / "metrics.json", "demo metrics", required=False))
 
 
 def build_report(params: dict[str, Any], runs_dir: Path, eval_dir: Path, scaling_dir: Path, out_dir: Path,

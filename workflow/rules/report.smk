@@ -6,6 +6,7 @@ rule report:
         expand("results/fewshot/{run}/metrics.json", run=config["runs"]),
         expand("results/generation/{run}/metrics.json", run=config["runs"]),
         "results/scaling/fit.json",
+        "results/demo/metrics.json",
     output:
         directory("reports"),
     params:

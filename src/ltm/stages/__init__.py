@@ -31,6 +31,9 @@ def stage_params(stage: str, params: dict, run: str | None = None) -> list[str]:
         # a sweep point's own values are in its name (and so in its command line), not in params
         process = "diffusion" if params["models"][model]["family"] == "diffusion" else "posterior"
         return [f"models.{model}", process, "train"]
+    if stage == "demo":  # the synthetic corpus built from scratch, its presets trained and scored
+        return (["demo", "data.corpus.synthetic", "data.corpus.val_fraction", "data.corpus.seed", "data.tokenizer",
+                 "data.shards"] + [f"models.{m}" for m in params["demo"]["models"]] + ["posterior", "train", "eval"])
     return STATIC_PARAMS[stage]
 
 
