@@ -72,3 +72,11 @@ def test_ground_truth_is_shown_beside_every_bound_on_a_synthetic_corpus():
     assert "| ltm-a | IWAE bound | 2.5 | 2.2 ± 0.01 | 0.3 |" in text
     assert "| ar-a | exact NLL | 2.4 |" in text
     assert "Against the ground truth" not in latent_section(_inputs([_run("ltm-b", "ltm", 100, T=4, nz=8)]), {})
+
+
+def test_deviations_from_the_paper_are_labelled():
+    from ltm.report_latents import deviations
+
+    dev = deviations({"posterior": {"steps": 4, "lr_max": 0.34, "lr_min": 0.034, "init_logvar_mean": -5.0},
+                      "data": {"shards": {"seq_len": 1024}}})
+    assert dev == ["T (inner steps at training) `posterior.steps` = 4 (paper: 16)"]

@@ -146,8 +146,37 @@ def demo_section(demo: dict[str, Any] | None) -> str:
     return "\n".join(text)
 
 
+PAPER_SETTINGS = {  # what the paper ran (PAPER.md), for labelling this run's deviations
+    "posterior.steps": (16, "T (inner steps at training)"),
+    "posterior.lr_max": (0.34, "fast lr at the first inner step"),
+    "posterior.lr_min": (0.034, "fast lr at the end of the cosine"),
+    "posterior.init_logvar_mean": (-5.0, "initial log sigma^2"),
+    "posterior.lr_logvar_scale": (1.0, "lr multiple for log sigma^2"),
+    "posterior.decoder_grads": (False, "decoder gradients in the inner loop (Algorithm 1: none)"),
+    "data.shards.seq_len": (1024, "block length"),
+    "data.tokenizer.kind": ("gpt2", "tokenizer"),
+    "train.batch_tokens": (524288, "tokens per optimizer step"),
+    "train.lr": (4.0e-4, "decoder peak lr"),
+}
+
+
+def deviations(params: dict) -> list[str]:
+    """'key: ours (paper: theirs)' for every setting of params that differs from the paper's."""
+    out = []
+    for key, (paper, what) in PAPER_SETTINGS.items():
+        node = params
+        for part in key.split("."):
+            node = (node or {}).get(part) if isinstance(node, dict) else None
+        if node is not None and node != paper:
+            out.append(f"{what} `{key}` = {node} (paper: {paper})")
+    return out
+
+
 def latent_section(inp, figs: dict[str, FigureInfo]) -> str:
+    dev = deviations(inp.params)
     parts = ["## 2a. What the latents carry\n", verdict_sentence(inp), "",
+             "**Deviations from the paper in this run:** " + ("; ".join(dev) if dev else "none of the settings checked")
+             + ". Model sizes and token budgets are in the run table.", "",
              f"Split `{inp.split}`, at each run's T_eval. *info vs prior* = NLL with z ~ N(0, I) minus NLL at z ~ q "
              "(nats/token, ± standard error over sequences); *info vs shuffled* uses another sequence's posterior. "
              "KL per latent dimension is split into its mean part 0.5 mu² and variance part "
