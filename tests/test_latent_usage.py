@@ -114,14 +114,15 @@ def test_latents_that_encode_the_sequence_are_detected():
     with torch.no_grad():  # a random decoder whose cross-attention is loud enough to matter
         for block in model.blocks:
             block.cross.out.weight.mul_(30.0)
-    x, y = _batch(16)
+    x, y = _batch(64)
     cfg = PosteriorConfig(steps=40, init_logvar_mean=-2.0)
     post = fit_posterior(model, x, y, cfg, generator=torch.Generator().manual_seed(0))
     totals = UsageTotals()
     with torch.no_grad():
         totals.add((y >= 0).sum(1), model.nll(x, y, post.z).double(), alternative_nll(model, x, y, post, seed=1), post)
     out = totals.summary()
-    assert out["information_vs_prior"]["nats_per_token"] > 2 * out["information_vs_prior"]["stderr"] > 0
+    for key in ("information_vs_prior", "information_vs_shuffled"):
+        assert out[key]["nats_per_token"] > 2 * out[key]["stderr"] > 0, key
     assert out["latents_carry_information"]
 
 
@@ -160,3 +161,21 @@ def test_eval_schedules_respan_or_continue_the_training_cosine():
     assert not torch.equal(a.logvar, b.logvar)
     with pytest.raises(Exception, match="lr_schedule"):
         EvalConfig.from_dict({"lr_schedule": "warm"})
+
+
+def test_harm_from_prior_z_alone_is_not_information():
+    """z far from the decoder's training range hurts (large prior gap), but a code shared by every
+    sequence tells nothing about any one of them: the verdict follows the shuffled comparison."""
+    n, shape = 32, (CFG.n_latents, CFG.d_model)
+    g = torch.Generator().manual_seed(0)
+    post = Posterior(mu=torch.full((n, *shape), 3.0), logvar=torch.zeros(n, *shape), eps=torch.zeros(n, *shape),
+                     nelbo_trace=torch.zeros(0), nll=None, kl=None)
+    fit = torch.full((n,), 100.0, dtype=torch.float64)
+    alt = {"prior": fit + 20 + torch.randn(n, generator=g, dtype=torch.float64),
+           "shuffled": fit + 0.1 * torch.randn(n, generator=g, dtype=torch.float64)}
+    totals = UsageTotals()
+    totals.add(torch.full((n,), 32), fit, alt, post)
+    out = totals.summary()
+    assert out["information_vs_prior"]["nats_per_token"] > 0.5
+    assert not out["latents_carry_information"]
+    assert out["active_units"] == 0

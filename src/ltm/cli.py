@@ -74,7 +74,7 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
                   f"(biased), {rec['iwae']['bpb']:.3f} bits/byte (IWAE)")
             if "latent_usage" in rec:
                 u = rec["latent_usage"]
-                info = u["information_vs_prior"]
+                info = u["information_vs_shuffled"] or u["information_vs_prior"]
                 print(f"  latents: {info['nats_per_token']:.4f} ± {info['stderr'] or 0:.4f} nats/token of information "
                       f"({'carried' if u['latents_carry_information'] else 'none measurable'}); KL {u['kl_per_token']:.3f} "
                       f"nats/token, floor {u['kl_floor_per_token']:.3f}; {u['active_units']}/{u['latent_dims']} active units")
@@ -149,7 +149,8 @@ def cmd_demo(a: argparse.Namespace) -> None:
             if run["family"] == "ar":
                 print(f"  {name} (window {run['window']}): exact {rec['exact']['bpb']:.4f} bits/byte")
             else:
-                info = rec["latent_usage"]["information_vs_prior"]
+                u = rec["latent_usage"]
+                info = u["information_vs_shuffled"] or u["information_vs_prior"]
                 print(f"  {name} (window {run['window']}, T_eval={t}): IWAE {rec['iwae']['bpb']:.4f} bits/byte, "
                       f"latents carry {info['nats_per_token']:.4f} ± {info['stderr']:.4f} nats/token")
     print(f"-> {a.out}")

@@ -1,9 +1,11 @@
 """Do the latents carry information? Diagnostics of a fitted posterior, and the KL floor of the fast loop.
 
 Per batch (after the fast loop has fitted q(z|x)):
-  information     NLL with z drawn from the prior (or from another sequence's posterior: "shuffled")
+  information     NLL with z from another sequence's posterior ("shuffled") or drawn from the prior,
                   minus the NLL at z ~ q(z|x). If the decoder ignores z, both differences are zero
-                  up to Monte-Carlo noise; a positive value is what the latents tell the decoder.
+                  up to Monte-Carlo noise. The shuffled difference is the information specific to the
+                  sequence (the verdict uses it); the prior one also counts the harm of z values unlike
+                  those the decoder was trained on, so it can be large while nothing is encoded.
   KL split        KL(q || N(0, I)) per dimension = 0.5 mu^2 (mean part) + 0.5 (sigma^2 - 1 - log sigma^2)
                   (variance part). A KL that is all variance part is leftover initialisation, not code.
   active units    dimensions whose posterior mean varies across sequences, Cov_x(E_q[z]) > 0.01
@@ -145,7 +147,10 @@ class UsageTotals:
         shuffled_gain = gain(torch.cat(self.shuffled)) if self.shuffled else None
         mean_part, var_part = float(torch.cat(self.mean_part).sum()), float(torch.cat(self.var_part).sum())
         spread = mu.var(dim=0) if n > 1 else torch.zeros(dims, dtype=torch.float64)
-        carries = prior_gain["stderr"] is not None and prior_gain["nats_per_token"] > 2 * prior_gain["stderr"]
+        # Sequence-specific information: against another sequence's posterior, which has the same
+        # marginal distribution; prior z can also hurt merely by being out of the decoder's training range.
+        test = shuffled_gain or prior_gain
+        carries = test["stderr"] is not None and test["nats_per_token"] > 2 * test["stderr"]
         return {
             "nll_fit": float(torch.cat(self.fit).sum()) / N,
             "nll_prior_z": float(torch.cat(self.prior).sum()) / N,
