@@ -4,6 +4,9 @@ from snakemake.utils import validate
 
 configfile: "params.yaml"
 validate(config, "workflow/schemas/params.schema.yaml", set_default=False)
+from ltm.config import non_finite_key  # checks the schema cannot express, as the ltm loader does
+if non_finite_key(config):
+    raise ValueError(f"params.yaml: {non_finite_key(config)}: must be a finite number, not NaN or infinity")
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"

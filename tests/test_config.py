@@ -39,6 +39,10 @@ def test_repo_params_are_valid():
         (lambda p: p["data"]["corpus"].update(source="web"), "data.corpus.source"),
         (lambda p: p["data"]["corpus"].pop("seed"), "'seed' is a required property"),
         (lambda p: p["runtime"].update(device="tpu"), "runtime.device"),
+        (lambda p: p["train"].update(lr=float("nan")), "train.lr: must be a finite number"),
+        (lambda p: p["train"].update(grad_clip=float("nan")), "train.grad_clip: must be a finite number"),
+        (lambda p: p["posterior"].update(lr_max=float("inf")), "posterior.lr_max: must be a finite number"),
+        (lambda p: p["posterior"].update(betas=[0.9, float("nan")]), "posterior.betas.1: must be a finite number"),
     ],
 )
 def test_bad_params_name_the_key(tmp_path, edit, expected):
@@ -56,6 +60,34 @@ def test_invalid_yaml_and_missing_file(tmp_path):
         load_params(bad)
     with pytest.raises(LtmError, match="not found"):
         load_params(tmp_path / "missing.yaml")
+
+
+def test_params_that_are_not_utf8(tmp_path):
+    bad = tmp_path / "params.yaml"
+    bad.write_bytes(b"data: \xff\xfe\n")
+    with pytest.raises(LtmError, match="not UTF-8"):
+        load_params(bad)
+
+
+@pytest.mark.parametrize("env, expected", [({"LTM_DEVICE": "bogus"}, "LTM_DEVICE='bogus'"),
+                                           ({"LTM_THREADS": "-2"}, "LTM_THREADS='-2'"),
+                                           ({"LTM_MICRO_BATCH": "-1"}, "LTM_MICRO_BATCH='-1'")])
+def test_bad_runtime_overrides_are_one_line_errors(env, expected):
+    with pytest.raises(LtmError) as err:
+        load_params(ROOT / "params.yaml", env=env)
+    assert expected in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_device_this_build_cannot_use_is_refused():
+    import torch
+
+    from ltm.runtime import resolve_device
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(LtmError, match="sees no CUDA device"):
+        resolve_device({"device": "cuda"})
+    assert resolve_device({"device": "auto"}).type in {"cpu", "mps"}
 
 
 def test_runtime_env_overrides_and_never_enters_a_hash():

@@ -9,7 +9,9 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,18 @@ def _describe(error: jsonschema.ValidationError, source: str) -> str:
     return f"{source}: {where}: {error.message}"
 
 
+def non_finite_key(node: Any, prefix: str = "") -> str | None:
+    """The dotted key of the first NaN or infinite number in params (the schema's bounds let them pass)."""
+    if isinstance(node, float) and not math.isfinite(node):
+        return prefix or "<top level>"
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in items:
+        found = non_finite_key(value, f"{prefix}.{key}" if prefix else str(key))
+        if found:
+            return found
+    return None
+
+
 def validate(params: Any, source: str = DEFAULT_PARAMS) -> None:
     validator_cls = jsonschema.validators.validator_for(load_schema())
     validator = validator_cls(load_schema())
@@ -64,6 +78,9 @@ def validate(params: Any, source: str = DEFAULT_PARAMS) -> None:
         # Prefer the deepest, most specific error: it names the leaf key.
         error = jsonschema.exceptions.best_match(errors)
         raise LtmError(_describe(error, source))
+    bad = non_finite_key(params)
+    if bad:
+        raise LtmError(f"{source}: {bad}: must be a finite number, not NaN or infinity")
     check_cross_references(params, source)
 
 
@@ -93,6 +110,8 @@ def load_params(path: str | os.PathLike = DEFAULT_PARAMS, env: dict | None = Non
         raise LtmError(f"params file not found: {path}")
     try:
         params = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise LtmError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except yaml.YAMLError as exc:
         line = getattr(getattr(exc, "problem_mark", None), "line", None)
         at = f" (line {line + 1})" if line is not None else ""
@@ -102,7 +121,11 @@ def load_params(path: str | os.PathLike = DEFAULT_PARAMS, env: dict | None = Non
     return params
 
 
+DEVICE_NAME = re.compile(r"^(auto|cpu|mps|cuda(:[0-9]+)?)$")
+
+
 def runtime_settings(runtime: dict, env: dict) -> dict:
+    """runtime: with LTM_* overrides applied, each value checked (an override bypasses the schema)."""
     runtime = dict(runtime)
     for key, (var, cast) in RUNTIME_ENV.items():
         if env.get(var, "") != "":
@@ -110,6 +133,12 @@ def runtime_settings(runtime: dict, env: dict) -> dict:
                 runtime[key] = cast(env[var])
             except ValueError:
                 raise LtmError(f"environment variable {var}={env[var]!r} is not a valid runtime.{key}") from None
+        where = f"environment variable {var}={env[var]!r}" if env.get(var, "") != "" else f"runtime.{key}"
+        value = runtime.get(key)
+        if key == "device" and not DEVICE_NAME.match(str(value)):
+            raise LtmError(f"{where}: device must be auto, cpu, mps, cuda or cuda:N")
+        if key in ("threads", "micro_batch") and (not isinstance(value, int) or value < 0):
+            raise LtmError(f"{where}: {key} must be an integer >= 0 (0 = default)")
     return runtime
 
 

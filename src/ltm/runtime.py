@@ -5,6 +5,8 @@ import os
 
 import torch
 
+from ltm.errors import LtmError
+
 
 def configure_threads(runtime: dict) -> int | None:
     """Apply runtime.threads to torch and the tokenizer pool; return it (None = library default)."""
@@ -25,4 +27,13 @@ def resolve_device(runtime: dict) -> torch.device:
             name = "mps"
         else:
             name = "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise LtmError(f"device {name!r} requested (runtime.device / LTM_DEVICE), but this torch build "
+                           "sees no CUDA device; use auto or cpu")
+        index = torch.device(name).index
+        if index is not None and index >= torch.cuda.device_count():
+            raise LtmError(f"device {name!r} requested, but only {torch.cuda.device_count()} CUDA device(s) exist")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise LtmError("device 'mps' requested, but MPS is not available here; use auto or cpu")
     return torch.device(name)
