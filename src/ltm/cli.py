@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 
 from ltm.errors import LtmError
@@ -260,9 +261,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")  # as params.yaml's run names: never a path
+
+
+def check_run_name(args: argparse.Namespace) -> None:
+    """A --run value names an output folder (runs/RUN, results/*/RUN): it may not climb out of them."""
+    run = getattr(args, "run", None)
+    if run is not None and (not RUN_NAME.match(run) or ".." in run):
+        raise LtmError(f"--run {run!r} is not a run name (letters, digits, '_', '.', '-'; no '/' or '..')")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_run_name(args)
         args.func(args)
     except LtmError as exc:
         print(f"ltm: error: {exc}", file=sys.stderr)

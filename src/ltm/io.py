@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from ltm.errors import LtmError
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -43,14 +45,47 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+OWNER_FILE = ".ltm-owner"  # names the stage whose artifact a folder is
+
+
+def folder_owner(path: Path) -> str | None:
+    """The stage that made folder `path`: its owner mark, or (older artifacts) its lineage record."""
+    mark = path / OWNER_FILE
+    if mark.is_file():
+        return mark.read_text(encoding="utf-8").strip()
+    record = path / "lineage.json"
+    if record.is_file():
+        try:
+            return str(read_json(record).get("stage"))
+        except (ValueError, OSError, AttributeError):
+            return None
+    return None
+
+
+def check_replaceable(path: Path, owner: str) -> None:
+    """Refuse to replace anything but a missing or empty folder or `owner`'s own earlier artifact."""
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise LtmError(f"refusing to replace {path}: it is a file, not an output folder")
+    if any(path.iterdir()) and folder_owner(path) != owner:
+        raise LtmError(f"refusing to replace {path}: it is not empty and not an earlier {owner} output "
+                       "(choose a new or empty folder)")
+
+
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary directory next to `path`; on success it replaces `path` as a whole."""
+def atomic_dir(path: str | os.PathLike, owner: str) -> Iterator[Path]:
+    """Yield a temporary directory next to `path`; on success it replaces `path` as a whole.
+
+    Only a missing or empty folder, or one this same `owner` (a stage name) made before, is replaced:
+    an output path can never destroy what it does not own. The folder is marked with its owner."""
     path = Path(path)
+    check_replaceable(path, owner)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700
     try:
+        (tmp / OWNER_FILE).write_text(owner + "\n", encoding="utf-8")
         yield tmp
         old = None
         if path.exists():

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ltm.errors import LtmError
-from ltm.io import atomic_dir, write_json, write_text
+from ltm.io import atomic_dir, check_replaceable, write_json, write_text
 from ltm.report_laws import accepted_laws, read_residuals
 
 FAMILY_ORDER = ("ltm", "ar", "diffusion")
@@ -174,10 +174,11 @@ def build_report(params: dict[str, Any], runs_dir: Path, eval_dir: Path, scaling
     from ltm.report_figures import make_all
     from ltm.report_latents import make_kl_vs_teval
 
+    check_replaceable(Path(out_dir), "report")  # before reading anything: a wrong --out fails at once
     inp = load_inputs(params, runs_dir, eval_dir, scaling_dir, fewshot_dir)
     accepted = accepted_laws(inp.fit, inp.residuals)
     out_dir = Path(out_dir)
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, owner="report") as tmp:
         fig_dir = tmp / "figures"
         fig_dir.mkdir()
         figures = make_all(inp, accepted, fig_dir)

@@ -139,7 +139,7 @@ def build_corpus(cfg: dict, out_dir: Path) -> dict:
         heldout[f"heldout-{name}"] = zeroshot_documents(name, max_docs)
 
     truth = GroundTruth(TopicProcess.from_dict(cfg.get("synthetic"))) if description["kind"] == "synthetic" else None
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, owner="corpus") as tmp:
         writers = {name: SplitWriter(tmp / f"{name}.arrow") for name in (TRAIN, VAL)}
         for text in tqdm(_limit(docs, max_docs, stats), desc="corpus", unit="doc", disable=None):
             split = VAL if in_val(text, seed, val_fraction) else TRAIN

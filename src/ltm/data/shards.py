@@ -153,7 +153,7 @@ def build_shards(cfg: dict, corpus_dir: Path, tokenizer_dir: Path, out_dir: Path
     row_len = seq_len + 1
 
     splits: dict[str, Any] = {}
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, owner="shards") as tmp:
         for name, split in corpus["splits"].items():
             (tmp / name).mkdir()
             writer = _ShardWriter(tmp / name, dtype, row_len, rows_per_shard)

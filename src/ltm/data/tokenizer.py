@@ -81,7 +81,7 @@ def build_tokenizer(cfg: dict, corpus_dir: Path, out_dir: Path) -> dict:
     else:
         raise LtmError(f"unknown tokenizer kind {kind!r}; expected bpe or gpt2")
 
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, owner="tokenizer") as tmp:
         tok.save(str(tmp / "tokenizer.json"))
         manifest = {
             "kind": kind,

@@ -7,7 +7,7 @@ import torch
 
 from ltm import lineage
 from ltm.config import load_params
-from ltm.io import atomic_dir, write_json
+from ltm.io import atomic_dir, check_replaceable, write_json
 from ltm.runs import describe, resolve_run
 from ltm.runtime import configure_threads
 from ltm.tracking import Tracker
@@ -15,7 +15,7 @@ from ltm.tracking import Tracker
 
 def export_model(trainer, out: Path) -> None:
     """The small final artifact: fp32 weights and the config needed to rebuild the model."""
-    with atomic_dir(out) as tmp:
+    with atomic_dir(out, owner="train") as tmp:
         state = {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}
         torch.save(state, tmp / "model.pt")
         write_json(tmp / "config.json", {
@@ -37,6 +37,7 @@ def train(params_path: str, run: str, shards_dir: str, out: str, resume: str = "
     spec = resolve_run(params, run)
     started = lineage.now()
     out_dir = Path(out)
+    check_replaceable(out_dir / "model", "train")  # before training, not after it
     trainer = Trainer(spec, Path(shards_dir), out_dir, params["runtime"], resume=resume)
     try:
         metrics = trainer.fit()

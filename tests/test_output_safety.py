@@ -1,0 +1,75 @@
+"""An output path can never destroy what it does not own; run names never climb out of their folders."""
+import json
+
+import pytest
+
+from ltm.cli import main
+from ltm.errors import LtmError
+from ltm.io import OWNER_FILE, atomic_dir
+
+
+def _fill(folder, name="keep.txt"):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text("precious")
+
+
+def test_atomic_dir_replaces_missing_empty_or_own_folders(tmp_path):
+    for case in ("missing", "empty", "own"):
+        out = tmp_path / case
+        if case == "empty":
+            out.mkdir()
+        if case == "own":
+            with atomic_dir(out, owner="corpus") as tmp:
+                (tmp / "old").write_text("1")
+        with atomic_dir(out, owner="corpus") as tmp:
+            (tmp / "new").write_text("2")
+        assert (out / "new").read_text() == "2" and not (out / "old").exists()
+        assert (out / OWNER_FILE).read_text().strip() == "corpus"
+
+
+def test_atomic_dir_refuses_a_folder_it_does_not_own(tmp_path):
+    foreign = tmp_path / "data"
+    _fill(foreign / "shards")
+    with pytest.raises(LtmError, match="refusing to replace .*data: it is not empty and not an earlier corpus output"):
+        with atomic_dir(foreign, owner="corpus"):
+            pass
+    assert (foreign / "shards" / "keep.txt").read_text() == "precious"
+    other = tmp_path / "tok"
+    with atomic_dir(other, owner="tokenizer") as tmp:
+        (tmp / "x").write_text("1")
+    with pytest.raises(LtmError, match="not an earlier report output"):
+        with atomic_dir(other, owner="report"):
+            pass
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(LtmError, match="is a file"):
+        with atomic_dir(tmp_path / "file", owner="report"):
+            pass
+
+
+def test_an_older_artifact_is_recognised_by_its_lineage_record(tmp_path):
+    old = tmp_path / "reports"
+    _fill(old)
+    (old / "lineage.json").write_text(json.dumps({"stage": "report"}))
+    with atomic_dir(old, owner="report") as tmp:
+        (tmp / "report.md").write_text("new")
+    assert (old / "report.md").read_text() == "new"
+
+
+def test_report_into_the_runs_folder_is_refused_and_destroys_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _fill(tmp_path / "runs" / "ltm-tiny")
+    from conftest import write_params
+
+    code = main(["report", "--params", str(write_params(tmp_path)), "--out", "runs"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "refusing to replace runs" in err
+    assert (tmp_path / "runs" / "ltm-tiny" / "keep.txt").read_text() == "precious"
+
+
+@pytest.mark.parametrize("run", ["../../x", "a/b", "..", "x y", ""])
+def test_run_names_that_are_paths_are_refused(run, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["evaluate", "--run", run]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ltm: error: --run") and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
