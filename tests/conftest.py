@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Small enough that a training run takes seconds on 2 CPU cores.
 TINY = {
-    "data": {"tokenizer": {"vocab_size": 512}, "shards": {"seq_len": 32, "rows_per_shard": 2048}},
+    "data": {"corpus": {"synthetic": {"documents": 300, "words": 64, "words_per_doc": 30}},
+             "tokenizer": {"vocab_size": 512}, "shards": {"seq_len": 32, "rows_per_shard": 2048}},
     "models": {
         "ltm-tiny": {"family": "ltm", "d_model": 32, "n_layers": 2, "n_heads": 2, "n_latents": 4, "window": 16},
         "ar-tiny": {"family": "ar", "d_model": 32, "n_layers": 2, "n_heads": 2, "n_latents": 0, "window": 16},
@@ -26,6 +27,7 @@ TINY = {
     "eval": {"max_rows": 32, "batch_size": 16, "samples": 4, "t_curve": [0, 1, 3], "t_curve_max_rows": 16},
     "fewshot": {"problems": 20, "k": [0, 1], "n": 5},
     "generation": {"judge": "ar-tiny", "samples": 4, "prompt_tokens": 8, "max_new_tokens": 16, "diffusion_steps": 4},
+    "demo": {"tokens": 512 * 4, "t_eval": [3]},
     "runtime": {"threads": 1},
 }
 

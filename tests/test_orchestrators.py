@@ -29,9 +29,9 @@ def dvc_stages(root: Path) -> dict[str, dict]:
         for stage in repo.index.stages:
             params = sorted(p for d in stage.deps if hasattr(d, "params") for p in d.params)
             deps = sorted({str(d.def_path) for d in stage.deps if not hasattr(d, "params")})
-            # persistent, uncached outputs (checkpoints) are training state, not products:
-            # Snakemake must not declare them or it would delete them before a rerun
-            products = [o for o in stage.outs if not (o.persist and not o.use_cache)]
+            # checkpoint folders are training state, not products: Snakemake must not declare them
+            # or it would delete them before a rerun (every output is persist: true in dvc.yaml)
+            products = [o for o in stage.outs if not str(o.def_path).endswith("/checkpoints")]
             stages[canonical(stage.addressing, stage.cmd)] = {
                 "cmd": stage.cmd,
                 "inputs": deps,
@@ -97,6 +97,14 @@ def test_dvc_declares_exactly_the_leaf_params_each_stage_reads(both):
         declared = sorted(leaf_keys(params, stage["params"]))
         assert declared == sorted(leaf_keys(params, stage_params(base, params, run or None))), name
         assert not any(p.startswith("runtime") for p in stage["params"]), name
+
+
+def test_every_dvc_output_persists_so_a_failed_rerun_keeps_it(both):
+    from dvc.repo import Repo
+
+    with Repo(str(ROOT)) as repo:
+        for stage in repo.index.stages:
+            assert all(o.persist for o in stage.outs), stage.addressing
 
 
 def test_commands_are_ltm_subcommands(both):

@@ -87,6 +87,15 @@ def test_dvc_repro_builtin_then_noop_then_partial(tmp_path):
     assert json.loads((ws / "data/shards/manifest.json").read_text())["splits"]["train"]["shards"]
     assert sh(ws, "dvc", "metrics", "show").count("tiny") >= 2
 
+    # a failed rerun keeps the previous result: every DVC output is persist
+    kept = {f: (ws / f).read_bytes() for f in ["results/eval/ltm-tiny/metrics.json", "runs/ltm-tiny/model/model.pt"]}
+    edit_params(ws, "eval", "samples", 0)
+    env = {**os.environ, "PATH": BIN + os.pathsep + os.environ.get("PATH", "")}
+    failed = subprocess.run(["dvc", "repro", "-s", "evaluate@ltm-tiny"], cwd=ws, env=env, capture_output=True, text=True)
+    assert failed.returncode != 0 and "eval.samples" in failed.stdout + failed.stderr
+    assert all((ws / f).read_bytes() == data for f, data in kept.items())
+    edit_params(ws, "eval", "samples", 4)
+
     # one more sweep point reruns only that point and the fit
     edit_params(ws, "sweep.ar", "tokens", [1024, 1536])
     status = json.loads(sh(ws, "dvc", "status", "--json"))
