@@ -70,9 +70,22 @@ def test_truncated_checkpoint_is_refused_and_old_metrics_survive(trained, tmp_pa
     out = trained / "runs/bad/eval"
     out.mkdir(parents=True)
     (out / "metrics.json").write_text('{"old": 1}')
-    with pytest.raises(LtmError, match="unreadable"):
+    with pytest.raises(LtmError, match="altered or truncated"):
         run_eval(trained, "ar-tiny", model="runs/bad/model", out="runs/bad/eval")
     assert json.loads((out / "metrics.json").read_text()) == {"old": 1}
+
+
+def test_one_flipped_byte_in_the_weights_is_refused(trained):
+    import shutil
+
+    bad = trained / "runs/flipped/model"
+    shutil.copytree(trained / "runs/ltm-tiny/model", bad)
+    data = bytearray((bad / "model.pt").read_bytes())
+    data[len(data) // 2] ^= 0x01  # inside a tensor: torch would load it and score different numbers
+    (bad / "model.pt").write_bytes(bytes(data))
+    with pytest.raises(LtmError, match="does not match the sha256 in its config.json"):
+        run_eval(trained, "ltm-tiny", model="runs/flipped/model", out="runs/flipped/eval")
+    assert not (trained / "runs/flipped/eval").exists()
 
 
 def test_checkpoint_of_another_vocabulary_is_refused(trained):

@@ -73,3 +73,24 @@ def test_run_names_that_are_paths_are_refused(run, capsys, tmp_path, monkeypatch
     err = capsys.readouterr().err
     assert err.startswith("ltm: error: --run") and err.count("\n") == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_second_writer_of_the_same_folder_is_refused(tmp_path):
+    import subprocess
+    import sys
+
+    from ltm.io import exclusive
+
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from ltm.io import exclusive\n"
+                               f"with exclusive({str(tmp_path)!r}):\n print('held', flush=True); time.sleep(30)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(LtmError, match=f"is being written by process {holder.pid}"):
+            with exclusive(tmp_path):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with exclusive(tmp_path):  # the OS released the dead holder's lock
+        pass

@@ -13,7 +13,7 @@ from ltm.errors import LtmError
 from ltm.eval_diffusion import evaluate_diffusion_split
 from ltm.eval_bytes import load_token_byte_lengths
 from ltm.evaluate import EvalConfig, evaluate_split, t_eval_curve
-from ltm.io import read_json, write_json
+from ltm.io import read_json, sha256_file, write_json
 from ltm.model import Decoder, ModelConfig
 from ltm.posterior import PosteriorConfig
 from ltm.runtime import configure_threads, resolve_device
@@ -26,7 +26,14 @@ def load_model(model_dir: Path, device: torch.device = torch.device("cpu")) -> t
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file() or not (model_dir / "model.pt").is_file():
         raise LtmError(f"{model_dir} is not a trained model folder (needs config.json and model.pt)")
-    config = read_json(model_dir / "config.json")
+    try:
+        config = read_json(model_dir / "config.json")
+    except (ValueError, UnicodeDecodeError):
+        raise LtmError(f"{model_dir / 'config.json'} is not valid JSON; retrain the run (ltm train)") from None
+    expected = config.get("weights_sha256")
+    if expected and sha256_file(model_dir / "model.pt") != expected:
+        raise LtmError(f"{model_dir / 'model.pt'} does not match the sha256 in its config.json: the weights were "
+                       "altered or truncated; retrain the run (ltm train) or restore it (dvc checkout)")
     if config["family"] == "diffusion":
         model = MaskedDiffusionLM(ModelConfig(**config["model"]), DiffusionConfig(**config["diffusion"]))
     else:

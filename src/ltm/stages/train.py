@@ -1,13 +1,15 @@
 """Train stage: one run of params `runs:` -> checkpoints, the final model, metrics and a step log."""
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
 import torch
 
 from ltm import lineage
 from ltm.config import load_params
-from ltm.io import atomic_dir, check_replaceable, write_json
+from ltm.io import atomic_dir, check_replaceable, exclusive, sha256_file, write_json
 from ltm.runs import describe, resolve_run
 from ltm.runtime import configure_threads
 from ltm.tracking import Tracker
@@ -19,6 +21,7 @@ def export_model(trainer, out: Path) -> None:
         state = {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}
         torch.save(state, tmp / "model.pt")
         write_json(tmp / "config.json", {
+            "weights_sha256": sha256_file(tmp / "model.pt"),  # checked by every reader (load_model)
             "run": trainer.spec.name, "family": trainer.spec.family, "run_hash": trainer.run_hash,
             "model": {**trainer.model_cfg.__dict__}, "posterior": trainer.spec.posterior,
             "diffusion": trainer.spec.diffusion,
@@ -30,14 +33,21 @@ def export_model(trainer, out: Path) -> None:
 
 
 def train(params_path: str, run: str, shards_dir: str, out: str, resume: str = "auto") -> dict:
-    from ltm.trainer import Trainer
-
     params = load_params(params_path)
     configure_threads(params["runtime"])
     spec = resolve_run(params, run)
     started = lineage.now()
     out_dir = Path(out)
     check_replaceable(out_dir / "model", "train")  # before training, not after it
+    # one writer per run folder; under torchrun the ranks of one job share it, rank 0 holds the lock
+    first_rank = int(os.environ.get("RANK", "0")) == 0
+    with exclusive(out_dir) if first_rank else contextlib.nullcontext():
+        return _train(params, spec, shards_dir, out_dir, resume, started)
+
+
+def _train(params: dict, spec, shards_dir: str, out_dir: Path, resume: str, started: str) -> dict:
+    from ltm.trainer import Trainer
+
     trainer = Trainer(spec, Path(shards_dir), out_dir, params["runtime"], resume=resume)
     try:
         metrics = trainer.fit()
