@@ -94,3 +94,21 @@ def test_a_second_writer_of_the_same_folder_is_refused(tmp_path):
         holder.wait()
     with exclusive(tmp_path):  # the OS released the dead holder's lock
         pass
+
+
+def test_a_kill_between_the_two_renames_loses_nothing(tmp_path):
+    """NAME moved to .NAME.old, then killed before the new folder arrived: the next start restores it."""
+    import os
+
+    out = tmp_path / "shards"
+    with atomic_dir(out, owner="shards") as tmp:
+        (tmp / "v").write_text("1")
+    os.replace(out, tmp_path / ".shards.old")  # the state a SIGKILL between the renames leaves
+    dead = tmp_path / ".shards.999999999.abc.tmp"  # a temp folder of a process that no longer exists
+    dead.mkdir()
+    with pytest.raises(RuntimeError):
+        with atomic_dir(out, owner="shards"):
+            assert (out / "v").read_text() == "1"  # restored before the new work starts
+            raise RuntimeError("the rerun fails too")
+    assert (out / "v").read_text() == "1" and not dead.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shards"]

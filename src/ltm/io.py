@@ -73,16 +73,46 @@ def check_replaceable(path: Path, owner: str) -> None:
                        "(choose a new or empty folder)")
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def recover_dir(path: Path) -> None:
+    """Undo what a kill during `atomic_dir` left behind, before anything else touches `path`.
+
+    Killed between its two renames, the previous folder sits at .NAME.old and NAME is missing: put
+    it back. Temp folders .NAME.<pid>.*.tmp of processes that no longer exist are deleted."""
+    old = path.with_name(f".{path.name}.old")
+    if old.is_dir():
+        if path.exists():
+            shutil.rmtree(old, ignore_errors=True)  # the new folder is complete: the old one is spent
+        else:
+            os.replace(old, path)
+    for stale in path.parent.glob(f".{path.name}.*.tmp") if path.parent.is_dir() else ():
+        pid = stale.name[len(path.name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike, owner: str) -> Iterator[Path]:
     """Yield a temporary directory next to `path`; on success it replaces `path` as a whole.
 
     Only a missing or empty folder, or one this same `owner` (a stage name) made before, is replaced:
-    an output path can never destroy what it does not own. The folder is marked with its owner."""
+    an output path can never destroy what it does not own. The folder is marked with its owner.
+    Replacement is two renames (NAME -> .NAME.old, temp -> NAME); a kill between them is undone by the
+    next start (`recover_dir`), so the previous copy is never lost."""
     path = Path(path)
+    recover_dir(path)
     check_replaceable(path, owner)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent))
     tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700
     try:
         (tmp / OWNER_FILE).write_text(owner + "\n", encoding="utf-8")
