@@ -112,3 +112,15 @@ def test_a_kill_between_the_two_renames_loses_nothing(tmp_path):
             raise RuntimeError("the rerun fails too")
     assert (out / "v").read_text() == "1" and not dead.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shards"]
+
+
+def test_an_out_that_is_a_file_is_one_line(tmp_path, capsys, monkeypatch):
+    from conftest import write_params
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    params = str(write_params(tmp_path, {"data": {"corpus": {"source": "synthetic"}}}))
+    assert main(["corpus", "--params", params, "--out", "afile/corpus"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ltm: error:") and err.count("\n") == 1 and "afile" in err
+    assert (tmp_path / "afile").read_text() == "x"

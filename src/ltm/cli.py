@@ -279,6 +279,12 @@ def main(argv: list[str] | None = None) -> int:
     except LtmError as exc:
         print(f"ltm: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        if exc.filename is None:  # not about a path the user named: a bug, keep its traceback
+            raise
+        # an --out that is a file, an unwritable folder, a full disk: the user's to fix, in one line
+        print(f"ltm: error: {exc.strerror or type(exc).__name__}: {exc.filename}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("ltm: interrupted", file=sys.stderr)
         return 130
