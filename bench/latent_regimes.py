@@ -75,6 +75,7 @@ def main() -> int:
     ap.add_argument("--source", default="builtin", choices=["builtin", "synthetic"])
     ap.add_argument("--tokens", type=int, default=200_000)
     ap.add_argument("--window", type=int, default=None, help="attention window of both models (tokens)")
+    ap.add_argument("--n-latents", type=int, default=None, help="latent vectors of the LTM (N_z, all layers)")
     ap.add_argument("--settings", default=",".join(SETTINGS))
     ap.add_argument("--eval-rows", type=int, default=64)
     ap.add_argument("--t-eval", default="train", help="comma-separated T_eval values; 'train' = the training T")
@@ -88,6 +89,8 @@ def main() -> int:
     for name in ("ltm-tiny", "ar-tiny"):
         if args.window:
             params["models"][name]["window"] = args.window
+    if args.n_latents:
+        params["models"]["ltm-tiny"]["n_latents"] = args.n_latents
     params["runs"] = {"ar": {"model": "ar-tiny", "tokens": args.tokens}}
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
