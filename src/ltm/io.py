@@ -46,6 +46,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 OWNER_FILE = ".ltm-owner"  # names the stage whose artifact a folder is
+LOCK_FILE = ".ltm-lock"  # held by the one process writing a folder (`exclusive`)
 
 
 def folder_owner(path: Path) -> str | None:
@@ -131,13 +132,18 @@ def atomic_dir(path: str | os.PathLike, owner: str) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def exclusive(folder: str | os.PathLike) -> Iterator[None]:
-    """Hold an OS lock on `folder` (its .ltm-lock file) for one writer at a time; the OS releases it when
+    """Hold an OS lock on `folder` (its LOCK_FILE) for one writer at a time; the OS releases it when
     the process dies, so a killed run never blocks the next one."""
     import fcntl
 
     folder = Path(folder)
+    made = []  # the folders this call creates, deepest first
+    for parent in [folder, *folder.parents]:
+        if parent.exists():
+            break
+        made.append(parent)
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".ltm-lock", "a+") as fh:
+    with open(folder / LOCK_FILE, "a+") as fh:
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -152,6 +158,12 @@ def exclusive(folder: str | os.PathLike) -> Iterator[None]:
             yield
         finally:
             fh.truncate(0)
+            # a command refused before writing anything leaves no folder behind
+            if made and [p.name for p in folder.iterdir()] == [LOCK_FILE]:
+                (folder / LOCK_FILE).unlink()
+                for empty in made:
+                    with contextlib.suppress(OSError):  # someone else wrote there meanwhile: keep it
+                        empty.rmdir()
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
