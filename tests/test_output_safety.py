@@ -124,3 +124,42 @@ def test_an_out_that_is_a_file_is_one_line(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert err.startswith("ltm: error:") and err.count("\n") == 1 and "afile" in err
     assert (tmp_path / "afile").read_text() == "x"
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("this ran",))
+
+
+def test_a_pickle_with_code_is_refused_and_named_as_such(tmp_path):
+    import torch
+
+    from ltm.checkpoint import load
+
+    torch.save({"format": 1, "x": _Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(LtmError, match="holds Python objects beyond tensors"):
+        load(tmp_path / "evil.pt")
+    (tmp_path / "cut.pt").write_bytes(b"PK\x03\x04 not a whole archive")
+    with pytest.raises(LtmError, match="truncated, or not a torch file"):
+        load(tmp_path / "cut.pt")
+
+
+def test_a_checkpoint_without_its_keys_is_refused(tmp_path):
+    import torch
+
+    from ltm.checkpoint import FORMAT, load
+
+    torch.save({"format": FORMAT, "model": {}}, tmp_path / "part.pt")
+    with pytest.raises(LtmError, match="lacks run_hash, step"):
+        load(tmp_path / "part.pt")
+
+
+def test_a_corrupt_shards_manifest_is_one_line(tmp_path):
+    from ltm.data.loader import TokenShards
+
+    (tmp_path / "manifest.json").write_text('{"splits": ')
+    with pytest.raises(LtmError, match="manifest.json is corrupt"):
+        TokenShards(tmp_path, "train")
+    (tmp_path / "manifest.json").write_text('{"splits": {"train": {}}}')
+    with pytest.raises(LtmError, match="manifest.json is corrupt"):
+        TokenShards(tmp_path, "train")

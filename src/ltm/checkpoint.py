@@ -6,6 +6,7 @@ checkpoint with another hash is refused.
 """
 from __future__ import annotations
 
+import pickle
 import re
 from pathlib import Path
 
@@ -39,15 +40,28 @@ def save(folder: Path, state: dict, step: int, keep_last: int) -> Path:
     return path
 
 
+STATE_KEYS = ("run_hash", "step", "tokens", "log_rows", "model", "optimizer", "scheduler", "loader", "rng")
+
+
+def torch_load_problem(exc: Exception) -> str:
+    """What a failed weights-only torch.load means, in words, for a one-line error."""
+    if isinstance(exc, pickle.UnpicklingError) and "weights_only" in str(exc).lower().replace(" ", "_"):
+        return "holds Python objects beyond tensors and plain data: refused unread (weights_only loading)"
+    return f"is unreadable ({type(exc).__name__}): truncated, or not a torch file"
+
+
 def load(path: Path, expected_hash: str | None = None, map_location: str | torch.device = "cpu") -> dict:
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise LtmError(f"checkpoint not found: {path}") from None
     except Exception as exc:  # truncated zip, bad pickle, wrong file type: all mean "not a checkpoint"
-        raise LtmError(f"checkpoint {path} is unreadable ({type(exc).__name__}); it may be truncated") from None
+        raise LtmError(f"checkpoint {path} {torch_load_problem(exc)}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise LtmError(f"{path} is not an ltm training checkpoint (format {FORMAT})")
+    missing = [k for k in STATE_KEYS if k not in state]
+    if missing:
+        raise LtmError(f"checkpoint {path} lacks {', '.join(missing)}: it is incomplete; delete it to start over")
     if expected_hash is not None and state.get("run_hash") != expected_hash:
         raise LtmError(f"checkpoint {path} was made with params hash {state.get('run_hash')}, but the current "
                        f"params and data give {expected_hash}; refusing to resume from it")

@@ -28,7 +28,13 @@ class TokenShards:
         shards_dir = Path(shards_dir)
         if not (shards_dir / "manifest.json").is_file():
             raise LtmError(f"no shards manifest at {shards_dir / 'manifest.json'}; build the shards first")
-        self.manifest: dict[str, Any] = read_json(shards_dir / "manifest.json")
+        try:
+            self.manifest: dict[str, Any] = read_json(shards_dir / "manifest.json")
+            if not all(k in self.manifest for k in ("splits", "row_len", "seq_len", "dtype")):
+                raise ValueError("missing keys")
+        except (ValueError, UnicodeDecodeError):
+            raise LtmError(f"{shards_dir / 'manifest.json'} is corrupt (not the JSON the shards stage writes); "
+                           "rebuild the shards") from None
         if split not in self.manifest["splits"]:
             raise LtmError(f"no split {split!r} in {shards_dir} (splits: {', '.join(sorted(self.manifest['splits']))})")
         self.shards_dir, self.split = shards_dir, split

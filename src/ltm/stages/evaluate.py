@@ -13,6 +13,7 @@ from ltm.errors import LtmError
 from ltm.eval_diffusion import evaluate_diffusion_split
 from ltm.eval_bytes import load_token_byte_lengths
 from ltm.evaluate import EvalConfig, evaluate_split, t_eval_curve
+from ltm.checkpoint import torch_load_problem
 from ltm.io import read_json, sha256_file, write_json
 from ltm.model import Decoder, ModelConfig
 from ltm.posterior import PosteriorConfig
@@ -40,8 +41,8 @@ def load_model(model_dir: Path, device: torch.device = torch.device("cpu")) -> t
         model = Decoder(ModelConfig(**config["model"]))
     try:
         state = torch.load(model_dir / "model.pt", map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated archive, not a torch file, ...
-        raise LtmError(f"{model_dir / 'model.pt'} is unreadable ({type(exc).__name__}); it may be truncated") from None
+    except Exception as exc:  # truncated archive, not a torch file, a pickle with code in it
+        raise LtmError(f"{model_dir / 'model.pt'} {torch_load_problem(exc)}") from None
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
