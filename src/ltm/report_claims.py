@@ -48,13 +48,18 @@ def _groups(runs, vary: str) -> list[list]:
             if len({_key(r)[vary] for r in g}) > 1]
 
 
-def _floor(run, split: str) -> float:
-    """The KL floor per token of the run's fast loop at its T_eval (0 where not recorded)."""
+def _uninformed_kl(run, split: str) -> float:
+    """KL per token a fit whose likelihood gradient is zero leaves at the run's T_eval (its T_eval curve's
+    likelihood-free column; else the KL floor; 0 where neither is recorded)."""
+    t_eval = ((run.split(split) or {}).get("protocol") or {}).get("T_eval")
+    for row in run.curve:
+        if row.get("T_eval") == t_eval and row.get("kl_likelihood_free") is not None:
+            return float(row["kl_likelihood_free"])
     return float(((run.split(split) or {}).get("latent_usage") or {}).get("kl_floor_per_token") or 0.0)
 
 
 def _trend(groups, split: str, vary: str) -> tuple[str, str]:
-    """Does the loss fall along `vary` in every group, and by more than the KL floor falls?"""
+    """Does the loss fall along `vary` in every group, and by more than the KL an uninformed fit sheds?"""
     if not groups:
         return UNTESTABLE, ""
     falls, beyond_floor, shown = True, True, []
@@ -63,10 +68,10 @@ def _trend(groups, split: str, vary: str) -> tuple[str, str]:
         shown.append(", ".join(f"{vary}={num(_key(r)[vary])}: {num(v[0])}" for r, v in zip(g, losses)))
         falls &= all(_below(b, a) for a, b in zip(losses, losses[1:]))
         for (ra, a), (rb, b) in zip(zip(g, losses), zip(g[1:], losses[1:])):
-            net = (a[0] - b[0]) - (_floor(ra, split) - _floor(rb, split))
+            net = (a[0] - b[0]) - (_uninformed_kl(ra, split) - _uninformed_kl(rb, split))
             beyond_floor &= net > max(2 * max(a[1], b[1]), 1e-3)
     if falls and not beyond_floor:
-        return NOT_SUPPORTED, "; ".join(shown) + ": no more than the fast loop's KL floor falls (leftover " \
+        return NOT_SUPPORTED, "; ".join(shown) + ": no more than the KL a likelihood-free fit sheds (leftover " \
                                                  "initialisation, not better inference)"
     return (SUPPORTED if falls else NOT_SUPPORTED), "; ".join(shown)
 

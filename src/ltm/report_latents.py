@@ -9,6 +9,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from matplotlib import ticker
+
 from ltm.latent_usage import kl_floor_per_dim
 from ltm.posterior import PosteriorConfig
 from ltm.report_figures import FigureInfo, _new, _save, family_color
@@ -29,6 +31,11 @@ def _named_ltm(inp) -> list:
     return [r for r in inp.runs if r.family == "ltm" and r.name in named and _usage(r, inp.split)]
 
 
+def _info_text(usage: dict[str, Any]) -> str:
+    info = usage.get("information_vs_shuffled") or usage["information_vs_prior"]
+    return f"{num(info['nats_per_token'])} ± {num(info['stderr'])}"
+
+
 def verdict_sentence(inp) -> str:
     """The plain sentence at the top of the LTM section."""
     runs = [r for r in inp.runs if r.family == "ltm" and _usage(r, inp.split)]
@@ -40,8 +47,10 @@ def verdict_sentence(inp) -> str:
                 "sequence's posterior is the same as at its own (within two standard errors), so its bound is the "
                 "decoder's NLL plus KL left over from the fast loop's initialisation; see the KL floor below.")
     if empty:
-        return (f"The latents carry information in {len(runs) - len(empty)} of {len(runs)} LTM runs; "
-                f"none in {', '.join(empty)}.")
+        carrying = [r for r in runs if r.name not in empty]
+        shown = ", ".join(f"{r.name} ({_info_text(_usage(r, inp.split))})" for r in carrying)
+        return (f"The latents carry information in {len(carrying)} of {len(runs)} LTM runs: {shown} nats/token "
+                f"specific to the sequence; none measurable in {', '.join(empty)}.")
     return ("The latents carry information in every LTM run (NLL at the sequence's own z below the NLL at "
             "another sequence's z).")
 
@@ -73,6 +82,11 @@ def make_kl_vs_teval(inp, out: Path) -> FigureInfo | None:
                 label="likelihood-free fast loop")
         ax.axvline(run.T_train, color="grey", ls=":", lw=1.0, label="training T")
         ax.set_xscale("symlog", linthresh=1.0)
+        ticks = sorted(set(T) | {run.T_train})
+        ax.xaxis.set_major_locator(ticker.FixedLocator(ticks))
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_locator(ticker.NullLocator())
+        ax.set_xlim(-0.25 if min(ticks) <= 0 else 0.8 * min(ticks), 1.12 * max(ticks))
         ax.set_xlabel("inference steps T_eval")
         ax.set_ylabel("KL (nats/token)")
         ax.set_title(run.name, fontsize=10)
