@@ -56,7 +56,7 @@ def edit_params(ws: Path, section: str, key: str, value) -> None:
 
 
 def finished(ws: Path, artifact: str) -> str:
-    return json.loads((ws / artifact / "lineage.json").read_text())["finished"]
+    return json.loads((ws / artifact / "lineage.run.json").read_text())["finished"]
 
 
 def test_dvc_repro_builtin_then_noop_then_partial(tmp_path):

@@ -1,7 +1,8 @@
 """Lineage records: a small JSON beside every artifact saying exactly what made it.
 
 Each record names the stage, the command line, the params subset and its hash, the content hash of
-every input (and where that input's own record lives), the git commit, package versions and times.
+every input (and where that input's own record lives) and package versions; the git commit and times
+sit beside it in lineage.run.json (they differ on every rerun; the record must not).
 `walk` follows the inputs back to the raw corpus, checking that each input still has the content it
 had when the artifact was made.
 """
@@ -38,9 +39,19 @@ def content_hash(path: str | Path) -> str:
     if (path / "manifest.json").is_file():
         return sha256_file(path / "manifest.json")
     h = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file() and p.name != RECORD_NAME):
+    for f in sorted(p for p in path.rglob("*")
+                    if p.is_file() and p.name != RECORD_NAME and not p.name.endswith(".run.json")):
         h.update(f.relative_to(path).as_posix().encode() + b"\0" + sha256_file(f).encode() + b"\n")
     return h.hexdigest()
+
+
+def run_path(record: Path) -> Path:
+    """The sibling holding a record's times and git state (lineage.json -> lineage.run.json).
+
+    They change on every rerun, so they live apart from the record: the record sits inside DVC-tracked
+    outputs and must hash the same when the same inputs give the same artifact (.dvcignore skips
+    *.run.json)."""
+    return record.with_name(record.name.removesuffix(".json") + ".run.json")
 
 
 def record_path(artifact: str | Path) -> Path:
@@ -62,7 +73,9 @@ def git_state(cwd: Path | None = None) -> dict:
         return out.stdout.strip() if out.returncode == 0 else ""
 
     commit = git("rev-parse", "HEAD")
-    return {"commit": commit or None, "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    # dvc.lock is rewritten by DVC itself between the stages of one `dvc repro`: not a local edit
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)dvc.lock")
+    return {"commit": commit or None, "dirty": bool(changed)}
 
 
 def package_versions() -> dict:
@@ -91,21 +104,23 @@ def write_record(artifact: str | Path, *, stage: str, params: dict, inputs: dict
             for role, p in inputs.items()
         },
         "output_sha256": content_hash(artifact) if artifact.exists() else None,
-        "git": git_state(),
         "packages": package_versions(),
-        "started": started,
-        "finished": now(),
         **(extra or {}),
     }
-    write_json(record or record_path(artifact), rec)
-    return rec
+    path = record or record_path(artifact)
+    when = {"git": git_state(), "started": started, "finished": now()}
+    write_json(path, rec)
+    write_json(run_path(path), when)
+    return {**rec, **when}
 
 
 def read_record(artifact: str | Path) -> dict:
     path = record_path(artifact)
     if not path.is_file():
         raise LtmError(f"no lineage record for {artifact} (looked for {path})")
-    return read_json(path)
+    rec = read_json(path)
+    when = run_path(path)
+    return {**rec, **(read_json(when) if when.is_file() else {"git": {}, "finished": None})}
 
 
 def walk(artifact: str | Path, depth: int = 0, seen: set | None = None) -> Iterator[tuple[int, dict, list[str]]]:
