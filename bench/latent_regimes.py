@@ -16,20 +16,12 @@ import copy
 import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import yaml
 
-from ltm.data.corpus import build_corpus
-from ltm.data.loader import TokenShards
-from ltm.data.shards import build_shards
-from ltm.data.tokenizer import build_tokenizer
-from ltm.eval_bytes import load_token_byte_lengths
-from ltm.evaluate import evaluate_split
-from ltm.runs import resolve_run
 from ltm.runtime import configure_threads
-from ltm.trainer import Trainer
+from ltm.stages.demo import build_data, train_and_score
 
 SETTINGS = {
     "paper-T4": {"steps": 4},
@@ -42,31 +34,6 @@ SETTINGS = {
     "split-T4": {"steps": 4, "lr_max": 0.05, "lr_min": 0.005, "lr_logvar_scale": 40.0},
     "split-T4-mu01": {"steps": 4, "lr_max": 0.1, "lr_min": 0.01, "lr_logvar_scale": 20.0},
 }
-
-
-def build_data(params: dict, root: Path) -> Path:
-    data = params["data"]
-    build_corpus(data["corpus"], root / "corpus")
-    build_tokenizer(data["tokenizer"], root / "corpus", root / "tokenizer")
-    build_shards(data["shards"], root / "corpus", root / "tokenizer", root / "shards")
-    return root / "shards"
-
-
-def train_and_eval(params: dict, run: str, shards: Path, root: Path, eval_rows: int,
-                   t_evals: tuple[int | None, ...] = (None,)) -> dict:
-    spec = resolve_run(params, run)
-    trainer = Trainer(spec, shards, root / run, params["runtime"], resume="never")
-    start = time.time()
-    trainer.fit()
-    seconds = time.time() - start
-    post = spec.posterior_config() if spec.is_ltm else None
-    records = {}
-    for t in t_evals if spec.is_ltm else (None,):
-        ecfg = dict(params["eval"], max_rows=eval_rows, splits=["val"], steps=t)
-        records[t] = evaluate_split(trainer.model.eval(), TokenShards(shards, "val"), ecfg, post_cfg=post,
-                                    token_bytes=load_token_byte_lengths(shards.parent / "tokenizer"))
-    trainer.close()
-    return {"records": records, "train_s": seconds}
 
 
 def main() -> int:
@@ -85,6 +52,7 @@ def main() -> int:
     params = yaml.safe_load(Path(args.params).read_text())
     params["data"]["corpus"]["source"] = args.source
     params["runtime"] = {"device": "cpu", "threads": 0, "micro_batch": 0, "compile": False}
+    params["eval"].update(max_rows=args.eval_rows, splits=["val"], steps=None)
     configure_threads(params["runtime"])
     for name in ("ltm-tiny", "ar-tiny"):
         if args.window:
@@ -95,32 +63,32 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        shards = build_data(params, root)
-        ar = train_and_eval(params, "ar", shards, root, args.eval_rows)
-        ar_nll = ar["records"][None]["exact"]["nll"]
-        t_evals = tuple(None if t == "train" else int(t) for t in args.t_eval.split(","))
+        build_data(params, root)
+        ar = train_and_score(params, "ar", root, [0])
+        ar_nll = next(iter(ar["by_T_eval"].values()))["exact"]["nll"]
         print(f"corpus {args.source}, {args.tokens} training tokens, window {params['models']['ltm-tiny']['window']}; "
-              f"AR exact NLL {ar_nll:.4f} nats/token ({ar['train_s']:.0f} s)", flush=True)
+              f"AR exact NLL {ar_nll:.4f} nats/token", flush=True)
         print("| setting | T | init logvar | T_eval | NLL at z | info vs shuffled | info vs prior | KL/tok | IWAE | "
-              "IWAE - AR | train s |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
+              "IWAE - AR |")
+        print("|---|---|---|---|---|---|---|---|---|---|", flush=True)
         for name in args.settings.split(","):
             p = copy.deepcopy(params)
             p["posterior"].update(SETTINGS[name])
             p["runs"] = {name: {"model": "ltm-tiny", "tokens": args.tokens}}
-            out = train_and_eval(p, name, shards, root, args.eval_rows, t_evals)
-            for rec in out["records"].values():
+            t_evals = [p["posterior"]["steps"] if t == "train" else int(t) for t in args.t_eval.split(",")]
+            out = train_and_score(p, name, root, t_evals)
+            for rec in out["by_T_eval"].values():
                 use = rec["latent_usage"]
                 info, shuf = use["information_vs_prior"], use["information_vs_shuffled"]
                 row = {"setting": name, **SETTINGS[name], "T_eval": rec["protocol"]["T_eval"], "ar_nll": ar_nll,
                        "nll_fit": use["nll_fit"], "info": info["nats_per_token"], "info_se": info["stderr"],
                        "info_shuffled": shuf["nats_per_token"], "info_shuffled_se": shuf["stderr"],
-                       "kl": use["kl_per_token"], "iwae": rec["iwae"]["nelbo"], "train_s": out["train_s"]}
+                       "kl": use["kl_per_token"], "iwae": rec["iwae"]["nelbo"]}
                 rows.append(row)
                 print(f"| {name} | {p['posterior']['steps']} | {p['posterior']['init_logvar_mean']} | {row['T_eval']} | "
                       f"{row['nll_fit']:.4f} | {row['info_shuffled']:.4f} ± {row['info_shuffled_se']:.4f} | "
                       f"{row['info']:.4f} ± {row['info_se']:.4f} | {row['kl']:.3f} | "
-                      f"{row['iwae']:.4f} | {row['iwae'] - ar_nll:+.4f} | {row['train_s']:.0f} |", flush=True)
+                      f"{row['iwae']:.4f} | {row['iwae'] - ar_nll:+.4f} |", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
     return 0

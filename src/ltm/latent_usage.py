@@ -96,7 +96,9 @@ def likelihood_free_kl(cfg: PosteriorConfig, steps: int, dims: int = 4096, seed:
 @torch.no_grad()
 def alternative_nll(model: Decoder, x: Tensor, y: Tensor, post: Posterior, seed: int) -> dict[str, Tensor]:
     """Per-sequence NLL (B,), float64, with z from the prior and with z from another sequence's posterior
-    (the batch rolled by one; None for a batch of one). One draw each, seeded."""
+    (the batch rolled by one; None for a batch of one). One draw each, seeded. The partner is the
+    neighbouring row, which in a corpus of documents longer than a row may belong to the same
+    document: the shuffled estimate is then conservative (it can only understate the information)."""
     gen = torch.Generator(device=x.device).manual_seed(seed)
     eps = torch.randn((2, *post.mu.shape), generator=gen, device=x.device, dtype=post.mu.dtype)
     out = {}
@@ -116,6 +118,7 @@ class UsageTotals:
         self.fit: list[Tensor] = []
         self.prior: list[Tensor] = []
         self.shuffled: list[Tensor] = []
+        self.shuffled_tokens: list[Tensor] = []  # batches of one have no shuffled partner
         self.tokens: list[Tensor] = []
         self.mu: list[Tensor] = []
         self.mean_part: list[Tensor] = []
@@ -127,6 +130,7 @@ class UsageTotals:
         self.prior.append(alt["prior"].cpu())
         if alt["shuffled"] is not None:
             self.shuffled.append((alt["shuffled"] - nll_fit.double()).cpu())
+            self.shuffled_tokens.append(tokens.double().cpu())
         mu, logvar = post.mu.double().flatten(1), post.logvar.double().flatten(1)
         self.mu.append(mu.cpu())
         self.mean_part.append((0.5 * mu.pow(2)).sum(1).cpu())
@@ -138,13 +142,14 @@ class UsageTotals:
         mu = torch.cat(self.mu)
         dims = mu.shape[1]
 
-        def gain(diff: Tensor) -> dict[str, float | None]:
+        def gain(diff: Tensor, counts: Tensor) -> dict[str, float | None]:
             # token-weighted mean of per-sequence differences; sequences are the independent units
-            se = math.sqrt(len(diff) * float(diff.var())) / float(tokens[:len(diff)].sum()) if len(diff) > 1 else None
-            return {"nats_per_token": float(diff.sum()) / float(tokens[:len(diff)].sum()), "stderr": se}
+            total = float(counts.sum())
+            se = math.sqrt(len(diff) * float(diff.var())) / total if len(diff) > 1 else None
+            return {"nats_per_token": float(diff.sum()) / total, "stderr": se}
 
-        prior_gain = gain(torch.cat(self.prior) - torch.cat(self.fit))
-        shuffled_gain = gain(torch.cat(self.shuffled)) if self.shuffled else None
+        prior_gain = gain(torch.cat(self.prior) - torch.cat(self.fit), tokens)
+        shuffled_gain = gain(torch.cat(self.shuffled), torch.cat(self.shuffled_tokens)) if self.shuffled else None
         mean_part, var_part = float(torch.cat(self.mean_part).sum()), float(torch.cat(self.var_part).sum())
         spread = mu.var(dim=0) if n > 1 else torch.zeros(dims, dtype=torch.float64)
         # Sequence-specific information: against another sequence's posterior, which has the same

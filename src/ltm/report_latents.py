@@ -194,7 +194,8 @@ def latent_section(inp, figs: dict[str, FigureInfo]) -> str:
              + ". Model sizes and token budgets are in the run table.", "",
              f"Split `{inp.split}`, at each run's T_eval. *info vs shuffled* = NLL with z drawn from another sequence's "
              "posterior minus NLL at z ~ q (nats/token, ± standard error over sequences): the information specific "
-             "to the sequence, on which the verdict rests. *info vs prior* uses z ~ N(0, I) instead; it also counts "
+             "to the sequence, on which the verdict rests (the other sequence is the neighbouring row, possibly of "
+             "the same long document, so the estimate is conservative). *info vs prior* uses z ~ N(0, I) instead; it also counts "
              "the harm of z values unlike those the decoder was trained on, so it can be large with nothing encoded. "
              "KL per latent dimension is split into its mean part 0.5 mu² and variance part "
              "0.5 (sigma² - 1 - log sigma²); active units have Cov_x(E_q[z]) > 0.01 (Burda et al. 2016). "

@@ -48,6 +48,15 @@ def demo_params(params: dict) -> dict:
     return p
 
 
+def build_data(params: dict, work: Path) -> dict:
+    """corpus, tokenizer and shards of `params` under `work`; returns the corpus manifest."""
+    data = params["data"]
+    corpus = build_corpus(data["corpus"], work / "corpus")
+    build_tokenizer(data["tokenizer"], work / "corpus", work / "tokenizer")
+    build_shards(data["shards"], work / "corpus", work / "tokenizer", work / "shards")
+    return corpus
+
+
 def train_and_score(params: dict, name: str, work: Path, t_evals: list[int]) -> dict:
     from ltm.trainer import Trainer
 
@@ -78,9 +87,7 @@ def demo(params_path: str, out: str) -> dict:
     p = demo_params(params)
     with tempfile.TemporaryDirectory(prefix="ltm-demo-") as tmp:
         work = Path(tmp)
-        corpus = build_corpus(p["data"]["corpus"], work / "corpus")
-        build_tokenizer(p["data"]["tokenizer"], work / "corpus", work / "tokenizer")
-        build_shards(p["data"]["shards"], work / "corpus", work / "tokenizer", work / "shards")
+        corpus = build_data(p, work)
         runs = {name: train_and_score(p, name, work, list(params["demo"]["t_eval"])) for name in p["runs"]}
     metrics = {"corpus": corpus["source"], "ground_truth": corpus["ground_truth"]["splits"]["val"],
                "window": params["demo"]["window"], "runs": runs}
