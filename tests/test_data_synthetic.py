@@ -87,3 +87,14 @@ def test_no_bound_goes_below_the_ground_truth(tmp_path, monkeypatch):
         assert all(b > floor for b in bounds), (run, bounds, truth)
         if run == "ltm-tiny":
             assert "latents_carry_information" in rec["latent_usage"]
+
+
+def test_process_defaults_are_the_params_yaml_values():
+    """One set of defaults: the dataclass and params.yaml's data.corpus.synthetic must not disagree."""
+    import dataclasses
+
+    import yaml
+    from conftest import ROOT
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())["data"]["corpus"]["synthetic"]
+    assert params == dataclasses.asdict(TopicProcess())

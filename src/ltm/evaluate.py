@@ -205,10 +205,15 @@ def evaluate_split(model: Decoder, shards: TokenShards, cfg: dict | EvalConfig, 
     }
     record["iwae"] = _per_token(totals["iwae.total"], N, n_bytes)
     if usage:
-        dims_per_token = model.cfg.n_latents * model.cfg.d_model / (N / n_seq)
+        dims_per_token = latent_dims_per_token(model, n_seq, N)
         record["latent_usage"] = {**usage_totals.summary(), **floor_note(fit_cfg, steps, dims_per_token),
                                   "dims_per_token": dims_per_token}
     return record
+
+
+def latent_dims_per_token(model: Decoder, sequences: float, tokens: float) -> float:
+    """Latent dimensions (N_z x d per sequence) per scored token: converts per-dimension KL to per-token."""
+    return model.cfg.n_latents * model.cfg.d_model * sequences / tokens
 
 
 def curve_row(record: dict[str, Any]) -> dict[str, Any]:
@@ -247,7 +252,7 @@ def t_eval_curve(model: Decoder, shards: TokenShards, t_list: list[int] | None, 
         row = curve_row(record)
         # what a fit whose likelihood gradient is zero would leave, on the same scale (nats per token)
         free = likelihood_free_kl(eval_posterior(post_cfg, t, point.lr_schedule), t, seed=point.seed)
-        dims_per_token = model.cfg.n_latents * model.cfg.d_model * record["protocol"]["sequences"] / record["protocol"]["tokens"]
+        dims_per_token = latent_dims_per_token(model, record["protocol"]["sequences"], record["protocol"]["tokens"])
         row["kl_likelihood_free"] = free["kl_per_dim"] * dims_per_token
         rows.append(row)
     return rows

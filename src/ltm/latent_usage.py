@@ -12,8 +12,9 @@ Per batch (after the fast loop has fitted q(z|x)):
                   (Burda et al. 2016).
 
 The KL floor: the fast loop starts at log sigma^2 ~ init_logvar_mean (-5 in the paper) and AdamW moves
-a parameter by at most lr_t * c_t per step (lr_t times lr_logvar_scale for log sigma^2), where c_t = max |m_hat_t| / sqrt(v_hat_t) over all gradient
-histories (Cauchy-Schwarz; c_1 = 1, c_t slightly above 1 for betas 0.9/0.999), plus decoupled weight
+a parameter by at most lr_t * c_t per step (lr_t times lr_logvar_scale for log sigma^2), where
+c_t = max |m_hat_t| / sqrt(v_hat_t) over all gradient histories (Cauchy-Schwarz; c_1 = 1, c_t
+slightly above 1 for betas 0.9/0.999), plus decoupled weight
 decay, which pulls log sigma^2 towards 0. So after T steps log sigma^2 <= u_T with
     u_0 = init, u_{t+1} = u_t (1 - lr_t wd) + lr_t c_t,
 and every dimension keeps a variance-part KL of at least f(min(u_T, 0)), f(v) = 0.5 (e^v - 1 - v),

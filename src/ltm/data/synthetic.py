@@ -37,8 +37,8 @@ class TopicProcess:
     words: int = 128
     words_per_doc: int = 120
     concentration: float = 1.0  # of the background distribution
-    topic_concentration: float = 0.1  # of each topic's own distribution: small = few words per topic
-    topic_weight: float = 0.3
+    topic_concentration: float = 0.05  # of each topic's own distribution: small = few words per topic
+    topic_weight: float = 0.5  # defaults as in params.yaml data.corpus.synthetic
     seed: int = 0
 
     def __post_init__(self) -> None:
