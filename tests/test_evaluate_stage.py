@@ -93,11 +93,58 @@ def test_checkpoint_of_another_vocabulary_is_refused(trained):
 
     other = trained / "runs/other/model"
     shutil.copytree(trained / "runs/ar-tiny/model", other, dirs_exist_ok=True)
+    (other / "lineage.json").unlink()  # a hand-made config: no record to check it against
     config = json.loads((other / "config.json").read_text())
     config["model"]["vocab_size"] += 7
     (other / "config.json").write_text(json.dumps(config))
-    with pytest.raises(LtmError):
+    with pytest.raises(LtmError, match="model.pt does not match its config.json"):
         run_eval(trained, "ar-tiny", model="runs/other/model", out="runs/other/eval")
+
+
+def _flip_a_digit(path: Path) -> None:
+    """Still valid JSON/TSV, one number different: what only a content hash catches."""
+    text = path.read_text()
+    i = next(i for i, c in enumerate(text) if c in "123456789" and i > len(text) // 3)
+    path.write_text(text[:i] + ("1" if text[i] != "1" else "2") + text[i + 1:])
+
+
+def test_every_artifact_read_downstream_is_checked_against_its_lineage_record(trained, capsys, monkeypatch):
+    import shutil
+
+    from ltm.cli import main
+    from ltm.report import read_json_file
+    from ltm.stages.scaling import collect_records
+
+    ws = trained / "verify"
+    for run in ("ltm-tiny", "ar-tiny"):
+        shutil.copytree(trained / f"runs/{run}", ws / f"runs/{run}", ignore=shutil.ignore_patterns(".ltm-lock"))
+    model = ws / "runs/ar-tiny/model"
+    _flip_a_digit(model / "config.json")
+    with pytest.raises(LtmError, match=r"config.json was changed after stage train wrote it .*rerun that stage"):
+        run_eval(trained, "ar-tiny", model=str(model), out=str(ws / "eval-bad"))
+    assert not (ws / "eval-bad").exists()
+
+    run_eval(trained, "ltm-tiny", out=str(ws / "results/eval/ltm-tiny"))
+    params = json.loads(json.dumps(__import__("yaml").safe_load((trained / "params.yaml").read_text())))
+    params["runs"] = {"ltm-tiny": params["runs"]["ltm-tiny"]}
+    params["sweep"] = {}
+    assert collect_records(params, ws / "results/eval")  # untouched: accepted
+    for name in ("metrics.json", "t_curve.tsv"):
+        target = ws / "results/eval/ltm-tiny" / name
+        good = target.read_bytes()
+        _flip_a_digit(target)
+        with pytest.raises(LtmError, match=f"{name} was changed after stage evaluate wrote it"):
+            collect_records(params, ws / "results/eval")
+        monkeypatch.chdir(ws)
+        assert main(["lineage", f"results/eval/ltm-tiny/{name}"]) == 0
+        assert f"!! output results/eval/ltm-tiny/{name} changed since its stage wrote it" in capsys.readouterr().out
+        target.write_bytes(good)
+
+    train_metrics = ws / "runs/ltm-tiny/metrics.json"
+    read_json_file(train_metrics, "training metrics")
+    _flip_a_digit(train_metrics)
+    with pytest.raises(LtmError, match="metrics.json was changed after stage train wrote it"):
+        read_json_file(train_metrics, "training metrics")
 
 
 def test_missing_or_empty_eval_split_is_one_line_error(trained):
@@ -150,6 +197,7 @@ def test_fewshot_stage_records_protocol_and_is_deterministic(trained):
     # the tiny test context (32 tokens) cannot hold a prompt: the same weights with a longer context can
     long = trained / "runs/ltm-long/model"
     shutil.copytree(trained / "runs/ltm-tiny/model", long, dirs_exist_ok=True)
+    (long / "lineage.json").unlink()  # an edited config is no longer what train wrote
     config = json.loads((long / "config.json").read_text())
     config["model"]["seq_len"] = 256
     (long / "config.json").write_text(json.dumps(config))

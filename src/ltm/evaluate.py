@@ -111,14 +111,17 @@ def _per_token(total: float, tokens: float, n_bytes: float) -> dict[str, float]:
 
 def evaluate_split(model: Decoder, shards: TokenShards, cfg: dict | EvalConfig, *,
                    post_cfg: PosteriorConfig | None = None, token_bytes: np.ndarray | None = None,
-                   rows_per_pass: int | None = None, usage: bool = True) -> dict[str, Any]:
+                   rows_per_pass: int | None = None, usage: bool = True,
+                   per_sequence: bool = False) -> dict[str, Any]:
     """Score `shards` (one split) with `model`; returns one JSON-ready record.
 
     cfg: the `eval:` section. post_cfg: the training fast-loop settings (T_eval defaults to its steps).
     token_bytes: per-id byte lengths (eval_bytes.token_byte_lengths) for exact bits per byte; without
     it the manifest's bytes-per-token ratio is used. rows_per_pass: decoder rows per pass when scoring
     the K draws (memory only; the numbers do not depend on it). usage: add the latent-usage diagnostics
-    (ltm.latent_usage; two more decoder passes per batch).
+    (ltm.latent_usage; two more decoder passes per batch). per_sequence: add `per_sequence`, the
+    headline bound (exact NLL, IWAE) and the scored tokens of every row, for paired comparisons of
+    two models on the same rows (the rows and their order depend only on the shards and cfg).
     """
     ecfg = cfg if isinstance(cfg, EvalConfig) else EvalConfig.from_dict(cfg)
     post_cfg = post_cfg or PosteriorConfig()
@@ -132,6 +135,7 @@ def evaluate_split(model: Decoder, shards: TokenShards, cfg: dict | EvalConfig, 
 
     fit_cfg = eval_posterior(post_cfg, steps, ecfg.lr_schedule) if is_ltm else None
     totals, n_seq, usage_totals = _Totals(), 0, UsageTotals()
+    rows: dict[str, list[float]] = {"nats": [], "tokens": []}
     max_rows = ecfg.max_rows or None
     for j, (x, y) in enumerate(iter_eval_batches(shards, ecfg.batch_size, max_rows)):
         x, y = x.to(device), y.to(device)
@@ -139,8 +143,11 @@ def evaluate_split(model: Decoder, shards: TokenShards, cfg: dict | EvalConfig, 
         n_seq += len(y)
         totals.add("tokens", tokens)
         totals.add("bytes", target_bytes(y, token_bytes) if token_bytes is not None else float(tokens.sum()) * ratio)
+        rows["tokens"] += tokens.tolist()
         if not is_ltm:
-            totals.add("exact", ar_nll(model, x, y))
+            nll = ar_nll(model, x, y)
+            totals.add("exact", nll)
+            rows["nats"] += nll.tolist()
             continue
         s = score_batch(model, x, y, steps=steps, samples=ecfg.samples, seed=derive_seed(ecfg.seed, j),
                         post_cfg=fit_cfg, rows_per_pass=rows_per_pass)
@@ -152,6 +159,7 @@ def evaluate_split(model: Decoder, shards: TokenShards, cfg: dict | EvalConfig, 
             totals.add(f"{name}.nll", est.nll)
             totals.add(f"{name}.kl", est.kl)
         totals.add("iwae.total", s.iwae.total)
+        rows["nats"] += s.iwae.total.tolist()
         totals.add("paper.ppl_seq", paper_perplexity(s.paper.total, s.tokens))
         if s.fresh.nll_var is not None:
             totals.add("fresh.var", s.fresh.nll_var / ecfg.samples)
@@ -190,6 +198,8 @@ def evaluate_split(model: Decoder, shards: TokenShards, cfg: dict | EvalConfig, 
         record["ground_truth"] = {"bpb": truth["bpb"], "bpb_stderr": truth["bpb_stderr"],
                                   "nats_per_token_equiv": truth["bpb"] * math.log(2) * n_bytes / N,
                                   "note": "exact entropy of the generating process over the whole split, per byte"}
+    if per_sequence:
+        record["per_sequence"] = {"bound": "iwae" if is_ltm else "exact", **rows}
     if not is_ltm:
         exact = _per_token(totals["exact"], N, n_bytes)
         record["exact"] = {"nll": exact["nelbo"], "ppl": exact["ppl"], "bpb": exact["bpb"]}

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ltm.errors import LtmError
 from ltm.model import Decoder
 from ltm.posterior import Posterior, PosteriorConfig, eval_mode, kl_to_standard_normal
 
@@ -112,6 +113,25 @@ def alternative_nll(model: Decoder, x: Tensor, y: Tensor, post: Posterior, seed:
     return out
 
 
+def per_token_mean(diff: Tensor, counts: Tensor) -> dict[str, float | None]:
+    """Token-weighted mean of per-sequence differences (nats) with its standard error: the sequences
+    are the independent units."""
+    diff, counts = diff.double(), counts.double()
+    total = float(counts.sum())
+    se = math.sqrt(len(diff) * float(diff.var())) / total if len(diff) > 1 else None
+    return {"nats_per_token": float(diff.sum()) / total, "stderr": se}
+
+
+def paired_gap(a: dict, b: dict) -> dict[str, float | None]:
+    """Bound of model a minus bound of model b on the same rows (evaluate_split's `per_sequence`):
+    nats/token with a standard error over the rows, far smaller than either bound's own spread."""
+    if a["tokens"] != b["tokens"]:
+        raise LtmError("paired comparison of two evaluations that did not score the same rows")
+    diff = torch.tensor(a["nats"], dtype=torch.float64) - torch.tensor(b["nats"], dtype=torch.float64)
+    return {**per_token_mean(diff, torch.tensor(a["tokens"])), "sequences": len(diff),
+            "bounds": f"{a['bound']} - {b['bound']}"}
+
+
 class UsageTotals:
     """Collects per-sequence diagnostics over the batches of one split."""
 
@@ -143,14 +163,8 @@ class UsageTotals:
         mu = torch.cat(self.mu)
         dims = mu.shape[1]
 
-        def gain(diff: Tensor, counts: Tensor) -> dict[str, float | None]:
-            # token-weighted mean of per-sequence differences; sequences are the independent units
-            total = float(counts.sum())
-            se = math.sqrt(len(diff) * float(diff.var())) / total if len(diff) > 1 else None
-            return {"nats_per_token": float(diff.sum()) / total, "stderr": se}
-
-        prior_gain = gain(torch.cat(self.prior) - torch.cat(self.fit), tokens)
-        shuffled_gain = gain(torch.cat(self.shuffled), torch.cat(self.shuffled_tokens)) if self.shuffled else None
+        prior_gain = per_token_mean(torch.cat(self.prior) - torch.cat(self.fit), tokens)
+        shuffled_gain = per_token_mean(torch.cat(self.shuffled), torch.cat(self.shuffled_tokens)) if self.shuffled else None
         mean_part, var_part = float(torch.cat(self.mean_part).sum()), float(torch.cat(self.var_part).sum())
         spread = mu.var(dim=0) if n > 1 else torch.zeros(dims, dtype=torch.float64)
         # Sequence-specific information: against another sequence's posterior, which has the same

@@ -89,9 +89,16 @@ def package_versions() -> dict:
 
 
 def write_record(artifact: str | Path, *, stage: str, params: dict, inputs: dict[str, str | Path],
-                 started: str, extra: dict | None = None, record: Path | None = None) -> dict:
-    """Write the lineage record of `artifact`; `inputs` maps a role (e.g. "corpus") to a path."""
+                 started: str, extra: dict | None = None, record: Path | None = None,
+                 files: list[str | Path] | None = None) -> dict:
+    """Write the lineage record of `artifact`; `inputs` maps a role (e.g. "corpus") to a path.
+
+    files: what the stage wrote beside the record that later stages read (default: the artifact, if it
+    is a file); their sha256 go into the record, so `check_file` can refuse a file altered since."""
     artifact = Path(artifact)
+    path = record or record_path(artifact)
+    if files is None:
+        files = [artifact] if artifact.is_file() else []
     rec = {
         "artifact": artifact.as_posix(),
         "stage": stage,
@@ -104,10 +111,10 @@ def write_record(artifact: str | Path, *, stage: str, params: dict, inputs: dict
             for role, p in inputs.items()
         },
         "output_sha256": content_hash(artifact) if artifact.exists() else None,
+        "files": {Path(f).resolve().relative_to(path.parent.resolve()).as_posix(): sha256_file(f) for f in files},
         "packages": package_versions(),
         **(extra or {}),
     }
-    path = record or record_path(artifact)
     when = {"git": git_state(), "started": started, "finished": now()}
     write_json(path, rec)
     write_json(run_path(path), when)
@@ -123,11 +130,49 @@ def read_record(artifact: str | Path) -> dict:
     return {**rec, **(read_json(when) if when.is_file() else {"git": {}, "finished": None})}
 
 
+def _record_of(path: Path) -> tuple[Path, dict] | None:
+    rec_path = record_path(path)
+    if not rec_path.is_file():
+        return None
+    try:
+        return rec_path, read_json(rec_path)
+    except (ValueError, UnicodeDecodeError):
+        raise LtmError(f"unreadable lineage record {rec_path}: not valid JSON") from None
+
+
+def file_problem(path: str | Path) -> str | None:
+    """Why `path` is not what its stage wrote (its sha256 differs from the one in its lineage record),
+    or None: a file its record does not list (or with no record) is not checked."""
+    path = Path(path)
+    found = _record_of(path)
+    if found is None:
+        return None
+    rec_path, rec = found
+    expected = (rec.get("files") or {}).get(path.resolve().relative_to(rec_path.parent.resolve()).as_posix())
+    if expected is None or sha256_file(path) == expected:
+        return None
+    return (f"{path} was changed after stage {rec.get('stage', '?')} wrote it (sha256 differs from {rec_path}); "
+            f"rerun that stage ({rec.get('command', '?')}) or restore the file (dvc checkout)")
+
+
+def check_file(path: str | Path) -> None:
+    """Refuse (one-line LtmError) a file altered since its stage recorded it; see `file_problem`."""
+    problem = file_problem(path)
+    if problem:
+        raise LtmError(problem)
+
+
 def walk(artifact: str | Path, depth: int = 0, seen: set | None = None) -> Iterator[tuple[int, dict, list[str]]]:
     """Yield (depth, record, problems) from `artifact` back to its raw inputs, depth first."""
     seen = set() if seen is None else seen
     rec = read_record(artifact)
     problems = []
+    base = record_path(artifact).parent
+    for name, sha in (rec.get("files") or {}).items():
+        if not (base / name).is_file():
+            problems.append(f"output {base / name} no longer exists")
+        elif sha256_file(base / name) != sha:
+            problems.append(f"output {base / name} changed since its stage wrote it")
     for role, inp in rec["inputs"].items():
         path = Path(inp["path"])
         if not path.exists():

@@ -21,6 +21,7 @@ from typing import Any
 
 from ltm.errors import LtmError
 from ltm.io import atomic_dir, check_replaceable, write_json, write_text
+from ltm.lineage import check_file
 from ltm.report_laws import accepted_laws, read_residuals
 
 FAMILY_ORDER = ("ltm", "ar", "diffusion")
@@ -64,6 +65,7 @@ def read_json_file(path: Path, what: str, required: bool = True) -> Any:
         if required:
             raise LtmError(f"missing {what}: {path}")
         return None
+    check_file(path)
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
@@ -78,6 +80,7 @@ def read_tsv(path: Path, what: str, required: bool = True) -> list[dict[str, flo
         if required:
             raise LtmError(f"missing {what}: {path}")
         return []
+    check_file(path)
     lines = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
     if not lines:
         raise LtmError(f"empty {what}: {path}")

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ltm.errors import LtmError
+from ltm.lineage import check_file
 from ltm.scaling.laws import ND, Law, power1
 from ltm.scaling.laws_axes import TEVAL_LAWS, extra_axis_laws
 
@@ -78,6 +79,8 @@ def subset_text(subset: dict[str, Any] | None) -> str:
 
 def read_residuals(path: Path) -> list[dict[str, Any]]:
     """residuals.csv rows with numeric columns as floats (NaN where empty)."""
+    if Path(path).is_file():
+        check_file(path)
     try:
         with open(path, newline="", encoding="utf-8") as fh:
             rows = list(csv.DictReader(fh))

@@ -6,8 +6,9 @@ from pathlib import Path
 
 from ltm.io import write_text
 
+# The TSV holds what a rerun reproduces exactly; the measured tokens/s goes to TensorBoard and the console.
 COLUMNS = ["step", "tokens", "flops", "loss", "nll", "kl", "nelbo_first", "nelbo_last", "val_loss", "lr",
-           "fast_lr_max", "fast_lr_min", "grad_norm", "tokens_per_s"]
+           "fast_lr_max", "fast_lr_min", "grad_norm"]
 
 
 class Tracker:

@@ -319,8 +319,10 @@ class Trainer:
             "flops_per_token_formula": self.flops_formula, "flops_per_token_latent_only": self.flops_latent_only,
             "flops_per_token_measured": self.flops_measured,
             "train_flops": self.state.tokens * self.flops_formula,
-            "tokens_per_s": rate, "mfu": rate * self.flops_formula / self.peak if rate and self.peak else None,
             "device": str(self.device), "world_size": self.dist.world_size,
+            # measured speed differs on every run: the train stage keeps it apart (metrics.run.json)
+            "timing": {"seconds": elapsed, "tokens_per_s": rate,
+                       "mfu": rate * self.flops_formula / self.peak if rate and self.peak else None},
         }
         return metrics
 

@@ -7,6 +7,7 @@ rule train:
         directory("runs/{run}/model"),
         "runs/{run}/metrics.json",
         "runs/{run}/train_log.tsv",
+        "runs/{run}/lineage.json",
     params:
         cfg=lambda w: params_of("train", w.run),
     shell:

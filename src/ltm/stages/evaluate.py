@@ -31,6 +31,7 @@ def load_model(model_dir: Path, device: torch.device = torch.device("cpu")) -> t
         config = read_json(model_dir / "config.json")
     except (ValueError, UnicodeDecodeError):
         raise LtmError(f"{model_dir / 'config.json'} is not valid JSON; retrain the run (ltm train)") from None
+    lineage.check_file(model_dir / "config.json")
     expected = config.get("weights_sha256")
     if expected and sha256_file(model_dir / "model.pt") != expected:
         raise LtmError(f"{model_dir / 'model.pt'} does not match the sha256 in its config.json: the weights were "
@@ -102,5 +103,6 @@ def evaluate(params_path: str, run: str, model_dir: str, shards_dir: str, tokeni
     write_rows_tsv(out_dir / "t_curve.tsv", curve)
     lineage.write_record(out_dir / "metrics.json", stage="evaluate", params=subset(params, stage_params("evaluate", params)),
                          inputs={"model": model_dir, "shards": shards_dir, "tokenizer": tokenizer_dir},
-                         started=started, record=out_dir / "lineage.json")
+                         started=started, record=out_dir / "lineage.json",
+                         files=[out_dir / "metrics.json", out_dir / "t_curve.tsv"])
     return metrics

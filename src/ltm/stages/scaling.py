@@ -31,6 +31,7 @@ def collect_records(params: dict, eval_dir: Path) -> list[dict]:
         path = eval_dir / run / "metrics.json"
         if not path.is_file():
             raise LtmError(f"no evaluation for run {run} at {path}; run `ltm evaluate --run {run}` first")
+        lineage.check_file(path)
         m = read_json(path)
         split = m["splits"].get(fit["split"])
         if split is None:
@@ -45,6 +46,7 @@ def collect_records(params: dict, eval_dir: Path) -> list[dict]:
                 continue  # e.g. no IWAE for the AR baseline, no exact NLL for an LTM
             records.append({**base, "loss_kind": kind, "loss": split[key][field]})
             if m["family"] == "ltm" and kind in CURVE_COLUMN:
+                lineage.check_file(eval_dir / run / "t_curve.tsv")
                 for row in read_curve(eval_dir / run / "t_curve.tsv"):
                     t = int(row["T_eval"])
                     if t >= 1 and t != m["T_train"]:  # T_eval = T is the headline record above
@@ -73,5 +75,6 @@ def scaling(params_path: str, eval_dir: str, out: str) -> dict:
     write_records(out_dir / "records.csv", records)
     write_text(out_dir / "summary.txt", format_summary(result) + "\n")
     lineage.write_record(out_dir / "fit.json", stage="scaling", params=subset(params, stage_params("scaling", params)),
-                         inputs={"eval": eval_dir}, started=started, record=out_dir / "lineage.json")
+                         inputs={"eval": eval_dir}, started=started, record=out_dir / "lineage.json",
+                         files=[out_dir / name for name in ("fit.json", "residuals.csv", "records.csv", "summary.txt")])
     return result

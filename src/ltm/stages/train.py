@@ -53,11 +53,18 @@ def _train(params: dict, spec, shards_dir: str, out_dir: Path, resume: str, star
         metrics = trainer.fit()
         if trainer.dist.is_main:
             export_model(trainer, out_dir / "model")
+            extra = {"run": describe(spec), "run_hash": trainer.run_hash}
             lineage.write_record(out_dir / "model", stage="train", params=spec.params,
-                                 inputs={"shards": shards_dir}, started=started,
-                                 extra={"run": describe(spec), "run_hash": trainer.run_hash})
+                                 inputs={"shards": shards_dir}, started=started, extra=extra,
+                                 files=[out_dir / "model" / "config.json"])
+            timing = metrics.pop("timing")
             write_json(out_dir / "metrics.json", metrics)
+            write_json(out_dir / "timing.run.json", timing)  # differs on every run: beside, not inside
             Tracker(None, trainer.state.log_rows).write_tsv(out_dir / "train_log.tsv")
+            lineage.write_record(out_dir / "metrics.json", stage="train", params=spec.params,
+                                 inputs={"shards": shards_dir}, started=started, extra=extra,
+                                 record=out_dir / "lineage.json",
+                                 files=[out_dir / "metrics.json", out_dir / "train_log.tsv"])
     finally:
         trainer.close()
     return metrics
