@@ -44,7 +44,12 @@ def demo_params(params: dict) -> dict:
         if p["models"][name]["family"] == "diffusion":
             raise LtmError(f"demo.models: {name} is a diffusion model; the demo compares LTM and AR")
         p["models"][name]["window"] = cfg["window"]
+        if cfg.get("n_latents") and p["models"][name]["family"] == "ltm":
+            p["models"][name]["n_latents"] = cfg["n_latents"]
         p["runs"][name] = {"model": name, "tokens": cfg["tokens"]}
+    if cfg.get("batch_tokens"):
+        p["train"]["batch_tokens"] = cfg["batch_tokens"]
+    p["posterior"].update(cfg.get("posterior") or {})
     p["sweep"] = {}
     return p
 
@@ -78,7 +83,8 @@ def train_and_score(params: dict, name: str, work: Path, t_evals: list[int]) -> 
     finally:
         trainer.close()
     return {"family": spec.family, "params": metrics["params"], "tokens": metrics["tokens"],
-            "T_train": spec.inner_steps, "window": spec.model["window"], "by_T_eval": records}
+            "T_train": spec.inner_steps, "window": spec.model["window"], "n_latents": spec.model["n_latents"],
+            "by_T_eval": records}
 
 
 def attach_gaps(runs: dict) -> None:
@@ -106,7 +112,8 @@ def demo(params_path: str, out: str) -> dict:
         runs = {name: train_and_score(p, name, work, list(params["demo"]["t_eval"])) for name in p["runs"]}
     attach_gaps(runs)
     metrics = {"corpus": corpus["source"], "ground_truth": corpus["ground_truth"]["splits"]["val"],
-               "window": params["demo"]["window"], "runs": runs}
+               "window": params["demo"]["window"], "posterior": p["posterior"],
+               "batch_tokens": p["train"]["batch_tokens"], "runs": runs}
     out_dir = Path(out)
     write_json(out_dir / "metrics.json", metrics)
     lineage.write_record(out_dir / "metrics.json", stage="demo", params=subset(params, stage_params("demo", params)),
