@@ -27,3 +27,17 @@ rule all:
         "results/demo/metrics.json",
         expand("results/fewshot/{run}/metrics.json", run=config["runs"]),
         "reports",
+
+
+# Snakemake deletes a job's outputs before it runs and when it fails: keep the previous result of
+# every output (hard links, ltm.previous) and put it back, marked out of date, when a job fails.
+# Jobs without inputs (the demo) are not put back: Snakemake could not see them as out of date.
+# After a killed Snakemake run: `ltm restore PATH...`.
+onstart:
+    from ltm.previous import declared_outputs, keep
+    keep(declared_outputs(workflow.rules, RUNS))
+
+onerror:
+    from ltm.previous import declared_outputs, restore
+    for path in restore(declared_outputs([r for r in workflow.rules if r.input], RUNS)):
+        print(f"ltm: restored the previous {path} (out of date; rerun to remake it)")

@@ -1,5 +1,6 @@
 """An output path can never destroy what it does not own; run names never climb out of their folders."""
 import json
+from pathlib import Path
 
 import pytest
 
@@ -163,3 +164,37 @@ def test_a_corrupt_shards_manifest_is_one_line(tmp_path):
     (tmp_path / "manifest.json").write_text('{"splits": {"train": {}}}')
     with pytest.raises(LtmError, match="manifest.json is corrupt"):
         TokenShards(tmp_path, "train")
+
+
+def test_the_previous_result_survives_a_deletion_and_comes_back_out_of_date(tmp_path, monkeypatch):
+    from ltm.previous import STALE_TIME, keep, restore
+
+    monkeypatch.chdir(tmp_path)
+    _fill(tmp_path / "runs/a/model", "model.pt")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results/m.json").write_text("v1")
+    assert keep(["runs/a/model", "results/m.json", "results/absent.json"]) == [Path("runs/a/model"),
+                                                                               Path("results/m.json")]
+    # what Snakemake does to the outputs of a job it is about to run, or that failed
+    import shutil
+    shutil.rmtree(tmp_path / "runs/a/model")
+    (tmp_path / "results/m.json").unlink()
+    # a second start while they are missing keeps the only copy left
+    assert keep(["runs/a/model", "results/m.json"]) == []
+    assert restore(["runs/a/model", "results/m.json", "results/absent.json"]) == [Path("runs/a/model"),
+                                                                                  Path("results/m.json")]
+    assert (tmp_path / "runs/a/model/model.pt").read_text() == "precious"
+    assert (tmp_path / "results/m.json").read_text() == "v1"
+    assert (tmp_path / "results/m.json").stat().st_mtime == STALE_TIME  # older than any input: rerun
+    # an existing output is never overwritten by its older copy
+    (tmp_path / "results/m.json").write_text("v2")
+    assert restore(["results/m.json"]) == [] and (tmp_path / "results/m.json").read_text() == "v2"
+    with pytest.raises(ValueError, match="inside the project"):
+        keep(["../outside"])
+
+
+def test_restore_without_a_previous_copy_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["restore", "results/eval/x/metrics.json"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ltm: error: no previous copy of results/eval/x/metrics.json") and err.count("\n") == 1

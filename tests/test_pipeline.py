@@ -126,3 +126,22 @@ def test_snakemake_from_text_files_then_noop_then_partial(tmp_path):
     assert "rule tokenizer:" in plan and "rule shards:" in plan and "rule train:" in plan
     assert "rule corpus:" not in plan
     assert "rule evaluate:" in plan  # downstream of the tokenizer through the models
+
+    # a failed job's outputs, deleted by Snakemake, come back as the previous result, still out of date
+    eval_dir = ws / "results/eval/ltm-tiny"
+    kept = {p.name: p.read_bytes() for p in eval_dir.iterdir() if p.is_file()}
+    edit_params(ws, "data.tokenizer", "vocab_size", 512)  # as built: only the eval change below is pending
+    edit_params(ws, "eval", "splits", ["nope"])  # valid to the schema, refused by the stage
+    env = {**os.environ, "PATH": BIN + os.pathsep + os.environ.get("PATH", "")}
+    failed = subprocess.run(["snakemake", "--cores", "1", "results/eval/ltm-tiny/metrics.json"], cwd=ws, env=env,
+                            capture_output=True, text=True)
+    assert failed.returncode != 0 and "nope" in failed.stdout + failed.stderr
+    assert "ltm: restored the previous results/eval/ltm-tiny/metrics.json" in failed.stdout + failed.stderr
+    assert {p.name: p.read_bytes() for p in eval_dir.iterdir() if p.is_file() and p.name in kept} == kept
+    plan = sh(ws, "snakemake", "--cores", "1", "-n", "results/eval/ltm-tiny/metrics.json")
+    assert "rule evaluate:" in plan  # the restored result is the old one: Snakemake still remakes it
+    # by hand, after a kill: `ltm restore`
+    (eval_dir / "metrics.json").unlink()
+    out = sh(ws, "ltm", "restore", "results/eval/ltm-tiny/metrics.json")
+    assert "restored the previous results/eval/ltm-tiny/metrics.json" in out
+    assert (eval_dir / "metrics.json").read_bytes() == kept["metrics.json"]

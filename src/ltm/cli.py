@@ -9,6 +9,7 @@ import argparse
 import json
 import re
 import sys
+from pathlib import Path
 
 from ltm.errors import LtmError
 
@@ -129,6 +130,19 @@ def cmd_report(a: argparse.Namespace) -> None:
 def cmd_lineage(a: argparse.Namespace) -> None:
     from ltm.lineage import format_chain, read_record
     print(json.dumps(read_record(a.path), indent=2) if a.json else format_chain(a.path))
+
+
+def cmd_restore(a: argparse.Namespace) -> None:
+    from ltm.previous import STORE, restore
+    try:
+        restored = restore(a.paths)
+    except ValueError as exc:
+        raise LtmError(str(exc)) from None
+    for path in restored:
+        print(f"restored the previous {path} from {STORE} (marked out of date: Snakemake reruns its job)")
+    missing = [p for p in a.paths if Path(p) not in restored and not Path(p).exists()]
+    if missing:
+        raise LtmError(f"no previous copy of {', '.join(missing)} in {STORE}")
 
 
 def cmd_params(a: argparse.Namespace) -> None:
@@ -253,6 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", help="an artifact folder or a file inside one")
     p.add_argument("--json", action="store_true", help="print the artifact's own record as JSON")
     p.set_defaults(func=cmd_lineage)
+
+    p = sub.add_parser("restore", help="put back outputs a failed or killed Snakemake run deleted")
+    p.add_argument("paths", nargs="+", help="declared outputs, e.g. runs/ltm-tiny/model results/eval/ltm-tiny/metrics.json")
+    p.set_defaults(func=cmd_restore)
 
     p = sub.add_parser("params", help="validate a params file and print its hash")
     _params_arg(p)

@@ -152,7 +152,8 @@ def demo_section(demo: dict[str, Any] | None) -> str:
              f"{demo.get('batch_tokens')} tokens per step.") if post else ""
     text = ["### The mechanism where the answer is known (synthetic corpus)\n",
             f"Documents of {demo['corpus']['words_per_doc']} pseudo-words from a mixture of {demo['corpus']['topics']} "
-            f"topics (`data.corpus.synthetic`); both models attend to the last {demo['window']} tokens only, so the "
+            f"topics (`data.corpus.synthetic`); both models attend to the last {demo['window']} "
+            f"token{'s' if demo['window'] != 1 else ''} only, so the "
             "topic is visible only to a latent." + setup + " Exact entropy of the val text (the floor no estimator "
             f"can beat in expectation): **{num(truth['bpb'])} ± {num(truth['bpb_stderr'])} bits/byte**. "
             "*LTM - AR* is the IWAE bound minus AR's exact NLL on the same rows (paired; ± standard error over rows).",
