@@ -27,7 +27,7 @@ def _run(name, family, tokens, T=0, nz=0, loss=5.0, carries=False, params=1000):
 
 
 def _inputs(runs):
-    return SimpleNamespace(params={"runs": {r.name: {} for r in runs}}, runs=runs, split="val")
+    return SimpleNamespace(params={"runs": {r.name: {} for r in runs}}, runs=runs, split="val", demo=None)
 
 
 def test_report_says_plainly_when_latents_carry_nothing():

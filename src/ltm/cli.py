@@ -11,6 +11,7 @@ import re
 import sys
 from pathlib import Path
 
+from ltm.dvc_child import stop_with_dvc
 from ltm.errors import LtmError
 
 DATA = "data"
@@ -291,6 +292,7 @@ def check_run_name(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    stop_with_dvc()  # under `dvc repro`: a SIGTERM to DVC stops this stage too
     try:
         check_run_name(args)
         args.func(args)

@@ -6,7 +6,7 @@ with the background drawn from a symmetric Dirichlet(`concentration`) and every 
 Dirichlet(`topic_concentration`): most words are background, a few per topic are the topic's own. A document draws
 its topic k uniformly, then `words_per_doc` words i.i.d. from p_k, joined by single spaces.
 
-Because the topic is shared by the whole document but each word says little about it, a model that
+Because the topic is shared by the whole document but a word or two say little about it, a model that
 sees only a short window cannot know the topic, while a model with a per-document latent can: the
 paper's mechanism, on data where the answer is known. The exact log-probability of a document is
     log p(doc) = logsumexp_k [ -log K + sum_t log p_k(w_t) ]
@@ -38,7 +38,7 @@ class TopicProcess:
     words_per_doc: int = 120
     concentration: float = 1.0  # of the background distribution
     topic_concentration: float = 0.05  # of each topic's own distribution: small = few words per topic
-    topic_weight: float = 0.5  # defaults as in params.yaml data.corpus.synthetic
+    topic_weight: float = 0.9  # defaults as in params.yaml data.corpus.synthetic
     seed: int = 0
 
     def __post_init__(self) -> None:
