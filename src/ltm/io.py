@@ -24,8 +24,10 @@ def _umask() -> int:
 
 
 def _tmp_sibling(path: Path, suffix: str = ".tmp") -> Path:
+    """.NAME.<pid>.<random>.tmp beside `path`; those of dead processes are removed first."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    remove_dead_temps(path)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=suffix, dir=path.parent)
     os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; artifacts get the usual permissions
     os.close(fd)
     return Path(name)
@@ -95,10 +97,18 @@ def recover_dir(path: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)  # the new folder is complete: the old one is spent
         else:
             os.replace(old, path)
+    remove_dead_temps(path)
+
+
+def remove_dead_temps(path: Path) -> None:
+    """Delete the temp files and folders .NAME.<pid>.*.tmp that killed processes left beside `path`."""
     for stale in path.parent.glob(f".{path.name}.*.tmp") if path.parent.is_dir() else ():
         pid = stale.name[len(path.name) + 2:].split(".", 1)[0]
         if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(stale, ignore_errors=True)
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
