@@ -43,7 +43,8 @@ if _at:
 FAST = {"runs": {"ltm-tiny": {"model": "ltm-tiny", "tokens": 512 * 6}, "ar-tiny": {"model": "ar-tiny", "tokens": 512}},
         "sweep": {"ltm": {"models": ["ltm-tiny"], "tokens": [], "inner_steps": [1], "n_latents": [4]},
                   "ar": {"models": ["ar-tiny"], "tokens": []}, "diffusion": {"models": ["mdlm-tiny"], "tokens": []}},
-        "train": {"eval_every": 3, "save_every": 3}}
+        "train": {"eval_every": 3, "save_every": 3},
+        "data": {"corpus": {"source": "files", "paths": ["inputs/*.txt"]}}, "eval": {"splits": ["val"]}}
 # stage -> (its outputs, a params edit that makes it stale, and its inverse)
 STAGES = {
     "corpus": (["data/corpus"], ("data.corpus", "val_fraction", 0.06), 0.05),
@@ -87,6 +88,10 @@ def complete(ws: Path, outputs: list[str]) -> bool:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     ws = project_copy(tmp_path_factory.mktemp("faults"), FAST)
+    words = "the quick brown fox jumps over the lazy dog while a cat sleeps in warm sun".split()
+    for i in range(40):  # a small local corpus: the data stages take a second, not the builtin's ten
+        (ws / "inputs" / f"doc{i:02d}.txt").write_text(" ".join(words[(i + j) % len(words)] for j in range(400))
+                                                      + f" document {i}.\n")
     sh(ws, "dvc", "repro", "evaluate@ltm-tiny")
     hook = ws.parent / "hook"
     hook.mkdir()
