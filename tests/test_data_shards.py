@@ -129,3 +129,50 @@ def test_changed_corpus_is_refused(built, tmp_path):
         fh.write(b"\0")
     with pytest.raises(LtmError, match="does not match its manifest"):
         build_shards(SHARDS, tmp_path / "corpus", built / "tok", tmp_path / "s")
+
+
+def test_long_documents_are_encoded_in_pieces_to_the_same_tokens(built, tmp_path, monkeypatch):
+    """A one-line document far longer than corpus.PIECE_CHARS gives the tokens of the whole text,
+    while the tokenizer only ever sees pieces of at most PIECE_CHARS characters."""
+    from ltm.data import corpus as corpus_mod
+    from ltm.data.corpus import pieces
+    from ltm.data.tokenizer import _gpt2
+
+    rng = random.Random(3)
+    seps = [" ", " ", " ", "  ", "\n", "\t", " \n ", ", ", ". "]
+    text = "".join(rng.choice(WORDS + ["42", "3.14", "é", "über", "<|endoftext|>"]) + rng.choice(seps)
+                   for _ in range(3000))
+    tok = _gpt2()
+    tok.encode_special_tokens = True  # as the shards stage: a literal <|endoftext|> is text
+    whole = tok.encode(text).ids
+    for max_chars in (200, 1000):
+        parts = pieces(text, max_chars)
+        assert "".join(parts) == text and all(len(p) <= max_chars for p in parts) and len(parts) > 1
+        assert all(p.startswith(" ") and not p[1].isspace() for p in parts[1:])  # cut before a word
+        assert [i for p in parts for i in tok.encode(p).ids] == whole
+    assert pieces("short", 10) == ["short"]
+    assert pieces("x" * 300, 50) == ["x" * 50] * 6  # no space to cut before: cut where the piece ends
+
+    # the shards stage, pieces of 64 characters, stores exactly what the whole-document encoding gives
+    doc = " ".join(rng.choice(WORDS) for _ in range(4000))
+    with open(tmp_path / "docs.jsonl", "w") as fh:
+        fh.writelines(json.dumps({"text": d}) + "\n" for d in [doc, *make_docs(20)])
+    build_corpus({"source": "files", "paths": [str(tmp_path / "docs.jsonl")], "val_fraction": 0.25, "seed": 0},
+                 tmp_path / "corpus")
+    build_shards(SHARDS, tmp_path / "corpus", built / "tok", tmp_path / "whole")
+    monkeypatch.setattr(corpus_mod, "PIECE_CHARS", 64)
+    build_shards(SHARDS, tmp_path / "corpus", built / "tok", tmp_path / "pieces")
+    assert snapshot(tmp_path / "pieces") == snapshot(tmp_path / "whole")
+
+
+def test_a_split_too_small_for_one_row_is_refused_before_any_encoding(built, tmp_path, monkeypatch):
+    import ltm.data.shards as shards_mod
+
+    calls = []
+    monkeypatch.setattr(shards_mod, "_encode_split", lambda *a, **k: calls.append(a))
+    corpus = json.loads((built / "corpus" / "manifest.json").read_text())
+    val = corpus["splits"]["val"]
+    with pytest.raises(LtmError, match=r"split 'val' has \d+ bytes in \d+ documents"):
+        build_shards({**SHARDS, "seq_len": val["bytes"] + 2 * val["documents"]}, built / "corpus", built / "tok",
+                     tmp_path / "s")
+    assert calls == [] and not (tmp_path / "s").exists()

@@ -79,6 +79,31 @@ class SplitWriter:
                 "sha256": sha256_file(self.path)}
 
 
+PIECE_CHARS = 1 << 16  # longest text the tokenizer gets at once: its memory is bounded by this, not a document
+
+
+def pieces(text: str, max_chars: int | None = None) -> list[str]:
+    """`text` cut into pieces of at most `max_chars`, each cut just before a space that starts a word.
+
+    GPT-2's pre-tokeniser (every alternative of its regex takes one optional leading space) splits
+    there too, so the pieces encode to exactly the tokens of the whole text; only a run of `max_chars`
+    without such a space is cut where it ends. Bounds tokenizer memory for one-line documents."""
+    max_chars = max_chars or PIECE_CHARS
+    if len(text) <= max_chars:
+        return [text]
+    out, start = [], 0
+    while len(text) - start > max_chars:
+        end = start + max_chars
+        cut = text.rfind(" ", start + 1, end)
+        while cut > start and text[cut + 1].isspace():
+            cut = text.rfind(" ", start + 1, cut)
+        cut = cut if cut > start else end
+        out.append(text[start:cut])
+        start = cut
+    out.append(text[start:])
+    return out
+
+
 def iter_texts(path: Path, batch_docs: int = _BATCH_DOCS) -> Iterator[list[str]]:
     """Yield the documents of a corpus Arrow file in lists of at most `batch_docs` (memory-mapped)."""
     with pa.memory_map(str(path)) as source:
@@ -87,6 +112,28 @@ def iter_texts(path: Path, batch_docs: int = _BATCH_DOCS) -> Iterator[list[str]]
             column = reader.get_batch(i).column(0)
             for start in range(0, len(column), batch_docs):
                 yield column.slice(start, batch_docs).to_pylist()
+
+
+def iter_pieces(path: Path, chunk_chars: int) -> Iterator[tuple[list[str], list[bool], list[bool]]]:
+    """The documents of a corpus Arrow file as texts of about `chunk_chars` characters in all, a long
+    document in pieces (`pieces`), with flags saying which text starts a document and which ends one."""
+    chunk: list[str] = []
+    starts: list[bool] = []
+    ends: list[bool] = []
+    size = 0
+    for texts in iter_texts(path, batch_docs=256):
+        for text in texts:
+            parts = pieces(text)
+            for k, part in enumerate(parts):
+                chunk.append(part)
+                starts.append(k == 0)
+                ends.append(k == len(parts) - 1)
+                size += len(part)
+                if size >= chunk_chars:
+                    yield chunk, starts, ends
+                    chunk, starts, ends, size = [], [], [], 0
+    if chunk:
+        yield chunk, starts, ends
 
 
 def load_corpus_manifest(corpus_dir: Path, verify: bool = True) -> dict[str, Any]:

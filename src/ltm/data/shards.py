@@ -21,14 +21,14 @@ import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 from tokenizers import Tokenizer
 from tqdm import tqdm
 
-from ltm.data.corpus import iter_texts, load_corpus_manifest
+from ltm.data.corpus import iter_pieces, load_corpus_manifest
 from ltm.data.tokenizer import load_tokenizer
 from ltm.errors import LtmError
 from ltm.io import atomic_dir, sha256_file, write_json
@@ -54,20 +54,6 @@ def choose_dtype(requested: str, vocab_size: int) -> str:
 def shard_schema(dtype: str, row_len: int) -> pa.Schema:
     return pa.schema([pa.field(COLUMN, pa.from_numpy_dtype(DTYPES[dtype]), nullable=False)],
                      metadata={"row_len": str(row_len)})
-
-
-def _text_chunks(path: Path) -> Iterator[list[str]]:
-    chunk: list[str] = []
-    size = 0
-    for texts in iter_texts(path, batch_docs=256):
-        for text in texts:
-            chunk.append(text)
-            size += len(text)
-            if size >= _CHUNK_CHARS:
-                yield chunk
-                chunk, size = [], 0
-    if chunk:
-        yield chunk
 
 
 class _ShardWriter:
@@ -110,21 +96,23 @@ class _ShardWriter:
 
 def _encode_split(tok: Tokenizer, path: Path, writer: _ShardWriter, bos: int, eos: int, dtype: type,
                   desc: str) -> None:
-    def encode(texts: list[str]) -> tuple[list[str], list]:
-        return texts, tok.encode_batch_fast(texts, add_special_tokens=False)
+    def encode(chunk: tuple[list[str], list[bool], list[bool]]) -> tuple[tuple, list]:
+        return chunk, tok.encode_batch_fast(chunk[0], add_special_tokens=False)
 
     # The tokenizer releases the GIL: encode the next chunk while this one is framed and written.
     with tqdm(desc=desc, unit="char", unit_scale=True, disable=None) as bar, ThreadPoolExecutor(1) as pool:
         pending = None
-        for chunk in itertools.chain(_text_chunks(path), [None]):  # None flushes the last chunk
+        for chunk in itertools.chain(iter_pieces(path, _CHUNK_CHARS), [None]):  # None flushes the last chunk
             ahead = pool.submit(encode, chunk) if chunk is not None else None
             if pending is not None:
-                texts, encodings = pending.result()
+                (texts, starts, ends), encodings = pending.result()
                 ids: list[int] = []
-                for enc in encodings:
-                    ids.append(bos)
+                for enc, first, last in zip(encodings, starts, ends):
+                    if first:
+                        ids.append(bos)
                     ids.extend(enc.ids)
-                    ids.append(eos)
+                    if last:
+                        ids.append(eos)
                 writer.add(np.array(ids, dtype=dtype))
                 bar.update(sum(len(t) for t in texts))
             pending = ahead
@@ -152,6 +140,11 @@ def build_shards(cfg: dict, corpus_dir: Path, tokenizer_dir: Path, out_dir: Path
     dtype = choose_dtype(cfg.get("dtype", "auto"), vocab_size)
     row_len = seq_len + 1
 
+    for name, split in corpus["splits"].items():  # cheap checks first, not after minutes of encoding
+        # byte-level BPE: at most one token per byte, plus BOS and EOS per document
+        if split["bytes"] + 2 * split["documents"] < row_len:
+            raise LtmError(f"split {name!r} has {split['bytes']} bytes in {split['documents']} documents: fewer "
+                           f"than one row of seq_len + 1 = {row_len} tokens; lower seq_len or add documents")
     splits: dict[str, Any] = {}
     with atomic_dir(out_dir, owner="shards") as tmp:
         for name, split in corpus["splits"].items():

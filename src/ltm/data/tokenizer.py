@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from ltm.data.corpus import TRAIN, iter_texts, load_corpus_manifest
+from ltm.data.corpus import TRAIN, iter_pieces, load_corpus_manifest
 from ltm.errors import LtmError
 from ltm.io import atomic_dir, read_json, sha256_file, write_json
 
@@ -22,6 +22,7 @@ EOS, BOS = "<|endoftext|>", "<|bos|>"
 SPECIAL_TOKENS = [EOS, BOS]
 MIN_VOCAB = 256 + len(SPECIAL_TOKENS)  # the byte alphabet plus the special tokens
 GPT2_EOS_ID = 50256
+TRAIN_BATCH_CHARS = 1 << 20  # text per batch handed to the BPE trainer
 
 
 def _byte_level(model: models.Model) -> Tokenizer:
@@ -64,7 +65,8 @@ def _bpe(cfg: dict, corpus_dir: Path) -> tuple[Tokenizer, dict]:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # every byte encodable, even unseen ones
         show_progress=False,
     )
-    batches = iter_texts(corpus_dir / corpus["splits"][TRAIN]["file"], batch_docs=256)  # the train split only
+    # the train split only, long documents in pieces (same pre-tokenised words) in bounded batches
+    batches = (texts for texts, _, _ in iter_pieces(corpus_dir / corpus["splits"][TRAIN]["file"], TRAIN_BATCH_CHARS))
     tok.train_from_iterator(batches, trainer, length=corpus["splits"][TRAIN]["documents"])
     return tok, {"requested_vocab_size": vocab_size, "min_frequency": min_frequency,
                  "train_sha256": corpus["splits"][TRAIN]["sha256"]}
