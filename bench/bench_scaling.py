@@ -11,7 +11,7 @@ truth, 0.5 % log noise, 10 sizes × 25 tokens-per-parameter ratios):
     also reruns the full multi-start);
   * the whole stage, `run_scaling` with default settings (adds held-out and leave-one-size-out refits,
     δ-sensitivity, a second optimiser, the L(C) envelope and its bootstrap).
-Also, when ../shared holds it, Epoch's 240-point Chinchilla reconstruction with the same settings.
+Also Epoch's 240-point Chinchilla reconstruction (tests/data/chinchilla_approach3.csv) with the same settings.
 Timings are wall-clock; the header prints the load average because other jobs on the machine slow them.
 """
 from __future__ import annotations
@@ -32,8 +32,7 @@ from ltm.scaling.synthetic import CHINCHILLA_ROUNDED, grid_design, load_epoch, m
 from ltm.scaling.uncertainty import BootstrapSettings, bootstrap
 
 BUDGET_S = 60.0
-EPOCH_CSV = (Path(__file__).resolve().parents[1] / ".." / "shared" / "scaling"
-             / "chinchilla_epoch_svg_extracted_data.csv")
+EPOCH_CSV = Path(__file__).resolve().parents[1] / "tests" / "data" / "chinchilla_approach3.csv"
 
 
 def _records(n_points: int) -> list[dict]:

@@ -1,7 +1,7 @@
 """External validation on Epoch's reconstruction of the Chinchilla Approach-3 data (SCALING.md §5-6).
 
-The CSV is read from ../shared/scaling/ next to the repository at test time (its upstream has no
-licence file, so it is never copied into the repo); the tests skip when it is absent.
+The data: tests/data/chinchilla_approach3.csv (the numeric columns of Epoch's extraction; provenance in
+tests/data/README.md).
 """
 from __future__ import annotations
 
@@ -17,8 +17,7 @@ from ltm.scaling.objective import Objective
 from ltm.scaling.synthetic import CHINCHILLA_ROUNDED, load_epoch, nd_theta
 from ltm.scaling.uncertainty import BootstrapSettings, bootstrap
 
-CSV = Path(__file__).resolve().parents[1] / ".." / "shared" / "scaling" / "chinchilla_epoch_svg_extracted_data.csv"
-pytestmark = pytest.mark.skipif(not CSV.is_file(), reason=f"external validation data absent: {CSV}")
+CSV = Path(__file__).resolve().parent / "data" / "chinchilla_approach3.csv"
 
 DELTA2 = 1e-6  # our objective is Σ huber_δ/δ²; Epoch's numbers are Σ huber_δ
 EPOCH_CI95 = {"alpha": (0.317, 0.373), "beta": (0.331, 0.415), "E": (1.769, 1.871)}

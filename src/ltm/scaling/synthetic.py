@@ -73,8 +73,10 @@ def load_epoch(path: str | Path, drop_highest: int = 5) -> list[dict[str, Any]]:
         raise LtmError(f"external validation data not found: {path}")
     with open(path, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
-    N = np.array([float(r["Model Size"]) for r in rows])
-    C = np.array([float(r["Training FLOP"]) for r in rows])
+    # tests/data/chinchilla_approach3.csv (params, flops, loss), or Epoch's own file (Model Size, Training FLOP)
+    n_col, c_col = ("params", "flops") if rows and "params" in rows[0] else ("Model Size", "Training FLOP")
+    N = np.array([float(r[n_col]) for r in rows])
+    C = np.array([float(r[c_col]) for r in rows])
     L = np.array([float(r["loss"]) for r in rows])
     keep = np.sort(np.argsort(L, kind="stable")[: len(L) - drop_highest])
     return make_records(L[keep], N[keep], C[keep] / (6 * N[keep]), prefix="epoch", flops=C[keep])
