@@ -188,3 +188,11 @@ def test_two_rank_ddp_matches_one_process(tiny_data, tmp_path):
     assert all(torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-5) for k in a)
     log = (ddp / "runs/ltm-tiny/train_log.tsv").read_text().splitlines()
     assert len(log) >= 2  # rank 0 wrote the log
+
+
+def test_a_fresh_start_begins_a_fresh_tensorboard_history(tiny_data, tmp_path):
+    ws = workspace(tiny_data, tmp_path)
+    for _ in range(2):  # the second run starts over (resume never): its history must not mix with the first
+        in_dir(ws, train, "params.yaml", "ar-tiny", "data/shards", "runs/ar-tiny", resume="never")
+    events = list((ws / "runs/ar-tiny/tb").glob("events.out.tfevents.*"))
+    assert len(events) == 1, events

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import shutil
 import signal
 import time
 from dataclasses import dataclass, field
@@ -263,7 +264,10 @@ class Trainer:
 
     def fit(self) -> dict:
         tcfg, spec = self.spec.train, self.spec
-        tracker = Tracker(self.run_dir / "tb" if self.dist.is_main else None, self.state.log_rows)
+        tb_dir = self.run_dir / "tb"
+        if self.dist.is_main and self.state.step == 0:  # one run, one history: a fresh start drops the old one
+            shutil.rmtree(tb_dir, ignore_errors=True)
+        tracker = Tracker(tb_dir if self.dist.is_main else None, self.state.log_rows)
         previous = signal.signal(signal.SIGTERM, self._on_signal)
         self.model.train()
         if self.dist.is_main:
