@@ -197,6 +197,8 @@ def test_zero_shot_table_and_paper_numbers_are_labelled(built):
     assert text.count("paper (OWT-trained, GPT-2 tokenizer; not comparable in scale)") >= 3
     assert "≤32.06" in text and "161.33" in text
     assert "**Not run**" in text  # no few-shot results in this set
+    # builtin corpus: the report says no fast-loop setting made the latents useful here, and where the study is
+    assert "**Fast-loop settings on this corpus.**" in text and "docs/latent-regimes.md" in text
 
 
 def test_refused_laws_show_reasons_and_never_values(built):
