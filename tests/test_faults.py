@@ -1,6 +1,6 @@
 """Fault injection under DVC: every stage killed mid-run never loses its previous artifact.
 
-Each stage of the chain corpus -> tokenizer -> shards -> train -> evaluate is made stale by a params
+Each stage of the chain corpus -> tokenizer -> shards -> train -> evaluate -> scaling is made stale by a params
 change and rerun with `dvc repro -s STAGE`, killed with SIGKILL either at its k-th rename (between the
 steps of its output replacement: a `sitecustomize` put on PYTHONPATH counts os.rename/os.replace calls
 inside the `ltm` process only) or after a seeded random delay. After every kill the output is complete:
@@ -42,7 +42,7 @@ if _at:
 FAST = {"runs": {"ltm-tiny": {"model": "ltm-tiny", "tokens": 512 * 6}, "ar-tiny": {"model": "ar-tiny", "tokens": 512}},
         "sweep": {"ltm": {"models": ["ltm-tiny"], "tokens": [], "inner_steps": [1], "n_latents": [4]},
                   "ar": {"models": ["ar-tiny"], "tokens": []}, "diffusion": {"models": ["mdlm-tiny"], "tokens": []}},
-        "train": {"eval_every": 3, "save_every": 3},
+        "train": {"eval_every": 3, "save_every": 3}, "fit": {"n_starts": 4, "n_bootstrap": 10},
         "data": {"corpus": {"source": "files", "paths": ["inputs/*.txt"]}}, "eval": {"splits": ["val"]}}
 # stage -> (its outputs, a params edit that makes it stale, and its inverse)
 STAGES = {
@@ -51,6 +51,7 @@ STAGES = {
     "shards": (["data/shards"], ("data.shards", "rows_per_shard", 1024), 2048),
     "train@ltm-tiny": (["runs/ltm-tiny/model", "runs/ltm-tiny/metrics.json"], ("train", "seed", 7), 1337),
     "evaluate@ltm-tiny": (["results/eval/ltm-tiny/metrics.json"], ("eval", "seed", 3), 0),
+    "scaling": (["results/scaling/fit.json", "results/scaling/residuals.csv"], ("fit", "n_starts", 5), 4),
 }
 
 
@@ -77,8 +78,12 @@ def complete(ws: Path, outputs: list[str]) -> bool:
             config = json.loads((path / "config.json").read_text())
             if sha256_file(path / "model.pt") != config["weights_sha256"]:
                 return False
-        elif path.is_file():
+        elif path.suffix == ".json" and path.is_file():
             json.loads(path.read_text())
+        elif path.is_file():  # a table: its header and whole lines
+            text = path.read_text()
+            if not text.endswith("\n") or "," not in text.splitlines()[0]:
+                return False
         else:
             return False
     return True
@@ -91,7 +96,7 @@ def project(tmp_path_factory):
     for i in range(40):  # a small local corpus: the data stages take a second, not the builtin's ten
         (ws / "inputs" / f"doc{i:02d}.txt").write_text(" ".join(words[(i + j) % len(words)] for j in range(400))
                                                       + f" document {i}.\n")
-    sh(ws, "dvc", "repro", "evaluate@ltm-tiny")
+    sh(ws, "dvc", "repro", "scaling")
     hook = ws.parent / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(KILL_AT_RENAME)
