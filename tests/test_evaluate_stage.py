@@ -46,6 +46,7 @@ def test_ltm_metrics_carry_bounds_and_protocol(trained):
     # the initialisation and noise); not a theorem (AdamW is no descent method) but what T_eval is for
     header = curve[0].split("\t")
     iwae = [float(r.split("\t")[header.index("iwae_nelbo")]) for r in curve[1:]]
+    assert [float(r.split("\t")[header.index("bound")]) for r in curve[1:]] == iwae  # what `dvc plots` shows
     assert all(b < a for a, b in zip(iwae, iwae[1:])), iwae
     # same checkpoint + params -> identical numbers
     assert run_eval(trained, "ltm-tiny", out="results/eval/ltm-tiny-again") == m

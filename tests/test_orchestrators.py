@@ -132,3 +132,17 @@ def test_profiles_dry_run(profile):
                           "--forceall"], cwd=ROOT, capture_output=True, text=True)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert "rule train:" in run.stdout and "rule scaling:" in run.stdout
+
+
+def test_every_dvc_plot_declares_its_axes():
+    """Without `y:` dvc plots takes the last column (tokens/s, the biased paper number): always name it."""
+    import yaml
+
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    plots = [(name, out) for name, st in stages.items() for entry in (st.get("do", st).get("plots") or [])
+             for out in entry.items()]
+    assert plots
+    for name, (path, spec) in plots:
+        assert spec.get("x") and spec.get("y"), (name, path)
+        column = {"train_log.tsv": "loss", "t_curve.tsv": "bound"}[Path(path).name]
+        assert spec["y"] == column, (name, path)
