@@ -118,3 +118,21 @@ def test_failed_rebuild_leaves_earlier_tokenizer_untouched(corpus, tmp_path, mon
         build_tokenizer({"kind": "bpe", "vocab_size": 420}, corpus, tmp_path / "tok")
     assert {p.name: p.read_bytes() for p in (tmp_path / "tok").iterdir()} == before
     assert [p.name for p in tmp_path.iterdir()] == ["tok"]  # no temporary directory left behind
+
+
+def test_generated_text_is_decoded_at_character_boundaries():
+    """A sample cut inside a multi-byte character (the byte-level BPE allows it) shows no U+FFFD; whole
+    texts decode exactly as Tokenizer.decode does, special tokens skipped."""
+    from ltm.data.tokenizer import _gpt2, decode_text
+
+    tok = _gpt2()
+    for text in ["plain ascii", "naïve café über", "日本語のテキスト", "emoji 🎉 ok", "<|endoftext|> after"]:
+        ids = tok.encode(text).ids
+        assert decode_text(tok, ids) == tok.decode(ids)
+        for cut in range(1, len(ids)):
+            head, tail = decode_text(tok, ids[:cut]), decode_text(tok, ids[cut:])
+            assert "\ufffd" not in head + tail, (text, cut)
+    ids = tok.encode("日本").ids
+    assert "\ufffd" in tok.decode(ids[:1]) and decode_text(tok, ids[:1]) == ""
+    bad = tok.encode("a").ids + [tok.token_to_id("Ã")] + tok.encode(" b").ids  # a lone lead byte mid-text
+    assert decode_text(tok, bad) == "a\ufffd b"  # invalid in the middle: shown, as the model made it

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from ltm import checkpoint, flops
 from ltm.data.loader import BatchLoader, TokenShards, iter_eval_batches
 from ltm.diffusion import DiffusionConfig, MaskedDiffusionLM, diffusion_loss, diffusion_train_flops_per_token, nelbo_bound
-from ltm.distributed import Dist, barrier, init_distributed, mean_across, shutdown
+from ltm.distributed import barrier, init_distributed, mean_across, shutdown
 from ltm.errors import LtmError
 from ltm.io import sha256_file
 from ltm.model import Decoder

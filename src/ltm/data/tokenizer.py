@@ -109,3 +109,48 @@ def load_tokenizer(tokenizer_dir: Path, verify: bool = True) -> tuple[Tokenizer,
     if verify and sha256_file(path) != manifest["sha256"]:
         raise LtmError(f"{path} does not match its manifest (sha256 differs); rebuild the tokenizer")
     return Tokenizer.from_file(str(path)), manifest
+
+
+def _byte_level_alphabet() -> dict[str, int]:
+    """GPT-2's byte-level alphabet: printable character -> the byte it stands for."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    chars, extra = {}, 0
+    for b in range(256):
+        if b in printable:
+            chars[chr(b)] = b
+        else:
+            chars[chr(256 + extra)] = b
+            extra += 1
+    return chars
+
+
+_BYTE_OF = _byte_level_alphabet()
+
+
+def decode_text(tok: Tokenizer, ids: list[int]) -> str:
+    """Decode generated ids without the U+FFFD that a cut through a multi-byte character would leave.
+
+    A byte-level BPE can stop (or a continuation can start) inside a UTF-8 character: the incomplete
+    bytes at either end are dropped; invalid bytes in the middle still show as U+FFFD, as the model made
+    them. Special tokens are skipped, as Tokenizer.decode does."""
+    special = {i for i, t in tok.get_added_tokens_decoder().items() if t.special}
+    data = bytearray()
+    for i in ids:
+        if i in special:
+            continue
+        token = tok.id_to_token(i)
+        if token is not None:
+            data.extend(_BYTE_OF[c] for c in token)
+    start = 0
+    while start < len(data) and start < 3 and data[start] & 0xC0 == 0x80:  # continuation bytes of a char cut off
+        start += 1
+    end = len(data)
+    for back in range(1, min(4, end - start) + 1):  # a lead byte whose character is not complete
+        byte = data[end - back]
+        if byte & 0xC0 == 0x80:
+            continue
+        need = 2 if byte >> 5 == 0b110 else 3 if byte >> 4 == 0b1110 else 4 if byte >> 3 == 0b11110 else 1
+        if need > back:
+            end -= back
+        break
+    return bytes(data[start:end]).decode("utf-8", errors="replace")

@@ -8,7 +8,7 @@ import torch
 from ltm import diffusion as mdlm
 from ltm import generate as gen
 from ltm.config import load_params
-from ltm.data.tokenizer import load_tokenizer
+from ltm.data.tokenizer import decode_text, load_tokenizer
 from ltm.errors import LtmError
 from ltm.io import write_json
 from ltm.posterior import PosteriorConfig
@@ -51,7 +51,7 @@ def generate(params_path: str, run: str, model_dir: str, tokenizer_dir: str, *, 
         out_ids = gen.sample(model, prompt_ids, max_new, None, temperature=temperature, top_k=top_k, top_p=top_p,
                              greedy=greedy, generator=g, eos_id=eos)
         how = {}
-    texts = [tok.decode([t for t in row.tolist()[len(ids):] if t not in (bos, eos)]) for row in out_ids]
+    texts = [decode_text(tok, [t for t in row.tolist()[len(ids):] if t not in (bos, eos)]) for row in out_ids]
     if out:
         write_json(out, {"run": run, "family": family, "prompt": prompt, "seed": seed, "temperature": temperature,
                          "top_k": top_k, "top_p": top_p, "greedy": greedy, **how,

@@ -15,7 +15,7 @@ from ltm import generate as gen
 from ltm import lineage
 from ltm.config import load_params, subset
 from ltm.data.loader import TokenShards
-from ltm.data.tokenizer import load_tokenizer
+from ltm.data.tokenizer import decode_text, load_tokenizer
 from ltm.errors import LtmError
 from ltm.io import write_json
 from ltm.posterior import PosteriorConfig
@@ -70,8 +70,8 @@ def generation(params_path: str, run: str, model_dir: str, judge_dir: str, shard
     for mode, start in modes.items():
         g = torch.Generator(device).manual_seed(cfg["seed"])
         ids = _generate(model, config, start, cfg, g, eos)
-        texts = [tok.decode(r[start.shape[1]:].tolist()) for r in ids]
-        refs = [tok.decode(r.tolist()) for r in references] if mode == "conditional" else None
+        texts = [decode_text(tok, r[start.shape[1]:].tolist()) for r in ids]
+        refs = [decode_text(tok, r.tolist()) for r in references] if mode == "conditional" else None
         metrics["modes"][mode] = gen.generation_metrics(ids, judge_model=judge, prompt_len=start.shape[1],
                                                         eos_id=eos, texts=texts, reference_texts=refs)
         samples[mode] = texts
