@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_scaling.py [--points 250] [--bootstrap 1000] [--repeat 1]
 
-Target (SCALING.md §3.5, the stage's budget): the L(N, D) fit with 1000 bootstrap replicates on ~250
+Target (docs/scaling.md §3.5, the stage's budget): the L(N, D) fit with 1000 bootstrap replicates on ~250
 points finishes in under a minute on 2 cores. Rows, all on the same synthetic data (Chinchilla-rounded
 truth, 0.5 % log noise, 10 sizes × 25 tokens-per-parameter ratios):
   * objective on the 4 500-point start grid (vectorised);

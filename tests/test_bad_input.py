@@ -20,6 +20,7 @@ from ltm.cli import main
 from ltm.stages.evaluate import evaluate
 from ltm.stages.train import train
 
+from conftest import flip_a_digit
 from test_train import in_dir, workspace
 
 PARAMS = ["--params", "params.yaml"]
@@ -105,7 +106,7 @@ CASES = [
     ("checkpoint-keys", checkpoint_without_keys, [*TRAIN, "--resume", "part.pt"], "part.pt"),
     ("eval-metrics-json", write("results/eval/ar-tiny/metrics.json", "{"), SCALING, "metrics.json"),
     ("eval-metrics-missing", lambda ws: shutil.rmtree(ws / "results/eval/ar-tiny"), SCALING, "ar-tiny"),
-    ("eval-metrics-altered", lambda ws: _flip_digit(ws / "results/eval/ltm-tiny/metrics.json"), SCALING,
+    ("eval-metrics-altered", lambda ws: flip_a_digit(ws / "results/eval/ltm-tiny/metrics.json"), SCALING,
      "changed after stage evaluate"),
     # 5. outputs that are not the stage's to replace
     ("report-into-runs", None, [*REPORT, "--out", "runs"], "runs"),
@@ -120,12 +121,6 @@ def _flip(path: Path) -> None:
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x01
     path.write_bytes(bytes(data))
-
-
-def _flip_digit(path: Path) -> None:
-    text = path.read_text()
-    i = next(i for i, c in enumerate(text) if c in "123456789" and i > len(text) // 3)
-    path.write_text(text[:i] + ("1" if text[i] != "1" else "2") + text[i + 1:])
 
 
 def snapshot(ws: Path) -> dict[str, bytes]:

@@ -12,6 +12,7 @@ from ltm.errors import LtmError
 from ltm.stages.evaluate import evaluate
 from ltm.stages.train import train
 
+from conftest import flip_a_digit
 from test_train import in_dir, workspace
 
 
@@ -101,13 +102,6 @@ def test_checkpoint_of_another_vocabulary_is_refused(trained):
         run_eval(trained, "ar-tiny", model="runs/other/model", out="runs/other/eval")
 
 
-def _flip_a_digit(path: Path) -> None:
-    """Still valid JSON/TSV, one number different: what only a content hash catches."""
-    text = path.read_text()
-    i = next(i for i, c in enumerate(text) if c in "123456789" and i > len(text) // 3)
-    path.write_text(text[:i] + ("1" if text[i] != "1" else "2") + text[i + 1:])
-
-
 def test_every_artifact_read_downstream_is_checked_against_its_lineage_record(trained, capsys, monkeypatch):
     import shutil
 
@@ -119,7 +113,7 @@ def test_every_artifact_read_downstream_is_checked_against_its_lineage_record(tr
     for run in ("ltm-tiny", "ar-tiny"):
         shutil.copytree(trained / f"runs/{run}", ws / f"runs/{run}", ignore=shutil.ignore_patterns(".ltm-lock"))
     model = ws / "runs/ar-tiny/model"
-    _flip_a_digit(model / "config.json")
+    flip_a_digit(model / "config.json")
     with pytest.raises(LtmError, match=r"config.json was changed after stage train wrote it .*rerun that stage"):
         run_eval(trained, "ar-tiny", model=str(model), out=str(ws / "eval-bad"))
     assert not (ws / "eval-bad").exists()
@@ -132,7 +126,7 @@ def test_every_artifact_read_downstream_is_checked_against_its_lineage_record(tr
     for name in ("metrics.json", "t_curve.tsv"):
         target = ws / "results/eval/ltm-tiny" / name
         good = target.read_bytes()
-        _flip_a_digit(target)
+        flip_a_digit(target)
         with pytest.raises(LtmError, match=f"{name} was changed after stage evaluate wrote it"):
             collect_records(params, ws / "results/eval")
         monkeypatch.chdir(ws)
@@ -142,7 +136,7 @@ def test_every_artifact_read_downstream_is_checked_against_its_lineage_record(tr
 
     train_metrics = ws / "runs/ltm-tiny/metrics.json"
     read_json_file(train_metrics, "training metrics")
-    _flip_a_digit(train_metrics)
+    flip_a_digit(train_metrics)
     with pytest.raises(LtmError, match="metrics.json was changed after stage train wrote it"):
         read_json_file(train_metrics, "training metrics")
 

@@ -1,4 +1,4 @@
-"""The stage API end to end: run_scaling → result dict → fit.json + residuals.csv (SCALING.md §4)."""
+"""The stage API end to end: run_scaling → result dict → fit.json + residuals.csv (docs/scaling.md §4)."""
 from __future__ import annotations
 
 import csv

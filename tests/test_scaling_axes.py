@@ -1,4 +1,4 @@
-"""Extra axes (inner steps T, number of latents N_z) and loss vs T_eval (SCALING.md §3.8, §5 test 13)."""
+"""Extra axes (inner steps T, number of latents N_z) and loss vs T_eval (docs/scaling.md §3.8, §5 test 13)."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Degenerate designs and bad input are refused or flagged (SCALING.md §3.1, §3.7, §5 test 9)."""
+"""Degenerate designs and bad input are refused or flagged (docs/scaling.md §3.1, §3.7, §5 test 9)."""
 from __future__ import annotations
 
 import numpy as np
@@ -35,7 +35,7 @@ def _records(N, D, sigma=0.003, seed=0, **kw):
 
 def test_identifiability_ratio_matches_reproduced_values():
     N, D = grid_design()
-    assert _rho(N, D) == pytest.approx(2.4e-3, rel=0.1)  # SCALING.md §3.7 table
+    assert _rho(N, D) == pytest.approx(2.4e-3, rel=0.1)  # docs/scaling.md §3.7 table
     N1 = np.array(SIZES_5 * 5)
     assert _rho(N1, 20 * N1) < 1e-5  # collinear D = 20N: refuse
     assert _rho(np.full(25, 40e6), 40e6 * np.array(RATIOS_5 * 5)) < 1e-12  # one size

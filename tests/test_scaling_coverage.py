@@ -1,4 +1,4 @@
-"""Bootstrap CI coverage on synthetic data with known truth (SCALING.md §5 test 3; slow)."""
+"""Bootstrap CI coverage on synthetic data with known truth (docs/scaling.md §5 test 3; slow)."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""External validation on Epoch's reconstruction of the Chinchilla Approach-3 data (SCALING.md §5-6).
+"""External validation on Epoch's reconstruction of the Chinchilla Approach-3 data (docs/scaling.md §5-6).
 
 The data: tests/data/chinchilla_approach3.csv (the numeric columns of Epoch's extraction; provenance in
 tests/data/README.md).

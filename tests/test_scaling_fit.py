@@ -1,4 +1,4 @@
-"""The L(N, D) fitter on synthetic data with known parameters (SCALING.md §5 tests 1, 2, 4, 10)."""
+"""The L(N, D) fitter on synthetic data with known parameters (docs/scaling.md §5 tests 1, 2, 4, 10)."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""Compute-optimal frontier math and compute accounting (SCALING.md §1.2, §2, §5 tests 11-12)."""
+"""Compute-optimal frontier math and compute accounting (docs/scaling.md §1.2, §2, §5 tests 11-12)."""
 from __future__ import annotations
 
 import numpy as np
@@ -145,7 +145,7 @@ def test_ltm_training_cost_counts_the_inner_loop():
     (76e6, 12, 64, 32.2e9),  # LTM-L
 ])
 def test_paper_training_flops_table(params, layers, T, published):
-    """PAPER.md §2: (T+1)·(6P + 6·L·d·seq) reproduces the paper's FLOPs/token (P known to ~1 %)."""
+    """Kong et al. 2025 §2: (T+1)·(6P + 6·L·d·seq) reproduces the paper's FLOPs/token (P known to ~1 %)."""
     got = paper_train_flops_per_token(params, layers, 512, 1024, T)
     assert got == pytest.approx(published, rel=0.015)
     # it is the k = 3 convention with Kaplan's forward cost: every inner step a full forward+backward

@@ -3,7 +3,7 @@
 The offline default source is a seeded generator of one- and two-step word problems with integer
 answers (`make_problems`); GSM8K through HuggingFace `datasets` is optional (`load_gsm8k`).
 
-Protocol (PAPER.md section 5): k demonstrations "Question: q Answer: a" joined by newlines, then
+Protocol (Kong et al. 2025, section 5): k demonstrations "Question: q Answer: a" joined by newlines, then
 "Question: q Answer:". For an LTM, z is fitted on the prompt and each of the n tries greedily decodes
 with its own posterior fit (own initial noise and eps); the AR baseline draws n temperature samples
 instead, since its greedy decode would repeat itself. A problem counts as solved if any try's first

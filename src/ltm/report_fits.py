@@ -93,7 +93,7 @@ def laws_section(inp, accepted: list[Accepted], figs: list[FigureInfo]) -> str:
     fit = inp.fit
     n_acc, n_all = count_laws(fit)
     parts = ["## 4. Fitted scaling laws\n",
-             f"The scaling stage (`fit.json`, method of SCALING.md: summed Huber in log space, multi-start "
+             f"The scaling stage (`fit.json`, method of docs/scaling.md: summed Huber in log space, multi-start "
              f"L-BFGS-B, design and identifiability checks, cluster bootstrap) tried {n_all} law fits in "
              f"{len(fit.get('groups', []))} (family, loss kind) groups; exact NLL and each bound are fitted "
              f"apart. **{n_acc} of {n_all} passed the checks.**\n", group_overview(fit), ""]

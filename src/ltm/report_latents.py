@@ -178,7 +178,7 @@ def demo_verdict(demo: dict[str, Any]) -> str:
             f"(T_eval={t}) is {how}: {best['nats_per_token']:+.4f} ± {num(best['stderr'])} nats/token.")
 
 
-PAPER_SETTINGS = {  # what the paper ran (PAPER.md), for labelling this run's deviations
+PAPER_SETTINGS = {  # what the paper ran (Kong et al. 2025), for labelling this run's deviations
     "posterior.steps": (16, "T (inner steps at training)"),
     "posterior.lr_max": (0.34, "fast lr at the first inner step"),
     "posterior.lr_min": (0.034, "fast lr at the end of the cosine"),

@@ -14,7 +14,7 @@ from ltm.report_figures import FigureInfo, family_label, other_bounds
 PAPER_LABEL = "paper (OWT-trained, GPT-2 tokenizer; not comparable in scale)"
 PAPER_PROTOCOL = ("posterior fitted on the scored sequence at the training T, NELBO with the optimisation noise, "
                   "mean over sequences of exp(NELBO/len); reported as upper bounds (<=) but optimistically "
-                  "biased (PAPER.md section 5); 1024-token blocks")
+                  "biased (Kong et al. 2025, section 5); 1024-token blocks")
 ESTIMATORS = (("iwae", "IWAE"), ("fresh_elbo", "fresh ELBO"), ("exact", "exact"))
 
 

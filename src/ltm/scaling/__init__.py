@@ -1,4 +1,4 @@
-"""Scaling-law fitting (SCALING.md): L(N, D) = E + A/N^α + B/D^β and friends.
+"""Scaling-law fitting (docs/scaling.md): L(N, D) = E + A/N^α + B/D^β and friends.
 
 Entry points
 ------------

@@ -26,7 +26,7 @@ RESIDUAL_COLUMNS = ("family", "loss_kind", "law", "subset", "run", "N", "D", "C"
 
 
 def exclusions(p: Points, st: Settings) -> tuple[np.ndarray, list[dict[str, Any]]]:
-    """Explicit, logged exclusion rules (SCALING.md §3.2). Returns the keep mask and the log."""
+    """Explicit, logged exclusion rules (docs/scaling.md §3.2). Returns the keep mask and the log."""
     keep = np.ones(len(p), bool)
     log = []
     rules = [

@@ -150,7 +150,7 @@ def teval_curves(p: Points, st: Settings, tags: dict[str, Any]) -> list[dict[str
         if distinct(sub.Teval).size < 2:
             continue
         tmax = float(np.max(sub.Teval))
-        # held out (SCALING.md §3.8.4): fit on T_eval <= T_max/4, predict the largest T_eval
+        # held out (docs/scaling.md §3.8.4): fit on T_eval <= T_max/4, predict the largest T_eval
         split_p = sub.take(np.nonzero((sub.Teval <= tmax / 4) | (sub.Teval == tmax))[0])
         split = (split_p.Teval <= tmax / 4, f"train on T_eval <= {tmax / 4:g}, predict T_eval = {tmax:g}")
         outcomes = {}

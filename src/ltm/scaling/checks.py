@@ -1,4 +1,4 @@
-"""Design minimums, identifiability and post-fit flags (SCALING.md §3.7).
+"""Design minimums, identifiability and post-fit flags (docs/scaling.md §3.7).
 
 Refusals raise `FitError` with a one-line reason; flags are returned as warning strings.
 """

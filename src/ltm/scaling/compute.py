@@ -1,4 +1,4 @@
-"""Compute accounting per token (SCALING.md §2), including the LTM inner loop.
+"""Compute accounting per token (docs/scaling.md §2), including the LTM inner loop.
 
 F is the forward cost per token. AR training costs 3F (forward + activation grads + weight grads).
 An LTM inner step backpropagates through the whole decoder to the latents: 2F if the weight-gradient
@@ -37,7 +37,7 @@ def forward_flops_per_token(
     2N (matmuls) + 2·n_layer·span·d (causal attention, Kaplan) + 2·d·V (output head; Porian: it must be
     counted) + per layer 4·m·d for cross-attention to its m latents, plus the latents' K/V projections
     (4·m·d² per layer per sequence) spread over the n_ctx tokens. `attn_span` caps the attended context
-    (sliding window). For the LTM of PAPER.md, m = N_z / n_layer.
+    (sliding window). For the LTM of Kong et al. 2025, m = N_z / n_layer.
     """
     _positive(n_params_nonemb=n_params_nonemb, n_layer=n_layer, n_ctx=n_ctx, d_model=d_model)
     span = n_ctx if attn_span is None else min(n_ctx, attn_span)

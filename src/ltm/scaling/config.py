@@ -15,7 +15,7 @@ from ltm.scaling.laws import CHINCHILLA_GRID
 from ltm.scaling.uncertainty import BootstrapSettings
 
 DEFAULTS: dict[str, Any] = {
-    # objective and optimiser (SCALING.md §3.3-3.4)
+    # objective and optimiser (docs/scaling.md §3.3-3.4)
     "huber_delta": 1e-3,
     "sensitivity_deltas": [1e-4, 1e-2],  # refits reported next to the main δ, plus plain least squares
     "grid": {},  # overrides of the L(N,D) start grid: any of a, b, e, alpha, beta -> list of values

@@ -1,4 +1,4 @@
-"""Multi-start L-BFGS-B with acceptance checks (SCALING.md §3.4).
+"""Multi-start L-BFGS-B with acceptance checks (docs/scaling.md §3.4).
 
 Grid → the best `n_starts` grid points (+ optional extra starts) → L-BFGS-B with tight tolerances.
 A fit is accepted only if the best objective is reached by several starts that agree on the exponents,

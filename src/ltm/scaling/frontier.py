@@ -1,4 +1,4 @@
-"""Compute-optimal allocation on a fitted L(N, D) surface (SCALING.md §1.2, §3.8.2).
+"""Compute-optimal allocation on a fitted L(N, D) surface (docs/scaling.md §1.2, §3.8.2).
 
 With training compute C = k·N^p·D (k = 6, p = 1 is Chinchilla's 6ND; a family's own accounting is fitted
 as a power law of per-token FLOPs in N), minimising E + A/N^α + B/D^β along C = const has the closed form

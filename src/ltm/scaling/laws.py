@@ -18,7 +18,7 @@ import numpy as np
 
 Cols = dict[str, np.ndarray]
 
-# SCALING.md §3.3 bounds; unbounded fits of collinear designs ran off to β < 0 and E → 0.
+# docs/scaling.md §3.3 bounds; unbounded fits of collinear designs ran off to β < 0 and E → 0.
 _AB = (-10.0, 50.0)
 _E = (-10.0, float(np.log(20.0)))
 _EXP = (0.0, 3.0)
@@ -32,7 +32,7 @@ CHINCHILLA_GRID = {
     "beta": (0.0, 0.5, 1.0, 1.5, 2.0),
 }
 
-# Published optima, used as two extra starts for the L(N, D) law (SCALING.md §3.4).
+# Published optima, used as two extra starts for the L(N, D) law (docs/scaling.md §3.4).
 PUBLISHED_ND = {
     "chinchilla_tex": (6.0073404, 6.0179186, 0.5267228, 0.33917084, 0.2849083),
     "epoch_refit": (float(np.log(477.84)), float(np.log(2143.86)), float(np.log(1.8172)), 0.3473, 0.3672),

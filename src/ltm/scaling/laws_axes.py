@@ -1,4 +1,4 @@
-"""Laws with an extra axis: inner steps T or number of latents N_z (SCALING.md §3.8.3), and loss against
+"""Laws with an extra axis: inner steps T or number of latents N_z (docs/scaling.md §3.8.3), and loss against
 eval-time inner steps on a fixed checkpoint (§3.8.4).
 
 The extra axis x enters through ln(1+x), so T = 0 (no inner loop) is a valid point. Candidate forms:

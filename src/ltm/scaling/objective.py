@@ -1,4 +1,4 @@
-"""The fitting objective: summed Huber loss on log residuals, scaled by 1/δ² (SCALING.md §3.3).
+"""The fitting objective: summed Huber loss on log residuals, scaled by 1/δ² (docs/scaling.md §3.3).
 
 J(θ) = Σ_i w_i·ρ(r_i/δ), r_i = ℓ̂_i − ln L_i, ρ(u) = ½u² for |u| ≤ 1 else |u| − ½.
 Summing (not averaging) and dividing by δ² keeps J of order n, so L-BFGS-B's stopping rules, which are

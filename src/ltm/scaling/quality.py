@@ -1,4 +1,4 @@
-"""Goodness of fit (SCALING.md §3.6): in-sample error and held-out extrapolation splits.
+"""Goodness of fit (docs/scaling.md §3.6): in-sample error and held-out extrapolation splits.
 
 The primary check is extrapolation: fit on the small-compute runs, predict the largest. Errors are in
 nats (loss units) and relative, with the sign convention predicted − observed.

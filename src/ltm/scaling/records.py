@@ -1,4 +1,4 @@
-"""Run records → validated column arrays (SCALING.md §3.1).
+"""Run records → validated column arrays (docs/scaling.md §3.1).
 
 A record is one evaluated run or checkpoint (see the package docstring for the keys). Validation
 refuses, with a one-line `LtmError`, anything a fit must never see: non-finite or non-positive

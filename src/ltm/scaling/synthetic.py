@@ -14,7 +14,7 @@ import numpy as np
 from ltm.errors import LtmError
 from ltm.scaling.laws import Law
 
-# SCALING.md §6
+# docs/scaling.md §6
 CHINCHILLA_ROUNDED = {"A": 406.4, "B": 410.7, "E": 1.69, "alpha": 0.34, "beta": 0.28}
 CHINCHILLA_TEX = {"A": 406.40, "B": 410.72, "E": 1.6934, "alpha": 0.33917084, "beta": 0.2849083}
 EPOCH_REFIT = {"A": 477.84, "B": 2143.86, "E": 1.8172, "alpha": 0.3473, "beta": 0.3672}

@@ -1,4 +1,4 @@
-"""Bootstrap uncertainty (SCALING.md §3.5).
+"""Bootstrap uncertainty (docs/scaling.md §3.5).
 
 Nonparametric bootstrap over runs: a replicate resamples whole clusters (all checkpoints of one run
 together) and enters the objective as integer weights. Each replicate warm-starts from the full-data
