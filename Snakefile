@@ -26,7 +26,8 @@ rule all:
         "results/scaling/fit.json",
         "results/demo/metrics.json",
         expand("results/fewshot/{run}/metrics.json", run=config["runs"]),
-        "reports",
+        "reports/report.md",
+        "reports/metrics.json",
 
 
 # Snakemake deletes a job's outputs before it runs and when it fails: keep the previous result of

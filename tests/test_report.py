@@ -66,7 +66,8 @@ def _split(family: str, T: int, tokens: int, shift: float, K: int) -> dict:
 
 
 def _lineage(stage: str, h: str) -> dict:
-    return {"stage": stage, "params_hash": h, "git": {"commit": "0123456789abcdef", "dirty": False}}
+    return {"stage": stage, "params_hash": h, "git": {"commit": "0123456789abcdef", "dirty": False},
+            "output_sha256": "feedc0ffee" + h}
 
 
 def make_artifacts(root: Path) -> dict:
@@ -263,6 +264,22 @@ def test_loss_of_a_bound_is_its_whole_nelbo(artifacts):
     assert nats(ar["exact"]) == ar["exact"]["nll"]
 
 
+def test_headline_metrics_are_few_numbers_per_named_run(built):
+    """reports/metrics.json (dvc metrics / dvc exp show): numbers only, the tightest honest bpb per split
+    (IWAE for an LTM, exact for AR, never the paper protocol) and what the latents carry."""
+    root, params, _ = built
+    metrics = json.loads((root / "report" / "metrics.json").read_text())
+    assert sorted(metrics) == sorted(params["runs"])
+    leaves = [v for run in metrics.values() for v in run.values()]
+    assert leaves and all(isinstance(v, float) for v in leaves)
+    assert len(leaves) <= 8 * len(metrics)
+    for name, numbers in metrics.items():
+        splits = json.loads((root / "results" / "eval" / name / "metrics.json").read_text())["splits"]
+        key = "iwae" if "ltm" in name else "exact"
+        assert numbers["val_bpb"] == pytest.approx(splits["val"][key]["bpb"], abs=1e-4)
+        assert ("val_info_nats" in numbers) == ("latent_usage" in splits["val"])
+
+
 def test_figures_are_valid_pngs_and_lineage_is_listed(built):
     root, _, text = built
     figs = sorted((root / "report" / "figures").glob("*.png"))
@@ -274,8 +291,11 @@ def test_figures_are_valid_pngs_and_lineage_is_listed(built):
         assert img.ndim == 3 and img.shape[0] > 200 and img.shape[1] > 300
         assert f"figures/{f.name}" in text
     lineage = text[text.index("## 6. Lineage"):]
-    assert "evalhash00000001" in lineage and "fithash000000001" in lineage and "0123456789" in lineage
+    assert "evalhash00000001" in lineage and "fithash000000001" in lineage and "feedc0ffee" in lineage
+    # the git commit of a record never enters the report: the same inputs give the same bytes at any commit
+    assert "0123456789" not in text
     feeds = json.loads((root / "report" / "inputs.json").read_text())
+    assert "0123456789" not in json.dumps(feeds)
     assert any(f["item"] == "figure: figures/ppl_vs_teval.png" for f in feeds)
 
 

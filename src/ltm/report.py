@@ -181,10 +181,11 @@ def load_inputs(params: dict[str, Any], runs_dir: Path, eval_dir: Path, scaling_
 
 def build_report(params: dict[str, Any], runs_dir: Path, eval_dir: Path, scaling_dir: Path, out_dir: Path,
                  *, fewshot_dir: Path | None = None) -> Path:
-    """Write out_dir/report.md, out_dir/figures/*.png and out_dir/inputs.json (which artifacts fed each
-    figure and table); returns the path of report.md. fewshot_dir defaults to eval_dir/../fewshot."""
+    """Write out_dir/report.md, out_dir/figures/*.png, out_dir/inputs.json (which artifacts fed each
+    figure and table) and out_dir/metrics.json (the headline numbers); returns the path of report.md. fewshot_dir defaults to eval_dir/../fewshot."""
     from ltm.report_figures import make_all
     from ltm.report_latents import make_kl_vs_teval
+    from ltm.report_metrics import headline
 
     check_replaceable(Path(out_dir), "report")  # before reading anything: a wrong --out fails at once
     inp = load_inputs(params, runs_dir, eval_dir, scaling_dir, fewshot_dir)
@@ -198,12 +199,12 @@ def build_report(params: dict[str, Any], runs_dir: Path, eval_dir: Path, scaling
         text, feeds = render(inp, accepted, figures)
         write_text(tmp / "report.md", text)
         write_json(tmp / "inputs.json", feeds)
+        write_json(tmp / "metrics.json", headline(inp))
     return out_dir / "report.md"
 
 
 def render(inp: Inputs, accepted: list, figures: list) -> tuple[str, list[dict[str, Any]]]:
     """The markdown text and the per-item lineage mapping."""
-    from ltm import lineage
     from ltm.report_claims import claims_section
     from ltm.report_fits import laws_section
     from ltm.report_latents import latent_section
@@ -212,11 +213,7 @@ def render(inp: Inputs, accepted: list, figures: list) -> tuple[str, list[dict[s
 
     by_key = {f.key: f for f in figures}
     feed_list = feeds(inp, figures)
-    try:
-        git = lineage.git_state(Path(__file__).resolve().parent)
-    except (OSError, ValueError):  # no git binary: the report still builds
-        git = None
     sections = [header(inp), run_table(inp), teval_section(inp, by_key), latent_section(inp, by_key),
                 claims_section(inp), compute_section(by_key),
-                laws_section(inp, accepted, figures), zero_shot_section(inp), lineage_section(inp, feed_list, git)]
+                laws_section(inp, accepted, figures), zero_shot_section(inp), lineage_section(inp, feed_list)]
     return "\n\n".join(sections) + "\n", feed_list

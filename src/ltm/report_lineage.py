@@ -1,19 +1,17 @@
-"""Lineage of the report: which runs, evaluation params hashes, scaling fit and git commits fed each
-figure and table (from the lineage.json records beside every artifact)."""
+"""Lineage of the report: which runs, params hashes, content hashes and scaling fit fed each figure and
+table (from the lineage.json records beside every artifact). Git commits and times stay out: they live in
+each stage's lineage.run.json, so the same inputs give a byte-identical report."""
 from __future__ import annotations
 
 from typing import Any
 
 from ltm.report_figures import FigureInfo
-from ltm.report_tables import git_text, hash_text, table
+from ltm.report_tables import hash_text, table
 
 
 def _feed(inp, item: str, runs: list[str], scaling: bool = False) -> dict[str, Any]:
     by_name = {r.name: r for r in inp.runs}
     chosen = [by_name[n] for n in runs if n in by_name]
-    recs = [rec for r in chosen for rec in (r.train_lineage, r.eval_lineage)]
-    if scaling:
-        recs.append(inp.scaling_lineage)
     return {
         "item": item,
         "runs": [r.name for r in chosen],
@@ -21,7 +19,6 @@ def _feed(inp, item: str, runs: list[str], scaling: bool = False) -> dict[str, A
         "eval_params_hashes": sorted({hash_text(r.eval_lineage) for r in chosen}),
         "scaling_params_hash": hash_text(inp.scaling_lineage) if scaling else None,
         "scaling_data_hash": inp.fit.get("data_hash") if scaling else None,
-        "git_commits": sorted({git_text(r) for r in recs}),
     }
 
 
@@ -38,7 +35,12 @@ def feeds(inp, figs: list[FigureInfo]) -> list[dict[str, Any]]:
     return out
 
 
-def lineage_section(inp, feed_list: list[dict[str, Any]], report_git: dict[str, Any] | None) -> str:
+def _short(rec: dict[str, Any] | None, key: str) -> str:
+    value = (rec or {}).get(key)
+    return str(value)[:12] if value else "missing"
+
+
+def lineage_section(inp, feed_list: list[dict[str, Any]]) -> str:
     n = len(inp.runs)
     rows = []
     for f in feed_list:
@@ -49,24 +51,23 @@ def lineage_section(inp, feed_list: list[dict[str, Any]], report_git: dict[str, 
         th = f["train_params_hashes"]
         th_text = ", ".join(f"`{h}`" for h in th) if len(th) <= 3 else f"{len(th)} distinct (per-run table below)"
         rows.append([f["item"], runs_text, th_text or "—",
-                     ", ".join(f"`{h}`" for h in f["eval_params_hashes"]) + extra or "—",
-                     ", ".join(f["git_commits"]) or "—"])
+                     ", ".join(f"`{h}`" for h in f["eval_params_hashes"]) + extra or "—"])
     per_run = [[r.name, f"`{hash_text(r.train_lineage)}`", str((r.train_lineage or {}).get("run_hash", "—")),
-                git_text(r.train_lineage), f"`{hash_text(r.eval_lineage)}`", git_text(r.eval_lineage)]
+                f"`{_short(r.train_lineage, 'output_sha256')}`", f"`{hash_text(r.eval_lineage)}`",
+                f"`{_short(((r.eval_lineage or {}).get('files') or {}), 'metrics.json')}`"]
                for r in inp.runs]
     sc = inp.scaling_lineage
-    commit = (report_git or {}).get("commit")
-    built = str(commit)[:10] + ("+dirty" if (report_git or {}).get("dirty") else "") if commit else "not recorded"
     parts = [
         "## 6. Lineage\n",
         "Params hashes are those of each stage's own params subset (its lineage.json); `missing` means the "
         "artifact has no lineage record. `ltm lineage PATH` walks any artifact back to the raw corpus.\n",
-        table(["figure / table", "runs", "train params hashes", "eval params hashes (+ scaling fit)",
-               "git commits"], rows), "",
-        table(["run", "train params hash", "run hash", "train git", "eval params hash", "eval git"], per_run), "",
-        f"Scaling fit: params hash `{hash_text(sc)}`, git {git_text(sc)}, fit.json data hash "
+        table(["figure / table", "runs", "train params hashes", "eval params hashes (+ scaling fit)"], rows), "",
+        table(["run", "train params hash", "run hash", "model sha256", "eval params hash", "eval metrics sha256"],
+              per_run), "",
+        f"Scaling fit: params hash `{hash_text(sc)}`, fit.json data hash "
         f"`{str(inp.fit.get('data_hash'))[:16]}`, schema `{inp.fit.get('schema', '—')}`. "
-        f"Report built at git {built}; "
-        "the same mapping is in inputs.json.",
+        "The same mapping is in inputs.json. Git commits and times are kept out of every hashed artifact "
+        "(each stage's lineage.run.json; `ltm lineage PATH` prints them), so the same inputs give "
+        "byte-identical outputs: the commit of these results is the one whose dvc.lock lists their hashes.",
     ]
     return "\n".join(parts)

@@ -10,6 +10,7 @@ from typing import Any
 
 from ltm.config import params_hash
 from ltm.report_figures import FigureInfo, family_label, other_bounds
+from ltm.report_metrics import tightest
 
 PAPER_LABEL = "paper (OWT-trained, GPT-2 tokenizer; not comparable in scale)"
 PAPER_PROTOCOL = ("posterior fitted on the scored sequence at the training T, NELBO with the optimisation noise, "
@@ -54,13 +55,11 @@ def protocol_text(rec: dict[str, Any] | None) -> str:
 
 
 def best_bpb(rec: dict[str, Any] | None) -> tuple[str, str]:
-    """bits/byte of the tightest estimate: exact, else IWAE, else the fresh ELBO (never the paper protocol)."""
-    for key, label in (("exact", "exact"), ("iwae", "IWAE"), ("fresh_elbo", "fresh ELBO")):
-        if rec and key in rec:
-            return num(rec[key].get("bpb")), label
-    for key in other_bounds(rec):
-        return num(rec[key].get("bpb")), key
-    return "—", "—"
+    """bits/byte of the tightest estimate (`report_metrics.tightest`) and its label."""
+    key = tightest(rec)
+    if key is None:
+        return "—", "—"
+    return num(rec[key].get("bpb")), {"exact": "exact", "iwae": "IWAE", "fresh_elbo": "fresh ELBO"}.get(key, key)
 
 
 def extra_keys(recs: list[dict[str, Any] | None]) -> list[str]:
@@ -74,15 +73,6 @@ def _ppl(rec: dict[str, Any] | None, key: str) -> str:
 
 def hash_text(rec: dict[str, Any] | None) -> str:
     return str(rec.get("params_hash")) if rec and rec.get("params_hash") else "missing"
-
-
-def git_text(rec: dict[str, Any] | None) -> str:
-    if not rec:
-        return "missing"
-    g = rec.get("git") or {}
-    if not g.get("commit"):
-        return "not recorded"
-    return str(g["commit"])[:10] + ("+dirty" if g.get("dirty") else "")
 
 
 # ---------------------------------------------------------------- sections

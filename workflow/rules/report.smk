@@ -8,7 +8,11 @@ rule report:
         "results/scaling/fit.json",
         "results/demo/metrics.json",
     output:
-        directory("reports"),
+        "reports/report.md",
+        directory("reports/figures"),
+        "reports/inputs.json",
+        "reports/lineage.json",
+        "reports/metrics.json",
     params:
         cfg=params_of("report"),
     shell:

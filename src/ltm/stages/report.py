@@ -18,5 +18,6 @@ def report(params_path: str, runs_dir: str, eval_dir: str, scaling_dir: str, out
     for run in all_runs(params):  # the training metrics read directly (not the checkpoints beside them)
         inputs[f"train_metrics:{run}"] = Path(runs_dir) / run / "metrics.json"
     lineage.write_record(path, stage="report", params=subset(params, stage_params("report", params)),
-                         inputs=inputs, started=started, record=Path(out) / "lineage.json")
+                         inputs=inputs, started=started, record=Path(out) / "lineage.json",
+                         files=[path, Path(out) / "metrics.json", Path(out) / "inputs.json"])
     return path
