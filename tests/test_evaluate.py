@@ -151,3 +151,15 @@ def test_bad_requests_raise_ltm_error(val):
     with pytest.raises(LtmError, match="blocks of 32"):
         evaluate_split(short, val, CFG)
     assert EvalConfig.from_dict(None) == EvalConfig()
+
+
+def test_evaluation_reports_progress_per_batch_when_given_a_label(val, capsys):
+    """Under DVC or Snakemake stderr is no terminal: the evaluation still says how far it is."""
+    model = make_model(val, 8)
+    evaluate_split(model, val, {"max_rows": 8, "batch_size": 4, "samples": 2}, post_cfg=PosteriorConfig(steps=1),
+                   usage=False, desc="evaluate tiny val")
+    err = capsys.readouterr().err
+    assert "evaluate tiny val: 100%|2/2" in err and "batch" in err
+    evaluate_split(model, val, {"max_rows": 8, "batch_size": 4, "samples": 2}, post_cfg=PosteriorConfig(steps=1),
+                   usage=False)
+    assert capsys.readouterr().err == ""

@@ -24,6 +24,7 @@ from ltm.eval_bytes import bytes_per_token, target_bytes
 from ltm.latent_usage import UsageTotals, alternative_nll, floor_note, likelihood_free_kl
 from ltm.model import Decoder
 from ltm.posterior import PosteriorConfig
+from ltm.progress import progress
 
 PAPER_NOTE = ("paper protocol: q fitted on the scored sequences, NELBO with the optimisation noise; "
               "optimistically biased, not a bound")
@@ -112,7 +113,7 @@ def _per_token(total: float, tokens: float, n_bytes: float) -> dict[str, float]:
 def evaluate_split(model: Decoder, shards: TokenShards, cfg: dict | EvalConfig, *,
                    post_cfg: PosteriorConfig | None = None, token_bytes: np.ndarray | None = None,
                    rows_per_pass: int | None = None, usage: bool = True,
-                   per_sequence: bool = False) -> dict[str, Any]:
+                   per_sequence: bool = False, desc: str | None = None) -> dict[str, Any]:
     """Score `shards` (one split) with `model`; returns one JSON-ready record.
 
     cfg: the `eval:` section. post_cfg: the training fast-loop settings (T_eval defaults to its steps).
@@ -122,6 +123,7 @@ def evaluate_split(model: Decoder, shards: TokenShards, cfg: dict | EvalConfig, 
     (ltm.latent_usage; two more decoder passes per batch). per_sequence: add `per_sequence`, the
     headline bound (exact NLL, IWAE) and the scored tokens of every row, for paired comparisons of
     two models on the same rows (the rows and their order depend only on the shards and cfg).
+    desc: show progress per batch under this label (`ltm.progress`).
     """
     ecfg = cfg if isinstance(cfg, EvalConfig) else EvalConfig.from_dict(cfg)
     post_cfg = post_cfg or PosteriorConfig()
@@ -137,7 +139,10 @@ def evaluate_split(model: Decoder, shards: TokenShards, cfg: dict | EvalConfig, 
     totals, n_seq, usage_totals = _Totals(), 0, UsageTotals()
     rows: dict[str, list[float]] = {"nats": [], "tokens": []}
     max_rows = ecfg.max_rows or None
-    for j, (x, y) in enumerate(iter_eval_batches(shards, ecfg.batch_size, max_rows)):
+    n_rows = len(shards) if max_rows is None else min(max_rows, len(shards))
+    batches = progress(iter_eval_batches(shards, ecfg.batch_size, max_rows), disable=desc is None, desc=desc,
+                       total=-(-n_rows // ecfg.batch_size), unit="batch")
+    for j, (x, y) in enumerate(batches):
         x, y = x.to(device), y.to(device)
         tokens = scored_tokens(y)
         n_seq += len(y)
@@ -239,7 +244,7 @@ def curve_row(record: dict[str, Any]) -> dict[str, Any]:
 
 def t_eval_curve(model: Decoder, shards: TokenShards, t_list: list[int] | None, cfg: dict | EvalConfig, *,
                  post_cfg: PosteriorConfig | None = None, token_bytes: np.ndarray | None = None,
-                 rows_per_pass: int | None = None) -> list[dict[str, Any]]:
+                 rows_per_pass: int | None = None, desc: str | None = None) -> list[dict[str, Any]]:
     """Bounds vs T_eval: one row per T in t_list (default cfg.t_curve), on t_curve_max_rows rows.
 
     Rows share seeds, so differences between T values are not sampling noise of the initialisation.
@@ -258,7 +263,8 @@ def t_eval_curve(model: Decoder, shards: TokenShards, t_list: list[int] | None, 
         point = EvalConfig(**{**asdict(base), "steps": t})
         point._check()
         record = evaluate_split(model, shards, point, post_cfg=post_cfg, token_bytes=token_bytes,
-                                rows_per_pass=rows_per_pass, usage=False)
+                                rows_per_pass=rows_per_pass, usage=False,
+                                desc=None if desc is None else f"{desc} T_eval={t}")
         row = curve_row(record)
         # what a fit whose likelihood gradient is zero would leave, on the same scale (nats per token)
         free = likelihood_free_kl(eval_posterior(post_cfg, t, point.lr_schedule), t, seed=point.seed)

@@ -32,6 +32,7 @@ from ltm.io import sha256_file
 from ltm.model import Decoder
 from ltm.optim import make_optimizer, make_scheduler
 from ltm.posterior import fit_posterior, kl_to_standard_normal
+from ltm.progress import progress
 from ltm.runs import RunSpec
 from ltm.runtime import resolve_device
 from ltm.tracking import Tracker, summary
@@ -273,8 +274,8 @@ class Trainer:
         if self.dist.is_main:
             self.flops_measured = self.measure_flops()
         tokens_per_step = self.global_rows * self.seq_len
-        bar = tqdm(total=self.total_steps, initial=self.state.step, disable=None if self.dist.is_main else True,
-                   desc=spec.name, unit="step", dynamic_ncols=True)
+        bar = progress(total=self.total_steps, initial=self.state.step, disable=not self.dist.is_main,
+                       desc=f"train {spec.name}", unit="step")
         started, t0, tokens0, val = time.time(), time.time(), self.state.tokens, None
         if self.state.step == 0:
             val = self.validate()

@@ -33,13 +33,13 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import pyarrow as pa
-from tqdm import tqdm
 
 from ltm.data.sources import open_source
 from ltm.data.synthetic import GroundTruth, TopicProcess
 from ltm.data.zeroshot import zeroshot_documents
 from ltm.errors import LtmError
 from ltm.io import atomic_dir, read_json, sha256_file, write_json
+from ltm.progress import progress
 
 SCHEMA = pa.schema([("text", pa.string())])
 TRAIN, VAL = "train", "val"
@@ -188,7 +188,7 @@ def build_corpus(cfg: dict, out_dir: Path) -> dict:
     truth = GroundTruth(TopicProcess.from_dict(cfg.get("synthetic"))) if description["kind"] == "synthetic" else None
     with atomic_dir(out_dir, owner="corpus") as tmp:
         writers = {name: SplitWriter(tmp / f"{name}.arrow") for name in (TRAIN, VAL)}
-        for text in tqdm(_limit(docs, max_docs, stats), desc="corpus", unit="doc", disable=None):
+        for text in progress(_limit(docs, max_docs, stats), desc="corpus", unit="doc"):
             split = VAL if in_val(text, seed, val_fraction) else TRAIN
             writers[split].add(text)
             if truth is not None:

@@ -26,12 +26,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 from tokenizers import Tokenizer
-from tqdm import tqdm
 
 from ltm.data.corpus import iter_pieces, load_corpus_manifest
 from ltm.data.tokenizer import load_tokenizer
 from ltm.errors import LtmError
 from ltm.io import atomic_dir, sha256_file, write_json
+from ltm.progress import progress
 
 DTYPES = {"uint16": np.uint16, "uint32": np.uint32}
 COLUMN = "tokens"
@@ -100,7 +100,7 @@ def _encode_split(tok: Tokenizer, path: Path, writer: _ShardWriter, bos: int, eo
         return chunk, tok.encode_batch_fast(chunk[0], add_special_tokens=False)
 
     # The tokenizer releases the GIL: encode the next chunk while this one is framed and written.
-    with tqdm(desc=desc, unit="char", unit_scale=True, disable=None) as bar, ThreadPoolExecutor(1) as pool:
+    with progress(desc=desc, unit="char", unit_scale=True) as bar, ThreadPoolExecutor(1) as pool:
         pending = None
         for chunk in itertools.chain(iter_pieces(path, _CHUNK_CHARS), [None]):  # None flushes the last chunk
             ahead = pool.submit(encode, chunk) if chunk is not None else None

@@ -12,6 +12,7 @@ import numpy as np
 
 import ltm
 from ltm.io import atomic_path, sha256_bytes, write_json
+from ltm.progress import progress
 from ltm.scaling.analyse import Outcome
 from ltm.scaling.axes import envelope, extra_axis, one_variable, teval_curves
 from ltm.scaling.blas import one_blas_thread
@@ -183,7 +184,9 @@ def run_scaling(records: list[dict[str, Any]], cfg: dict[str, Any] | None = None
         "residual_rows": [],
     }
     nd_fits = []
-    for (family, kind), grecs in group(recs).items():
+    groups = group(recs)
+    for (family, kind), grecs in progress(groups.items(), total=len(groups), desc="scaling: fit groups",
+                                          unit="group"):
         entry, outs, fits = analyse_group(to_points(grecs), st)
         result["groups"].append(entry)
         nd_fits += fits

@@ -79,7 +79,8 @@ def train_and_score(params: dict, name: str, work: Path, t_evals: list[int]) -> 
             point = replace(ecfg, steps=t if spec.is_ltm else None)
             records[str(t)] = evaluate_split(model, TokenShards(shards, "val"), point,
                                              post_cfg=spec.posterior_config() if spec.is_ltm else None,
-                                             token_bytes=token_bytes, per_sequence=True)
+                                             token_bytes=token_bytes, per_sequence=True,
+                                             desc=f"demo: score {name} at T_eval={t}")
     finally:
         trainer.close()
     return {"family": spec.family, "params": metrics["params"], "tokens": metrics["tokens"],

@@ -87,10 +87,10 @@ def evaluate(params_path: str, run: str, model_dir: str, shards_dir: str, tokeni
             splits[split] = evaluate_diffusion_split(model, shards, ecfg, ecfg.diffusion_samples, token_bytes)
         else:
             splits[split] = evaluate_split(model, shards, ecfg, post_cfg=post_cfg, token_bytes=token_bytes,
-                                           rows_per_pass=micro)
+                                           rows_per_pass=micro, desc=f"evaluate {run} {split}")
     if is_ltm:
         curve = t_eval_curve(model, TokenShards(Path(shards_dir), "val"), None, ecfg, post_cfg=post_cfg,
-                             token_bytes=token_bytes, rows_per_pass=micro)
+                             token_bytes=token_bytes, rows_per_pass=micro, desc=f"evaluate {run} curve")
     else:  # no inference steps: the AR / diffusion number is the same at every T_eval
         key, name = ("diffusion_bound", "diffusion_nelbo") if config["family"] == "diffusion" else ("exact", "exact_nll")
         curve = [{"T_eval": t, name: splits[ecfg.splits[0]][key]["nelbo" if key != "exact" else "nll"]}
