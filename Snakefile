@@ -32,7 +32,6 @@ rule all:
 
 # Snakemake deletes a job's outputs before it runs and when it fails: keep the previous result of
 # every output (hard links, ltm.previous) and put it back, marked out of date, when a job fails.
-# Jobs without inputs (the demo) are not put back: Snakemake could not see them as out of date.
 # After a killed Snakemake run: `ltm restore PATH...`.
 onstart:
     from ltm.previous import declared_outputs, keep
@@ -42,3 +41,12 @@ onerror:
     from ltm.previous import declared_outputs, restore
     for path in restore(declared_outputs([r for r in workflow.rules if r.input], RUNS)):
         print(f"ltm: restored the previous {path} (out of date; rerun to remake it)")
+
+# What Snakemake made is what DVC would have made: record it in dvc.lock, stage by stage, where the
+# lineage records say the outputs are current (ltm.sync), so `dvc status` agrees with this run.
+onsuccess:
+    import os
+    if os.path.isdir(".dvc"):
+        from ltm.sync import commit_current_dvc_stages
+        for name in commit_current_dvc_stages(config):
+            print(f"ltm: dvc.lock now records {name} (made by this Snakemake run)")

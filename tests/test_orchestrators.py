@@ -58,7 +58,8 @@ def snakemake_jobs(root: Path) -> dict[str, dict]:
         name = m.group(1) + "".join("@" + w for w in wildcards)
         jobs[name] = {
             "cmd": cmd.group(1).strip() if cmd else None,
-            "inputs": sorted(x for x in fields.get("input", "").split(", ") if x),
+            # params stamps (ltm.sync) are Snakemake's view of a params change, not pipeline data
+            "inputs": sorted(x for x in fields.get("input", "").split(", ") if x and not x.startswith(".snakemake/")),
             "outputs": sorted(x for x in fields.get("output", "").split(", ") if x),
         }
     return jobs

@@ -144,3 +144,20 @@ def test_snakemake_from_text_files_then_noop_then_partial(tmp_path):
     out = sh(ws, "ltm", "restore", "results/eval/ltm-tiny/metrics.json")
     assert "restored the previous results/eval/ltm-tiny/metrics.json" in out
     assert (eval_dir / "metrics.json").read_bytes() == kept["metrics.json"]
+
+
+def test_each_orchestrator_sees_the_others_work_and_params_changes(tmp_path):
+    """A tree DVC built: Snakemake has nothing to do, yet a params change reruns the job that reads it
+    (its params stamp, ltm.sync); what Snakemake then makes, DVC records as current."""
+    ws = project_copy(tmp_path, FAST_RUNS)
+    sh(ws, "dvc", "repro", "shards")
+    assert "Nothing to be done" in sh(ws, "snakemake", "-n", "--cores", "1", "data/shards")
+    edit_params(ws, "data.shards", "rows_per_shard", 1000)
+    planned = sh(ws, "snakemake", "-n", "--cores", "1", "data/shards")
+    assert "rule shards:" in planned and "rule corpus:" not in planned and "rule tokenizer:" not in planned
+    assert "shards" in json.loads(sh(ws, "dvc", "status", "--json"))
+    sh(ws, "snakemake", "--cores", "1", "data/shards")
+    status = json.loads(sh(ws, "dvc", "status", "--json"))
+    assert not {"corpus", "tokenizer", "shards"} & set(status), status
+    assert "Nothing to be done" in sh(ws, "snakemake", "-n", "--cores", "1", "data/shards")
+    assert "Running stage" not in sh(ws, "dvc", "repro", "shards")

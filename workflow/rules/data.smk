@@ -1,6 +1,7 @@
 rule corpus:
     input:
-        "inputs",
+        inputs="inputs",
+        stamp=stamp("corpus"),
     output:
         directory("data/corpus"),
     params:
@@ -11,19 +12,21 @@ rule corpus:
 
 rule tokenizer:
     input:
-        "data/corpus",
+        corpus="data/corpus",
+        stamp=stamp("tokenizer"),
     output:
         directory("data/tokenizer"),
     params:
         cfg=params_of("tokenizer"),
     shell:
-        "ltm tokenizer --params {PARAMS} --corpus {input} --out {output}"
+        "ltm tokenizer --params {PARAMS} --corpus {input.corpus} --out {output}"
 
 
 rule shards:
     input:
         corpus="data/corpus",
         tokenizer="data/tokenizer",
+        stamp=stamp("shards"),
     output:
         directory("data/shards"),
     params:

@@ -1,5 +1,8 @@
-# The synthetic-corpus demonstration: it builds its own data inside the job, so it has no input.
+# The synthetic-corpus demonstration: it builds its own data inside the job; its only input is its
+# params stamp.
 rule demo:
+    input:
+        stamp=stamp("demo"),
     output:
         "results/demo/lineage.json",
         "results/demo/metrics.json",

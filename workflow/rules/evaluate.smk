@@ -3,6 +3,7 @@ rule evaluate:
         model="runs/{run}/model",
         shards="data/shards",
         tokenizer="data/tokenizer",
+        stamp=stamp("evaluate"),
     output:
         "results/eval/{run}/lineage.json",
         "results/eval/{run}/metrics.json",

@@ -3,6 +3,7 @@ rule fewshot:
     input:
         model="runs/{run}/model",
         tokenizer="data/tokenizer",
+        stamp=stamp("fewshot"),
     output:
         "results/fewshot/{run}/lineage.json",
         "results/fewshot/{run}/metrics.json",

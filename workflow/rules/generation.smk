@@ -5,6 +5,7 @@ rule generation:
         judge=f"runs/{config['generation']['judge']}/model",
         shards="data/shards",
         tokenizer="data/tokenizer",
+        stamp=stamp("generation"),
     output:
         "results/generation/{run}/lineage.json",
         "results/generation/{run}/metrics.json",

@@ -7,6 +7,7 @@ rule report:
         expand("results/generation/{run}/metrics.json", run=config["runs"]),
         "results/scaling/fit.json",
         "results/demo/metrics.json",
+        stamp=stamp("report"),
     output:
         "reports/report.md",
         directory("reports/figures"),

@@ -2,6 +2,7 @@ rule scaling:
     input:
         expand("results/eval/{run}/metrics.json", run=RUNS),
         expand("results/eval/{run}/t_curve.tsv", run=RUNS),
+        stamp=stamp("scaling"),
     output:
         "results/scaling/fit.json",
         "results/scaling/lineage.json",

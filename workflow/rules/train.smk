@@ -2,7 +2,8 @@
 # output: Snakemake would delete it before rerunning, and resume needs it to survive.
 rule train:
     input:
-        "data/shards",
+        shards="data/shards",
+        stamp=stamp("train"),
     output:
         directory("runs/{run}/model"),
         "runs/{run}/metrics.json",
@@ -11,4 +12,4 @@ rule train:
     params:
         cfg=lambda w: params_of("train", w.run),
     shell:
-        "ltm train --params {PARAMS} --run {wildcards.run} --shards {input} --out runs/{wildcards.run}"
+        "ltm train --params {PARAMS} --run {wildcards.run} --shards {input.shards} --out runs/{wildcards.run}"
