@@ -280,6 +280,39 @@ def test_headline_metrics_are_few_numbers_per_named_run(built):
         assert ("val_info_nats" in numbers) == ("latent_usage" in splits["val"])
 
 
+def test_matched_comparisons_state_the_ratios_and_never_extrapolate(built):
+    """Each LTM against AR at the same token budget (with the params and FLOP ratios) and at the same
+    compute (AR interpolated in log FLOPs, only inside the AR runs' range)."""
+    from ltm.report_matched import ar_at_flops
+
+    root, params, text = built
+    rows = {r["LTM run"]: r for r in table_after(text, "## 2c. Matched comparisons")}
+    assert set(rows) == {n for n in all_runs(params) if n.startswith("ltm")}
+    metrics = {n: json.loads((root / "runs" / n / "metrics.json").read_text()) for n in all_runs(params)}
+    val = {n: json.loads((root / "results" / "eval" / n / "metrics.json").read_text())["splits"]["val"]
+           for n in all_runs(params)}
+    row = rows["ltm-tiny"]  # 40k tokens: its AR twin is ar-tiny
+    assert row["same data: AR run"] == "ar-tiny"
+    assert close(row["params LTM/AR"].rstrip("x"), metrics["ltm-tiny"]["params"] / metrics["ar-tiny"]["params"])
+    assert close(row["FLOPs LTM/AR"].rstrip("x"), metrics["ltm-tiny"]["train_flops"] / metrics["ar-tiny"]["train_flops"])
+    gap = val["ar-tiny"]["exact"]["nll"] - val["ltm-tiny"]["iwae"]["nelbo"]
+    assert float(row["AR - LTM"]) == pytest.approx(gap, abs=1e-4)
+    # the LTM's compute is beyond every AR run: no number
+    assert row["same compute: AR - LTM"] == "—" and "not extrapolated" in row["AR at that compute"]
+
+    class Run:
+        def __init__(self, name, flops, nll):
+            self.name, self.family, self.train = name, "ar", {"train_flops": flops}
+            self.nll = nll
+
+        def split(self, _):
+            return {"exact": {"nll": self.nll}}
+
+    ar = [Run("a", 1e10, 5.0), Run("b", 1e12, 3.0)]
+    assert ar_at_flops(ar, 1e11, "val")[0] == pytest.approx(4.0)  # halfway in log FLOPs
+    assert ar_at_flops(ar, 1e13, "val")[0] is None
+
+
 def test_figures_are_valid_pngs_and_lineage_is_listed(built):
     root, _, text = built
     figs = sorted((root / "report" / "figures").glob("*.png"))

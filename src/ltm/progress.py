@@ -2,7 +2,7 @@
 
 On a terminal it is a tqdm bar. Under DVC, Snakemake, CI or a pipe (stderr not a terminal) a redrawn bar
 would be one endless line of carriage returns, or nothing at all, so the same object writes one plain
-line every `EVERY_S` seconds and a last one when it closes:
+line when it starts, then every `EVERY_S` seconds, and a last one when it closes:
 
     evaluate ltm-tiny val:  40%| 4/10 [00:06<00:09,  1.51s/batch, T_eval=4]
 """
@@ -33,6 +33,7 @@ class LineProgress:
         self.postfix = ""
         self.start = self.last = time.monotonic()
         self.closed = False
+        self._line()  # at once: the stage has started (its first real step may take a while)
 
     def __iter__(self) -> Iterator:
         for item in self.iterable:

@@ -209,11 +209,12 @@ def render(inp: Inputs, accepted: list, figures: list) -> tuple[str, list[dict[s
     from ltm.report_fits import laws_section
     from ltm.report_latents import latent_section
     from ltm.report_lineage import feeds, lineage_section
+    from ltm.report_matched import matched_section
     from ltm.report_tables import compute_section, header, run_table, teval_section, zero_shot_section
 
     by_key = {f.key: f for f in figures}
     feed_list = feeds(inp, figures)
     sections = [header(inp), run_table(inp), teval_section(inp, by_key), latent_section(inp, by_key),
-                claims_section(inp), compute_section(by_key),
+                claims_section(inp), matched_section(inp), compute_section(by_key),
                 laws_section(inp, accepted, figures), zero_shot_section(inp), lineage_section(inp, feed_list)]
     return "\n\n".join(sections) + "\n", feed_list

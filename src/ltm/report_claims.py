@@ -18,7 +18,7 @@ from ltm.report_tables import num, table
 SUPPORTED, NOT_SUPPORTED, UNTESTABLE = "supported", "not supported", "not testable here"
 
 
-def _loss(run, split: str) -> tuple[float, float] | None:
+def run_loss(run, split: str) -> tuple[float, float] | None:
     """(nats/token, standard error) of a run on `split`: IWAE bound for an LTM, exact NLL for AR."""
     rec = run.split(split) or {}
     if run.family == "ltm" and "iwae" in rec:
@@ -64,7 +64,7 @@ def _trend(groups, split: str, vary: str) -> tuple[str, str]:
         return UNTESTABLE, ""
     falls, beyond_floor, shown = True, True, []
     for g in groups:
-        losses = [_loss(r, split) for r in g]
+        losses = [run_loss(r, split) for r in g]
         shown.append(", ".join(f"{vary}={num(_key(r)[vary])}: {num(v[0])}" for r, v in zip(g, losses)))
         falls &= all(_below(b, a) for a, b in zip(losses, losses[1:]))
         for (ra, a), (rb, b) in zip(zip(g, losses), zip(g[1:], losses[1:])):
@@ -78,8 +78,8 @@ def _trend(groups, split: str, vary: str) -> tuple[str, str]:
 
 def claims_rows(inp) -> list[list[str]]:
     split = inp.split
-    ltm = [r for r in inp.runs if r.family == "ltm" and _loss(r, split)]
-    ar = [r for r in inp.runs if r.family == "ar" and _loss(r, split)]
+    ltm = [r for r in inp.runs if r.family == "ltm" and run_loss(r, split)]
+    ar = [r for r in inp.runs if r.family == "ar" and run_loss(r, split)]
     rows = []
 
     verdict, ev = _trend(_groups(ltm, "T"), split, "T")
@@ -105,8 +105,8 @@ def claims_rows(inp) -> list[list[str]]:
 
     pairs = [(l, a) for l in ltm for a in ar if l.train.get("tokens") == a.train.get("tokens")]
     if pairs:
-        ev = "; ".join(f"{l.name} {num(_loss(l, split)[0])} vs {a.name} {num(_loss(a, split)[0])}" for l, a in pairs[:4])
-        wins = sum(_below(_loss(l, split), _loss(a, split)) for l, a in pairs)
+        ev = "; ".join(f"{l.name} {num(run_loss(l, split)[0])} vs {a.name} {num(run_loss(a, split)[0])}" for l, a in pairs[:4])
+        wins = sum(_below(run_loss(l, split), run_loss(a, split)) for l, a in pairs)
         verdict = SUPPORTED if wins == len(pairs) else NOT_SUPPORTED
         rows.append(["LTM beats AR at equal size and tokens", ev, f"{verdict} ({wins} of {len(pairs)} pairs)."])
         budgets = sorted({l.train.get("tokens") for l, _ in pairs})

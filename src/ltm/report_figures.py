@@ -168,7 +168,17 @@ def make_ppl_vs_teval(inp, out: Path) -> FigureInfo | None:
 
 # ---------------------------------------------------------------- loss vs training FLOPs
 def _style(key: str) -> tuple[str, str, bool]:
-    return KIND_STYLE.get(key, (f"{key} bound", "D", True))
+    """(legend label, marker, is a bound) of an estimator key; another bound is named once (diffusion_bound ->
+    "diffusion NELBO bound", not "diffusion_bound bound")."""
+    if key in KIND_STYLE:
+        return KIND_STYLE[key]
+    words = key.replace("_", " ").removesuffix(" bound")
+    return (f"{words} NELBO bound" if words == "diffusion" else f"{words} bound", "D", True)
+
+
+def _budget(tokens: float) -> str:
+    """A token budget for a point label: 200k, 1.5M."""
+    return f"{tokens / 1e6:.3g}M" if tokens >= 1e6 else f"{tokens / 1e3:.3g}k"
 
 
 def make_loss_vs_flops(inp, out: Path) -> FigureInfo | None:
@@ -196,22 +206,26 @@ def make_loss_vs_flops(inp, out: Path) -> FigureInfo | None:
             hollow = key == "fresh_elbo"
             ax.scatter(x, y, marker=marker, s=46, label=f"{family_label(fam)}: {label}",
                        facecolors="none" if hollow else family_color(fam), edgecolors=family_color(fam))
-            if fam == "ltm" and key == "iwae":
+            if key != "fresh_elbo":  # its points sit beside the IWAE ones: one label per run is enough
                 for (xx, yy, run) in pts:
-                    ax.annotate(f"T{run.T_train}", (xx, yy), textcoords="offset points", xytext=(4, 3), fontsize=7)
+                    text = f"D={_budget(float(run.train.get('tokens') or 0))}" + (
+                        f" T{run.T_train}" if fam == "ltm" else "")
+                    ax.annotate(text, (xx, yy), textcoords="offset points", xytext=(4, 3), fontsize=7)
         _log_x(ax)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("training compute (FLOPs, incl. inner loop)")
         ax.set_ylabel(f"{inp.split} loss (nats/token)")
         ax.grid(True, which="both", alpha=0.25)
         ax.legend(fontsize=8)
-    fig.suptitle(f"Final {inp.split} loss vs training FLOPs (one marker per run and loss kind)")
+    fig.suptitle(f"Final {inp.split} loss vs training FLOPs (one marker per run and loss kind; "
+                 "labels: token budget D, LTM training T)")
     name = "loss_vs_flops.png"
     _save(fig, out / name)
     runs = sorted({p[2].name for pts in series.values() for p in pts})
     return FigureInfo("loss_vs_flops", f"figures/{name}",
-                      "final validation loss vs training FLOPs; exact NLL and bounds are separate series and panels "
-                      "(a bound is not comparable to an exact NLL as if both were exact)", runs)
+                      "final validation loss vs training FLOPs, each point labelled with its token budget D (and T "
+                      "for an LTM); exact NLL and bounds are separate series and panels (a bound is not comparable "
+                      "to an exact NLL as if both were exact)", runs)
 
 
 # ---------------------------------------------------------------- training curves
@@ -313,7 +327,9 @@ def _law_panels(fam: str, kind: str, cls: str, title: str, accs: list[Accepted],
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(by_panel):]:
         ax.set_visible(False)
-    fig.suptitle(f"{family_label(fam)} / {kind}: accepted {title} (filled: fitted points, hollow: held out)")
+    held = any(r["role"] == "held_out" for a in accs for r in a.rows)
+    fig.suptitle(f"{family_label(fam)} / {kind}: accepted {title} (filled: fitted points"
+                 + (", hollow: held out)" if held else "; no point held out)"))
     name = f"law_{safe(fam)}_{safe(kind)}_{cls}.png"
     _save(fig, out / name)
     return FigureInfo(f"law_{fam}_{kind}_{cls}", f"figures/{name}",
@@ -351,7 +367,9 @@ def _parity(fam: str, kind: str, cls: str, accs: list[Accepted], out: Path) -> F
     axes[0, 0].plot([lo - pad, hi + pad], [lo - pad, hi + pad], "k--", lw=1, label="y = x")
     axes[0, 0].set_xlabel("observed loss (nats/token)")
     axes[0, 0].set_ylabel("predicted loss (nats/token)")
-    axes[0, 0].set_title("parity (hollow: held-out predictions)", fontsize=10)
+    held = any(r["role"] == "held_out" for a in accs for r in a.rows)
+    axes[0, 0].set_title("parity (hollow: held-out predictions)" if held else "parity (no point held out)",
+                         fontsize=10)
     axes[0, 0].legend(fontsize=6)
     axes[0, 1].axhline(0.0, color="black", lw=1)
     _log_x(axes[0, 1])
