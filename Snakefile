@@ -1,5 +1,5 @@
 # The only Snakemake entry point. params.yaml is the config and is validated against the same
-# schema the `ltm` loader uses; the rules run the same command lines as dvc.yaml.
+# schema the `ltm` loader uses; the rules come from the same pipeline table as dvc.yaml (ltm/pipeline.py).
 from snakemake.utils import validate
 
 configfile: "params.yaml"
@@ -9,25 +9,14 @@ if non_finite_key(config):
     raise ValueError(f"params.yaml: {non_finite_key(config)}: must be a finite number, not NaN or infinity")
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/data.smk"
-include: "workflow/rules/train.smk"
-include: "workflow/rules/evaluate.smk"
-include: "workflow/rules/scaling.smk"
-include: "workflow/rules/fewshot.smk"
-include: "workflow/rules/generation.smk"
-include: "workflow/rules/demo.smk"
-include: "workflow/rules/report.smk"
 
-rule all:
+
+rule all:  # every output of every stage (ltm.pipeline.targets)
     input:
-        "data/shards",
-        expand("runs/{run}/model", run=RUNS),
-        expand("results/eval/{run}/metrics.json", run=RUNS),
-        "results/scaling/fit.json",
-        "results/demo/metrics.json",
-        expand("results/fewshot/{run}/metrics.json", run=config["runs"]),
-        "reports/report.md",
-        "reports/metrics.json",
+        pipeline.targets(config),
+
+
+include: "workflow/rules/stages.smk"
 
 
 # Snakemake deletes a job's outputs before it runs and when it fails: keep the previous result of

@@ -55,16 +55,18 @@ def write_params(folder: Path, overrides: dict | None = None, tiny: bool = True)
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
     """A folder with params.yaml and data/{corpus,tokenizer,shards} built from the builtin corpus."""
-    from ltm.stages import data
+    from ltm.stages.corpus import corpus
+    from ltm.stages.shards import shards
+    from ltm.stages.tokenizer import tokenizer
 
     root = tmp_path_factory.mktemp("tiny")
     params = str(write_params(root))
     cwd = os.getcwd()
     os.chdir(root)
     try:
-        data.corpus(params, "data/corpus")
-        data.tokenizer(params, "data/corpus", "data/tokenizer")
-        data.shards(params, "data/corpus", "data/tokenizer", "data/shards")
+        corpus(params, "data/corpus")
+        tokenizer(params, "data/corpus", "data/tokenizer")
+        shards(params, "data/corpus", "data/tokenizer", "data/shards")
     finally:
         os.chdir(cwd)
     return root

@@ -66,7 +66,9 @@ def test_bad_process_settings_are_one_line_errors():
 def test_no_bound_goes_below_the_ground_truth(tmp_path, monkeypatch):
     """Tiny AR and LTM runs on the synthetic corpus: exact NLL and LTM bounds stay above the truth."""
     from conftest import write_params
-    from ltm.stages import data
+    from ltm.stages.corpus import corpus
+    from ltm.stages.shards import shards
+    from ltm.stages.tokenizer import tokenizer
     from ltm.stages.evaluate import evaluate
     from ltm.stages.train import train
 
@@ -75,9 +77,9 @@ def test_no_bound_goes_below_the_ground_truth(tmp_path, monkeypatch):
                             "synthetic": {"documents": 400, "words": 64, "words_per_doc": 30}}},
         "eval": {"splits": ["val"], "t_curve": [0, 3]}}))
     monkeypatch.chdir(tmp_path)
-    data.corpus(params, "data/corpus")
-    data.tokenizer(params, "data/corpus", "data/tokenizer")
-    data.shards(params, "data/corpus", "data/tokenizer", "data/shards")
+    corpus(params, "data/corpus")
+    tokenizer(params, "data/corpus", "data/tokenizer")
+    shards(params, "data/corpus", "data/tokenizer", "data/shards")
     for run in ("ar-tiny", "ltm-tiny"):
         train(params, run, "data/shards", f"runs/{run}")
         rec = evaluate(params, run, f"runs/{run}/model", "data/shards", "data/tokenizer", f"eval/{run}")["splits"]["val"]

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from ltm.config import load_params
-from ltm.runs import all_runs
-from ltm.stages import leaf_keys, stage_params
+from ltm.grid import all_runs
+from ltm.stage_params import leaf_keys, stage_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,7 +32,7 @@ def dvc_stages(root: Path) -> dict[str, dict]:
             # checkpoint folders are training state, not products: Snakemake must not declare them
             # or it would delete them before a rerun (every output is persist: true in dvc.yaml)
             products = [o for o in stage.outs if not str(o.def_path).endswith("/checkpoints")]
-            stages[canonical(stage.addressing, stage.cmd)] = {
+            stages[canonical(stage.name, stage.cmd)] = {
                 "cmd": stage.cmd,
                 "inputs": deps,
                 "outputs": sorted(str(o.def_path) for o in products),
@@ -115,16 +115,21 @@ def test_commands_are_ltm_subcommands(both):
 
 
 def test_parser_detects_divergence(tmp_path):
-    """The comparison is not vacuous: a rule whose command differs is caught."""
+    """The comparison is not vacuous: a dvc.yaml edited by hand differs from the rules, and from the table."""
     import shutil
 
-    for item in ["Snakefile", "dvc.yaml", "params.yaml", "workflow", "inputs"]:
+    for item in ["Snakefile", "dvc.yaml", "params.yaml", "workflow", "inputs", "src", ".dvc/config"]:
         src = ROOT / item
+        (tmp_path / item).parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / item)
-    rules = tmp_path / "workflow" / "rules" / "data.smk"
-    rules.write_text(rules.read_text().replace("--out {output}\"\n\n\nrule tokenizer", "--out {output} -v\"\n\n\nrule tokenizer"))
-    jobs = snakemake_jobs(tmp_path)
-    assert jobs["corpus"]["cmd"].endswith("-v")
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    dvc_file = tmp_path / "dvc.yaml"
+    dvc_file.write_text(dvc_file.read_text().replace("--out data/corpus\n", "--out data/corpus -v\n", 1))
+    assert dvc_stages(tmp_path)["corpus"]["cmd"].endswith("-v")
+    assert not snakemake_jobs(tmp_path)["corpus"]["cmd"].endswith("-v")
+    check = subprocess.run([sys.executable, "-m", "ltm.cli", "pipeline", "--check", "--params", "params.yaml"],
+                           cwd=tmp_path, capture_output=True, text=True)
+    assert check.returncode == 2 and "differs from the pipeline table" in check.stderr
 
 
 @pytest.mark.parametrize("profile", ["local", "slurm"])

@@ -33,7 +33,8 @@ def project_copy(dest: Path, overrides: dict) -> Path:
     """The tracked project files in a fresh git repository, with tiny params."""
     files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     for rel in files:
-        if (ROOT / rel).is_file() and not rel.startswith(("tests/", "src/", "bench/")):
+        # src/ too: every stage depends on the source files it runs (ltm.pipeline.code_files)
+        if (ROOT / rel).is_file() and not rel.startswith(("tests/", "bench/")):
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / rel, dest / rel)
     write_params(dest, overrides)

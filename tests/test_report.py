@@ -20,7 +20,7 @@ from ltm.errors import LtmError
 from ltm.io import write_json
 from ltm.report import build_report
 from ltm.report_laws import accepted_laws, read_residuals
-from ltm.runs import all_runs
+from ltm.grid import all_runs
 from ltm.scaling import run_scaling, write_outputs
 
 # The params sections the report reads (written out, not loaded: the report does not validate params).

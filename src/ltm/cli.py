@@ -32,20 +32,20 @@ def _trained_run(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_corpus(a: argparse.Namespace) -> None:
-    from ltm.stages.data import corpus
+    from ltm.stages.corpus import corpus
     m = corpus(a.params, a.out)
     splits = ", ".join(f"{k} {v['documents']} docs" for k, v in m["splits"].items())
     print(f"corpus: {splits} -> {a.out}")
 
 
 def cmd_tokenizer(a: argparse.Namespace) -> None:
-    from ltm.stages.data import tokenizer
+    from ltm.stages.tokenizer import tokenizer
     m = tokenizer(a.params, a.corpus, a.out)
     print(f"tokenizer: {m['kind']}, {m['vocab_size']} ids -> {a.out}")
 
 
 def cmd_shards(a: argparse.Namespace) -> None:
-    from ltm.stages.data import shards
+    from ltm.stages.shards import shards
     m = shards(a.params, a.corpus, a.tokenizer, a.out)
     splits = ", ".join(f"{k} {v['rows']} rows" for k, v in m["splits"].items())
     print(f"shards: {splits} ({m['dtype']}) -> {a.out}")
@@ -153,6 +153,22 @@ def cmd_params(a: argparse.Namespace) -> None:
     print(f"{a.params}: valid, params hash {params_hash(tracked)}")
     if a.show:
         print(json.dumps(params, indent=2))
+
+
+def cmd_pipeline(a: argparse.Namespace) -> None:
+    from ltm.config import load_params
+    from ltm.io import write_text
+    from ltm.pipeline import dvc_yaml
+    text = dvc_yaml(load_params(a.params))
+    if a.check:
+        if not Path(a.dvc_yaml).is_file() or Path(a.dvc_yaml).read_text(encoding="utf-8") != text:
+            raise LtmError(f"{a.dvc_yaml} differs from the pipeline table (ltm/pipeline.py): run `ltm pipeline --write`")
+        print(f"{a.dvc_yaml}: as generated from ltm/pipeline.py")
+    elif a.write:
+        write_text(a.dvc_yaml, text)
+        print(f"wrote {a.dvc_yaml} from ltm/pipeline.py")
+    else:
+        sys.stdout.write(text)
 
 
 def cmd_demo(a: argparse.Namespace) -> None:
@@ -272,6 +288,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("restore", help="put back outputs a failed or killed Snakemake run deleted")
     p.add_argument("paths", nargs="+", help="declared outputs, e.g. runs/ltm-tiny/model results/eval/ltm-tiny/metrics.json")
     p.set_defaults(func=cmd_restore)
+
+    p = sub.add_parser("pipeline", help="generate dvc.yaml from the pipeline table (print, --write or --check)")
+    _params_arg(p)
+    p.add_argument("--dvc-yaml", default="dvc.yaml", help="the file to write or check (default dvc.yaml)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--write", action="store_true", help="write it")
+    mode.add_argument("--check", action="store_true", help="fail unless the file equals the generated text")
+    p.set_defaults(func=cmd_pipeline)
 
     p = sub.add_parser("params", help="validate a params file and print its hash")
     _params_arg(p)

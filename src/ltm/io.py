@@ -65,6 +65,12 @@ def folder_owner(path: Path) -> str | None:
     return None
 
 
+def check_out_folder(path: Path) -> None:
+    """A stage that writes files into `path` (never replacing the folder) refuses at once when it is a file."""
+    if path.exists() and not path.is_dir():
+        raise LtmError(f"refusing to write into {path}: it is a file, not an output folder")
+
+
 def check_replaceable(path: Path, owner: str) -> None:
     """Refuse to replace anything but a missing or empty folder or `owner`'s own earlier artifact."""
     if not path.exists():

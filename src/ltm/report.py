@@ -2,7 +2,7 @@
 
     build_report(params, runs_dir, eval_dir, scaling_dir, out_dir) -> out_dir / "report.md"
 
-Inputs (all read-only): per run of params (`ltm.runs.all_runs`) runs/RUN/metrics.json, train_log.tsv and
+Inputs (all read-only): per run of params (`ltm.grid.all_runs`) runs/RUN/metrics.json, train_log.tsv and
 model/lineage.json; results/eval/RUN/metrics.json, t_curve.tsv (LTM) and lineage.json; the scaling
 stage's fit.json, residuals.csv and lineage.json; results/fewshot/RUN/metrics.json and results/demo/metrics.json
 where they exist.
@@ -148,7 +148,7 @@ def load_run(name: str, runs_dir: Path, eval_dir: Path, fewshot_dir: Path | None
 def load_inputs(params: dict[str, Any], runs_dir: Path, eval_dir: Path, scaling_dir: Path,
                 fewshot_dir: Path | None = None) -> Inputs:
     """Every artifact the report reads, validated; raises LtmError before anything is written."""
-    from ltm.runs import all_runs
+    from ltm.grid import all_runs
 
     runs_dir, eval_dir, scaling_dir = Path(runs_dir), Path(eval_dir), Path(scaling_dir)
     fewshot_dir = Path(fewshot_dir) if fewshot_dir is not None else eval_dir.parent / "fewshot"

@@ -21,7 +21,7 @@ from pathlib import Path
 from ltm.config import params_hash, subset
 from ltm.io import read_json, write_text
 from ltm.lineage import walk
-from ltm.stages import stage_params
+from ltm.stage_params import stage_params
 
 STAMPS = Path(".snakemake") / "ltm-params"
 OLD = 0  # the stamp's mtime when the outputs are current: older than any output

@@ -1,7 +1,8 @@
-# Helpers shared by the rules. PARAMS is the file every `ltm` command reads.
+# Helpers shared by the rules: everything comes from the pipeline table (ltm.pipeline).
+from ltm import pipeline
 from ltm.config import subset
-from ltm.runs import all_runs
-from ltm.stages import stage_params
+from ltm.grid import all_runs
+from ltm.stage_params import stage_params
 from ltm.sync import params_stamp
 
 PARAMS = "params.yaml"
@@ -13,9 +14,30 @@ def params_of(stage, run=None):
     return subset(config, stage_params(stage, config, run))
 
 
-def stamp(stage):
-    """The job's params stamp (ltm.sync): a params change reruns the job even where DVC made its outputs."""
-    return lambda w: params_stamp(stage, getattr(w, "run", None), config)
+def params_fn(stage):
+    return lambda w: params_of(stage, getattr(w, "run", None))
+
+
+def command_fn(stage):
+    """The stage's command line for one job (the table's {run} filled in)."""
+    command = pipeline.BY_NAME[stage].command
+    judge = config["generation"]["judge"]
+    return lambda w: command.format(run=getattr(w, "run", None), judge=judge)
+
+
+def inputs_of(stage):
+    """A rule's named inputs for one job: data, code and the params stamp."""
+    spec = pipeline.BY_NAME[stage]
+
+    def inputs(w):
+        run = getattr(w, "run", None)
+        return {**pipeline.snakemake_inputs(spec, run, config), "stamp": params_stamp(stage, run, config)}
+
+    return inputs
+
+
+def outputs_of(stage):
+    return [directory(o.path) if o.folder else o.path for o in pipeline.BY_NAME[stage].outputs]
 
 
 wildcard_constraints:

@@ -23,11 +23,11 @@ from ltm.data.tokenizer import build_tokenizer
 from ltm.errors import LtmError
 from ltm.eval_bytes import load_token_byte_lengths
 from ltm.evaluate import EvalConfig, evaluate_split
-from ltm.io import write_json
+from ltm.io import check_out_folder, write_json
 from ltm.latent_usage import paired_gap
 from ltm.runs import resolve_run
 from ltm.runtime import configure_threads
-from ltm.stages import stage_params
+from ltm.stage_params import stage_params
 
 
 def demo_params(params: dict) -> dict:
@@ -106,6 +106,7 @@ def demo(params_path: str, out: str) -> dict:
     params = load_params(params_path)
     configure_threads(params["runtime"])
     started = lineage.now()
+    check_out_folder(Path(out))  # a wrong --out fails before any work
     p = demo_params(params)
     with tempfile.TemporaryDirectory(prefix="ltm-demo-") as tmp:
         work = Path(tmp)

@@ -3,67 +3,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from ltm import lineage
 from ltm.config import load_params, subset
 from ltm.data.loader import TokenShards
-from ltm.diffusion import DiffusionConfig, MaskedDiffusionLM
-from ltm.errors import LtmError
-from ltm.eval_diffusion import evaluate_diffusion_split
 from ltm.eval_bytes import load_token_byte_lengths
+from ltm.eval_diffusion import evaluate_diffusion_split
 from ltm.evaluate import EvalConfig, evaluate_split, t_eval_curve
-from ltm.checkpoint import torch_load_problem
-from ltm.io import read_json, sha256_file, write_json
-from ltm.model import Decoder, ModelConfig
+from ltm.io import check_out_folder, write_json
+from ltm.model_files import check_compatible, load_model
 from ltm.posterior import PosteriorConfig
 from ltm.runtime import configure_threads, resolve_device
-from ltm.stages import stage_params
+from ltm.stage_params import stage_params
 from ltm.tracking import write_rows_tsv
-
-
-def load_model(model_dir: Path, device: torch.device = torch.device("cpu")) -> tuple[Decoder, dict]:
-    """Rebuild a trained model from its exported folder (config.json + weights-only model.pt)."""
-    model_dir = Path(model_dir)
-    if not (model_dir / "config.json").is_file() or not (model_dir / "model.pt").is_file():
-        raise LtmError(f"{model_dir} is not a trained model folder (needs config.json and model.pt)")
-    try:
-        config = read_json(model_dir / "config.json")
-    except (ValueError, UnicodeDecodeError):
-        raise LtmError(f"{model_dir / 'config.json'} is not valid JSON; retrain the run (ltm train)") from None
-    lineage.check_file(model_dir / "config.json")
-    expected = config.get("weights_sha256")
-    if expected and sha256_file(model_dir / "model.pt") != expected:
-        raise LtmError(f"{model_dir / 'model.pt'} does not match the sha256 in its config.json: the weights were "
-                       "altered or truncated; retrain the run (ltm train) or restore it (dvc checkout)")
-    if config["family"] == "diffusion":
-        model = MaskedDiffusionLM(ModelConfig(**config["model"]), DiffusionConfig(**config["diffusion"]))
-    else:
-        model = Decoder(ModelConfig(**config["model"]))
-    try:
-        state = torch.load(model_dir / "model.pt", map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated archive, not a torch file, a pickle with code in it
-        raise LtmError(f"{model_dir / 'model.pt'} {torch_load_problem(exc)}") from None
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise LtmError(f"{model_dir / 'model.pt'} does not match its config.json ({first[:160]})") from None
-    return model.to(device).eval(), config
-
-
-def check_compatible(config: dict, shards: TokenShards) -> None:
-    """A model only scores data made with its own tokenizer and at most its context length."""
-    manifest = shards.manifest
-    vocab = config["model"]["vocab_size"] - (1 if config["family"] == "diffusion" else 0)  # minus [MASK]
-    if vocab != manifest["vocab_size"]:
-        raise LtmError(f"model vocabulary ({vocab}) differs from the data's "
-                       f"({manifest['vocab_size']}): it was trained on other data")
-    if config.get("tokenizer_sha256") and config["tokenizer_sha256"] != manifest.get("tokenizer_sha256"):
-        raise LtmError("model and data were made with different tokenizers (tokenizer sha256 differs)")
-    if manifest["seq_len"] > config["model"]["seq_len"]:
-        raise LtmError(f"data blocks of {manifest['seq_len']} tokens exceed the model context "
-                       f"({config['model']['seq_len']})")
 
 
 def evaluate(params_path: str, run: str, model_dir: str, shards_dir: str, tokenizer_dir: str, out: str) -> dict:
@@ -71,6 +22,7 @@ def evaluate(params_path: str, run: str, model_dir: str, shards_dir: str, tokeni
     configure_threads(params["runtime"])
     ecfg = EvalConfig.from_dict(params["eval"])
     started = lineage.now()
+    check_out_folder(Path(out))  # a wrong --out fails before any work
     device = resolve_device(params["runtime"])
     model, config = load_model(Path(model_dir), device)
     is_ltm = config["family"] == "ltm"

@@ -8,11 +8,11 @@ from ltm.config import load_params, subset
 from ltm.data.tokenizer import load_tokenizer
 from ltm.errors import LtmError
 from ltm.fewshot import load_gsm8k, make_problems, pass_at_n
-from ltm.io import write_json
+from ltm.io import check_out_folder, write_json
+from ltm.model_files import load_model
 from ltm.posterior import PosteriorConfig
 from ltm.runtime import configure_threads, resolve_device
-from ltm.stages import stage_params
-from ltm.stages.evaluate import load_model
+from ltm.stage_params import stage_params
 
 
 def fewshot(params_path: str, run: str, model_dir: str, tokenizer_dir: str, out: str) -> dict:
@@ -20,6 +20,7 @@ def fewshot(params_path: str, run: str, model_dir: str, tokenizer_dir: str, out:
     configure_threads(params["runtime"])
     cfg = params["fewshot"]
     started = lineage.now()
+    check_out_folder(Path(out))  # a wrong --out fails before any work
     model, config = load_model(Path(model_dir), resolve_device(params["runtime"]))
     tok, manifest = load_tokenizer(Path(tokenizer_dir))
     protocol = {"source": cfg["source"], "problems": cfg["problems"], "n": cfg["n"], "seed": cfg["seed"],

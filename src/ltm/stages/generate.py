@@ -11,9 +11,9 @@ from ltm.config import load_params
 from ltm.data.tokenizer import decode_text, load_tokenizer
 from ltm.errors import LtmError
 from ltm.io import write_json
+from ltm.model_files import load_model
 from ltm.posterior import PosteriorConfig
 from ltm.runtime import configure_threads, resolve_device
-from ltm.stages.evaluate import load_model
 
 
 def generate(params_path: str, run: str, model_dir: str, tokenizer_dir: str, *, prompt: str | None, n: int,

@@ -17,11 +17,11 @@ from ltm.config import load_params, subset
 from ltm.data.loader import TokenShards
 from ltm.data.tokenizer import decode_text, load_tokenizer
 from ltm.errors import LtmError
-from ltm.io import write_json
+from ltm.io import check_out_folder, write_json
+from ltm.model_files import load_model
 from ltm.posterior import PosteriorConfig
 from ltm.runtime import configure_threads, resolve_device
-from ltm.stages import stage_params
-from ltm.stages.evaluate import load_model
+from ltm.stage_params import stage_params
 
 
 def _generate(model, config: dict, prompts: torch.Tensor, cfg: dict, g: torch.Generator, eos: int) -> torch.Tensor:
@@ -47,6 +47,7 @@ def generation(params_path: str, run: str, model_dir: str, judge_dir: str, shard
     configure_threads(params["runtime"])
     cfg = params["generation"]
     started = lineage.now()
+    check_out_folder(Path(out))  # a wrong --out fails before any work
     device = resolve_device(params["runtime"])
     model, config = load_model(Path(model_dir), device)
     judge, jconfig = load_model(Path(judge_dir), device)

@@ -5,9 +5,9 @@ from pathlib import Path
 
 from ltm import lineage
 from ltm.config import load_params, subset
+from ltm.grid import all_runs
 from ltm.report import build_report
-from ltm.runs import all_runs
-from ltm.stages import stage_params
+from ltm.stage_params import stage_params
 
 
 def report(params_path: str, runs_dir: str, eval_dir: str, scaling_dir: str, out: str) -> Path:

@@ -8,10 +8,10 @@ from pathlib import Path
 from ltm import lineage
 from ltm.config import load_params, subset
 from ltm.errors import LtmError
-from ltm.io import read_json, write_text
-from ltm.runs import all_runs
+from ltm.grid import all_runs
+from ltm.io import check_out_folder, read_json, write_text
 from ltm.scaling import format_summary, run_scaling, write_outputs
-from ltm.stages import stage_params
+from ltm.stage_params import stage_params
 
 # metrics.json key of each loss kind, and the field holding nats per token
 KIND_SOURCE = {"nll_exact": ("exact", "nll"), "iwae": ("iwae", "nelbo"), "elbo_fresh": ("fresh_elbo", "nelbo"),
@@ -67,6 +67,7 @@ def write_records(path: Path, records: list[dict]) -> None:
 def scaling(params_path: str, eval_dir: str, out: str) -> dict:
     params = load_params(params_path)
     started = lineage.now()
+    check_out_folder(Path(out))  # a wrong --out fails before any work
     records = collect_records(params, Path(eval_dir))
     cfg = {k: v for k, v in params["fit"].items() if k not in ("loss_kinds", "split")}
     result = run_scaling(records, cfg)

@@ -5,31 +5,13 @@ import contextlib
 import os
 from pathlib import Path
 
-import torch
-
 from ltm import lineage
 from ltm.config import load_params
-from ltm.io import atomic_dir, check_replaceable, exclusive, sha256_file, write_json
+from ltm.io import check_replaceable, exclusive, write_json
+from ltm.model_files import export_model
 from ltm.runs import describe, resolve_run
 from ltm.runtime import configure_threads
 from ltm.tracking import Tracker
-
-
-def export_model(trainer, out: Path) -> None:
-    """The small final artifact: fp32 weights and the config needed to rebuild the model."""
-    with atomic_dir(out, owner="train") as tmp:
-        state = {k: v.detach().cpu() for k, v in trainer.model.state_dict().items()}
-        torch.save(state, tmp / "model.pt")
-        write_json(tmp / "config.json", {
-            "weights_sha256": sha256_file(tmp / "model.pt"),  # checked by every reader (load_model)
-            "run": trainer.spec.name, "family": trainer.spec.family, "run_hash": trainer.run_hash,
-            "model": {**trainer.model_cfg.__dict__}, "posterior": trainer.spec.posterior,
-            "diffusion": trainer.spec.diffusion,
-            "train": trainer.spec.train, "tokens": trainer.state.tokens, "steps": trainer.state.step,
-            "params": sum(p.numel() for p in trainer.model.parameters()),
-            "flops_per_token": trainer.flops_formula, "train_flops": trainer.state.tokens * trainer.flops_formula,
-            "tokenizer_sha256": trainer.train_data.manifest.get("tokenizer_sha256"),
-        })
 
 
 def train(params_path: str, run: str, shards_dir: str, out: str, resume: str = "auto") -> dict:

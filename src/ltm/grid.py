@@ -1,0 +1,66 @@
+"""The runs of a pipeline: the named runs of params `runs:` and every point of the `sweep:` grid, and
+the params sections a run's training depends on. Names only (no model code), so the pipeline table,
+both orchestrators and every stage can ask which runs exist without importing the trainer."""
+from __future__ import annotations
+
+import re
+
+from ltm.errors import LtmError
+
+# A sweep point is named by its grid values, so the name alone says what it is and adding a point
+# never renames (or reruns) another: MODEL-D<tokens> for AR, MODEL-D<tokens>-T<T>-Z<N_z> for LTM.
+SWEEP_NAME = re.compile(r"^(?P<model>[A-Za-z0-9][A-Za-z0-9_.-]*?)-D(?P<tokens>[0-9]+)(?:-T(?P<T>[0-9]+)-Z(?P<nz>[0-9]+))?$")
+
+
+def sweep_name(model: str, tokens: int, inner_steps: int | None = None, n_latents: int | None = None) -> str:
+    return f"{model}-D{tokens}" + (f"-T{inner_steps}-Z{n_latents}" if inner_steps is not None else "")
+
+
+def sweep_points(params: dict) -> dict[str, dict]:
+    """Every grid point of params `sweep:` as a run entry, keyed by its name."""
+    sweep, points = params.get("sweep", {}), {}
+    for family in ("ar", "diffusion"):
+        for model in sweep.get(family, {}).get("models", []):
+            for tokens in sweep[family]["tokens"]:
+                points[sweep_name(model, tokens)] = {"model": model, "tokens": tokens}
+    grid = sweep.get("ltm", {})
+    for model in grid.get("models", []):
+        for tokens in grid["tokens"]:
+            for T in grid["inner_steps"]:
+                for nz in grid["n_latents"]:
+                    points[sweep_name(model, tokens, T, nz)] = {"model": model, "tokens": tokens,
+                                                                "inner_steps": T, "n_latents": nz}
+    return points
+
+
+def all_runs(params: dict) -> dict[str, dict]:
+    """The named runs of `runs:` followed by the sweep points."""
+    points = sweep_points(params)
+    clash = sorted(set(points) & set(params["runs"]))
+    if clash:
+        raise LtmError(f"run name {clash[0]!r} is both in runs: and a sweep point")
+    return {**params["runs"], **points}
+
+
+def run_entry(params: dict, name: str) -> dict:
+    """A `runs:` entry, or the entry a sweep-point name encodes."""
+    if name in params["runs"]:
+        return params["runs"][name]
+    m = SWEEP_NAME.match(name)
+    if not m or m["model"] not in params["models"]:
+        raise LtmError(f"unknown run {name!r}: not in params runs: ({', '.join(sorted(params['runs']))}) "
+                       "and not a sweep-point name MODEL-D<tokens>[-T<T>-Z<N_z>]")
+    entry = {"model": m["model"], "tokens": int(m["tokens"])}
+    if m["T"] is not None:
+        entry.update(inner_steps=int(m["T"]), n_latents=int(m["nz"]))
+    return entry
+
+
+def train_sections(params: dict, name: str) -> list[str]:
+    """Dotted params sections a run's training result depends on (its lineage and resume hash)."""
+    model = run_entry(params, name)["model"]
+    if name in params["runs"]:  # one DVC foreach serves every family: it declares both processes
+        return [f"runs.{name}", f"models.{model}", "diffusion", "posterior", "train"]
+    # a sweep point's own values are in its name (and so in its command line), not in params
+    process = "diffusion" if params["models"][model]["family"] == "diffusion" else "posterior"
+    return [f"models.{model}", process, "train"]

@@ -1,0 +1,55 @@
+"""The pipeline table (ltm.pipeline): dvc.yaml is generated from it, and every stage depends on the source
+files it runs, so a code change reruns exactly the stages whose code imports the edited module."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from test_pipeline import FAST_RUNS, ROOT, project_copy, sh
+
+from ltm.pipeline import STAGES, code_files
+
+
+def test_committed_dvc_yaml_is_the_generated_one():
+    run = subprocess.run([sys.executable, "-m", "ltm.cli", "pipeline", "--check"], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+
+
+def users(module_file: str) -> set[str]:
+    return {s.name for s in STAGES if f"src/ltm/{module_file}" in code_files(s)}
+
+
+def test_code_files_are_the_import_closure_of_each_stage_module():
+    train = code_files("train")
+    assert "src/ltm/trainer.py" in train  # imported inside a function: still the stage's code
+    assert {"src/ltm/model.py", "src/ltm/posterior.py", "src/ltm/__init__.py"} <= set(train)
+    assert not {"src/ltm/model.py", "src/ltm/trainer.py", "src/ltm/evaluate.py"} & set(code_files("corpus"))
+    assert users("fewshot.py") == {"fewshot"}
+    assert users("report_matched.py") == {"report"}
+    assert users("data/tokenizer.py") >= {"tokenizer", "shards"} and "corpus" not in users("data/tokenizer.py")
+    assert users("trainer.py") == {"train", "demo"}
+    assert users("cli.py") == set() and users("pipeline.py") == set()  # dispatch and the table are not a result
+
+
+def test_editing_a_module_reruns_exactly_the_stages_that_use_it(tmp_path):
+    ws = project_copy(tmp_path, FAST_RUNS)
+    sh(ws, "dvc", "repro", "shards")
+    targets = ["corpus", "tokenizer", "shards"]
+
+    def stale() -> tuple[set[str], set[str]]:
+        dvc = set(json.loads(sh(ws, "dvc", "status", "--json", *targets)))
+        planned = sh(ws, "snakemake", "-n", "--cores", "1", "data/shards")
+        smk = {name for name in targets if f"rule {name}:" in planned}
+        return dvc, smk
+
+    assert stale() == (set(), set())
+    module = ws / "src/ltm/data/tokenizer.py"
+    module.write_text(module.read_text() + "\n# an edit\n")
+    assert stale() == ({"tokenizer", "shards"}, {"tokenizer", "shards"})
+    sh(ws, "dvc", "repro", "shards")
+    assert stale() == (set(), set())
+    module = ws / "src/ltm/data/shards.py"
+    module.write_text(module.read_text() + "\n# an edit\n")
+    assert stale() == ({"shards"}, {"shards"})
