@@ -17,6 +17,7 @@ import torch
 
 from ltm.bounds import ar_nll, draw_samples, fit_for_eval, score_batch
 from ltm.model import Decoder, ModelConfig
+from ltm.posterior import PosteriorConfig
 
 LTM = ModelConfig(vocab_size=4096, seq_len=128, d_model=64, n_layers=2, n_heads=4, n_latents=8, window=64)
 BATCH = 16
@@ -50,16 +51,16 @@ def main() -> None:
     tokens = BATCH * LTM.seq_len
     K, T_big = args.samples, max(args.steps)
 
-    post = fit_for_eval(ltm, x, y, steps=0, seed=0)
+    post = fit_for_eval(ltm, x, y, steps=0, seed=0, post_cfg=PosteriorConfig())
     fns: dict[str, Callable[[], object]] = {
         "ar": lambda: ar_nll(ar, x, y),
-        "fit0": lambda: fit_for_eval(ltm, x, y, steps=0, seed=0),
+        "fit0": lambda: fit_for_eval(ltm, x, y, steps=0, seed=0, post_cfg=PosteriorConfig()),
         "fitT": lambda: fit_for_eval(ltm, x, y, steps=T_big, seed=0),
         "draws1": lambda: draw_samples(ltm, x, y, post, samples=K, seed=1),
         "drawsK": lambda: draw_samples(ltm, x, y, post, samples=K, seed=1, rows_per_pass=BATCH * K),
     }
     for t in args.steps:
-        fns[f"full{t}"] = lambda t=t: score_batch(ltm, x, y, steps=t, samples=K, seed=0)
+        fns[f"full{t}"] = lambda t=t: score_batch(ltm, x, y, steps=t, samples=K, seed=0, post_cfg=PosteriorConfig())
     sec = median_seconds(fns, args.repeats)
     rows: list[tuple[str, float]] = [
         ("AR exact NLL (1 forward)", sec["ar"]),

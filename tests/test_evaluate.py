@@ -163,3 +163,9 @@ def test_evaluation_reports_progress_per_batch_when_given_a_label(val, capsys):
     evaluate_split(model, val, {"max_rows": 8, "batch_size": 4, "samples": 2}, post_cfg=PosteriorConfig(steps=1),
                    usage=False)
     assert capsys.readouterr().err == ""
+
+
+def test_an_ltm_is_never_scored_with_a_silent_default_fast_loop(val):
+    """Without the training fast-loop settings there is no T to score at: refused, not T = 16 by default."""
+    with pytest.raises(LtmError, match="fast-loop settings"):
+        evaluate_split(make_model(val, 8), val, {"max_rows": 4, "batch_size": 4}, usage=False)

@@ -53,3 +53,32 @@ def test_editing_a_module_reruns_exactly_the_stages_that_use_it(tmp_path):
     module = ws / "src/ltm/data/shards.py"
     module.write_text(module.read_text() + "\n# an edit\n")
     assert stale() == ({"shards"}, {"shards"})
+
+
+def test_imports_point_one_way_with_no_cycle():
+    """cli -> stages -> library: no module imports the CLI, no stage imports another, and the package's
+    import graph (function-level imports included) has no cycle."""
+    from ltm.pipeline import PACKAGE_DIR, _imports, _module_file
+
+    graph = {}
+    for path in PACKAGE_DIR.rglob("*.py"):
+        parts = ["ltm", *path.relative_to(PACKAGE_DIR).with_suffix("").parts]
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        graph[name] = {m for m in _imports(path, name) if _module_file(m) and m not in (name, "ltm")}
+    for name, deps in graph.items():
+        assert "ltm.cli" not in deps, name
+        if name.startswith("ltm.stages."):
+            assert not any(d.startswith("ltm.stages.") for d in deps), name
+    state: dict[str, int] = {}  # 1 visiting, 2 done
+
+    def visit(name, path):
+        state[name] = 1
+        for dep in graph.get(name, ()):
+            assert state.get(dep) != 1, " -> ".join([*path, dep])
+            if dep not in state:
+                visit(dep, [*path, dep])
+        state[name] = 2
+
+    for name in graph:
+        if name not in state:
+            visit(name, [name])

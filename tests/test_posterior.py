@@ -186,9 +186,9 @@ def test_bad_input_raises_ltm_error():
     model = make_model()
     x, y = batch()
     with pytest.raises(LtmError):
-        fit_posterior(model, x, y[:, :-1])
+        fit_posterior(model, x, y[:, :-1], PosteriorConfig())
     with pytest.raises(LtmError):
-        fit_posterior(Decoder(dataclasses.replace(CFG, n_latents=0)), x, y)
+        fit_posterior(Decoder(dataclasses.replace(CFG, n_latents=0)), x, y, PosteriorConfig())
     for bad in (dict(steps=-1), dict(lr_min=1.0), dict(betas=(0.9, 1.0)), dict(weight_decay=-1.0)):
         with pytest.raises(LtmError):
             PosteriorConfig(**bad)

@@ -57,7 +57,7 @@ def ar_nll(model: Decoder, x: Tensor, y: Tensor) -> Tensor:
 
 
 def fit_for_eval(model: Decoder, x: Tensor, y: Tensor, *, steps: int, seed: int,
-                 post_cfg: PosteriorConfig | None = None) -> Posterior:
+                 post_cfg: PosteriorConfig) -> Posterior:
     """q(z|x) after `steps` (= T_eval) AdamW steps, initialisation and noise drawn from `seed`.
 
     The rest of the fast-loop settings (learning rates, betas, init) come from post_cfg, normally the
@@ -65,7 +65,7 @@ def fit_for_eval(model: Decoder, x: Tensor, y: Tensor, *, steps: int, seed: int,
     they would not change (mu, logvar), only waste work and leave .grad behind.
     """
     _check_batch(model, x, y, latents=True)
-    cfg = replace(post_cfg or PosteriorConfig(), steps=steps, decoder_grads=False)
+    cfg = replace(post_cfg, steps=steps, decoder_grads=False)
     gen = torch.Generator(device=x.device).manual_seed(seed)
     return fit_posterior(model, x, y, cfg, generator=gen, score=True)
 
@@ -158,7 +158,7 @@ class BatchScores:
 
 
 def score_batch(model: Decoder, x: Tensor, y: Tensor, *, steps: int, samples: int, seed: int,
-                post_cfg: PosteriorConfig | None = None, rows_per_pass: int | None = None) -> BatchScores:
+                post_cfg: PosteriorConfig, rows_per_pass: int | None = None) -> BatchScores:
     """Fit q once (T_eval = steps) and compute all three LTM estimators from it.
 
     Two independent streams come from `seed`: one for the fit's initialisation and noise, one for the K

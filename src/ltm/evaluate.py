@@ -126,9 +126,10 @@ def evaluate_split(model: Decoder, shards: TokenShards, cfg: dict | EvalConfig, 
     desc: show progress per batch under this label (`ltm.progress`).
     """
     ecfg = cfg if isinstance(cfg, EvalConfig) else EvalConfig.from_dict(cfg)
-    post_cfg = post_cfg or PosteriorConfig()
     is_ltm = model.cfg.n_latents > 0
-    steps = post_cfg.steps if ecfg.steps is None else ecfg.steps
+    if is_ltm and post_cfg is None:  # never a silent default fast loop: T and the lrs change every bound
+        raise LtmError("scoring an LTM needs the fast-loop settings it was trained with (post_cfg); none given")
+    steps = (post_cfg.steps if ecfg.steps is None else ecfg.steps) if is_ltm else 0
     if shards.seq_len > model.cfg.seq_len:
         raise LtmError(f"split {shards.split!r} has blocks of {shards.seq_len} tokens, the model at most "
                        f"{model.cfg.seq_len}")

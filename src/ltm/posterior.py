@@ -126,7 +126,7 @@ def eval_mode(module: nn.Module) -> Iterator[None]:
         module.train(was_training)
 
 
-def fit_posterior(model: Decoder, x: Tensor, y: Tensor, cfg: PosteriorConfig | None = None, *,
+def fit_posterior(model: Decoder, x: Tensor, y: Tensor, cfg: PosteriorConfig, *,
                   generator: torch.Generator | None = None, noise: Tensor | None = None,
                   score: bool = True) -> Posterior:
     """Fit q(z|x) for a batch: x, y (B, S) input and target ids (targets of -1 are ignored).
@@ -138,7 +138,6 @@ def fit_posterior(model: Decoder, x: Tensor, y: Tensor, cfg: PosteriorConfig | N
     do not depend on how sequences are grouped into batches). score=False skips the final forward pass
     that measures the per-sequence NLL and KL of the result.
     """
-    cfg = cfg or PosteriorConfig()
     mcfg = model.cfg
     if not mcfg.n_latents:
         raise LtmError("fit_posterior needs a model with latents (n_latents > 0)")
