@@ -169,3 +169,18 @@ def test_an_ltm_is_never_scored_with_a_silent_default_fast_loop(val):
     """Without the training fast-loop settings there is no T to score at: refused, not T = 16 by default."""
     with pytest.raises(LtmError, match="fast-loop settings"):
         evaluate_split(make_model(val, 8), val, {"max_rows": 4, "batch_size": 4}, usage=False)
+
+
+def test_each_record_states_what_scoring_a_token_cost(val):
+    """FLOPs per scored token in the protocol: AR one forward pass; an LTM T_eval steps, the fit's forward,
+    K draws and two diagnostic passes, in the training formula's conventions."""
+    from ltm.flops import eval_flops_per_token, flop_shape
+
+    cfg = {"max_rows": 4, "batch_size": 4, "samples": 3}
+    ar, ltm = make_model(val, 0), make_model(val, 8)
+    forward = eval_flops_per_token(*flop_shape(ar.cfg))
+    assert evaluate_split(ar, val, cfg)["protocol"]["flops_per_token"] == forward
+    rec = evaluate_split(ltm, val, cfg, post_cfg=PosteriorConfig(steps=2))
+    shape = flop_shape(ltm.cfg)
+    expected = eval_flops_per_token(*shape, 2) + (3 + 2) * eval_flops_per_token(*shape)
+    assert rec["protocol"]["flops_per_token"] == expected > 8 * forward

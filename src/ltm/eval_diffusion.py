@@ -6,9 +6,10 @@ import torch
 
 from ltm.bounds import bits_per_byte, derive_seed
 from ltm.data.loader import TokenShards, iter_eval_batches
-from ltm.diffusion import MaskedDiffusionLM, nelbo_bound
+from ltm.diffusion import MaskedDiffusionLM, diffusion_eval_flops_per_token, nelbo_bound
 from ltm.errors import LtmError
 from ltm.eval_bytes import target_bytes
+from ltm.flops import flop_shape
 
 
 def evaluate_diffusion_split(model: MaskedDiffusionLM, shards: TokenShards, ecfg, samples: int,
@@ -38,7 +39,8 @@ def evaluate_diffusion_split(model: MaskedDiffusionLM, shards: TokenShards, ecfg
         "protocol": {"T_eval": 0, "K": None, "diffusion_samples": samples, "estimator": "mask-count stratified",
                      "seed": ecfg.seed, "batch_size": ecfg.batch_size, "block_length": shards.seq_len,
                      "max_rows": ecfg.max_rows, "sequences": n_seq, "tokens": int(n_tok), "bytes": n_bytes,
-                     "bytes_method": "tokenizer"},
+                     "bytes_method": "tokenizer",
+                     "flops_per_token": diffusion_eval_flops_per_token(*flop_shape(model.decoder.cfg), n_samples=samples)},
         "dataset": {"split_rows": len(shards), "tokenizer_sha256": shards.manifest.get("tokenizer_sha256")},
         "diffusion_bound": {"nelbo": per, "ppl": float(np.exp(per)), "bpb": bits_per_byte(total, n_bytes)},
     }

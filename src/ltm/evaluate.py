@@ -21,6 +21,7 @@ from ltm.bounds import ar_nll, bits_per_byte, derive_seed, paper_perplexity, sco
 from ltm.data.loader import TokenShards, iter_eval_batches
 from ltm.errors import LtmError
 from ltm.eval_bytes import bytes_per_token, target_bytes
+from ltm.flops import eval_flops_per_token, flop_shape
 from ltm.latent_usage import UsageTotals, alternative_nll, floor_note, likelihood_free_kl
 from ltm.model import Decoder
 from ltm.posterior import PosteriorConfig
@@ -110,6 +111,15 @@ def _per_token(total: float, tokens: float, n_bytes: float) -> dict[str, float]:
     return {"nelbo": per, "ppl": math.exp(per), "bpb": bits_per_byte(total, n_bytes)}
 
 
+def scoring_flops_per_token(model: Decoder, steps: int, samples: int, usage: bool) -> float:
+    """What scoring one token costs (the training formula's conventions): for an LTM, T_eval fast-loop
+    steps and the fit's final forward, K forward passes for the fresh draws and, with the latent-usage
+    diagnostics, two more; for AR one forward pass."""
+    shape = flop_shape(model.cfg)
+    forward = eval_flops_per_token(*shape)
+    return eval_flops_per_token(*shape, steps) + (samples + (2 if usage else 0)) * forward
+
+
 def evaluate_split(model: Decoder, shards: TokenShards, cfg: dict | EvalConfig, *,
                    post_cfg: PosteriorConfig | None = None, token_bytes: np.ndarray | None = None,
                    rows_per_pass: int | None = None, usage: bool = True,
@@ -191,6 +201,8 @@ def evaluate_split(model: Decoder, shards: TokenShards, cfg: dict | EvalConfig, 
                           if k not in ("steps", "decoder_grads", "schedule_steps")} if is_ltm else None,
             "lr_schedule": f"{ecfg.lr_schedule}: {LR_SCHEDULES[ecfg.lr_schedule]}" if is_ltm else None,
             "T_train": post_cfg.steps if is_ltm else None,
+            "flops_per_token": scoring_flops_per_token(model, steps if is_ltm else 0, ecfg.samples if is_ltm else 0,
+                                                       usage and is_ltm),
         },
         "dataset": {
             "split_rows": len(shards),

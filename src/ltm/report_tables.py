@@ -123,7 +123,7 @@ def run_table(inp) -> str:
     extra = extra_keys([r.split(inp.split) for r in inp.runs])
     head = ["run", "family", "params", "tokens", "T", "N_z", "train FLOPs", "train val loss", "val loss kind",
             "IWAE PPL (≤)", "fresh-ELBO PPL (≤)", *(f"{k} PPL (≤)" for k in extra), "exact PPL", "bpb", "bpb of",
-            "eval protocol"]
+            "eval FLOPs/token", "eval protocol"]
     rows = []
     for r in inp.runs:
         rec = r.split(inp.split)
@@ -133,7 +133,7 @@ def run_table(inp) -> str:
                      num(r.train.get("train_flops")), num(r.train.get("val_loss")),
                      str(r.train.get("val_loss_kind", "—")),
                      _ppl(rec, "iwae"), _ppl(rec, "fresh_elbo"), *(_ppl(rec, k) for k in extra), _ppl(rec, "exact"),
-                     bpb, of, protocol_text(rec)])
+                     bpb, of, num((rec or {}).get("protocol", {}).get("flops_per_token")), protocol_text(rec)])
     kinds = sorted({str(r.train.get("val_loss_kind")) for r in inp.runs})
     notes = {"nelbo_optim_noise": "`nelbo_optim_noise`: the trainer's quick LTM validation loss (NELBO with the "
                                   "optimisation noise, like the paper protocol; not a bound)",
@@ -141,7 +141,10 @@ def run_table(inp) -> str:
     return "\n".join([
         f"## 1. Runs\n\nOne row per run. *train val loss* is the trainer's own validation number (nats/token, "
         f"kind in the next column); the PPL and bpb columns are the evaluation stage's `{inp.split}` split with "
-        "the protocol in the last column.\n",
+        "the protocol in the last column. *eval FLOPs/token* is what scoring one token cost (same conventions as "
+        "the training FLOPs): for an LTM the T_eval fast-loop steps, the fit's forward pass, K forward passes for "
+        "the fresh draws and two for the latent diagnostics; for AR one forward pass; for diffusion one per "
+        "Monte-Carlo draw.\n",
         table(head, rows), "",
         "Val loss kinds: " + "; ".join(notes.get(k, f"`{k}`") for k in kinds) + ".",
     ])
