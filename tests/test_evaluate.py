@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ltm.bounds import derive_seed, score_batch
+from ltm.bounds import score_batch
 from ltm.data.loader import TokenShards, iter_eval_batches
 from ltm.data.tokenizer import load_tokenizer
 from ltm.errors import LtmError
@@ -14,6 +14,7 @@ from ltm.eval_bytes import bytes_per_token, load_token_byte_lengths, token_byte_
 from ltm.evaluate import EvalConfig, evaluate_split, t_eval_curve
 from ltm.model import Decoder, ModelConfig
 from ltm.posterior import PosteriorConfig
+from ltm.seeds import derive_seed
 
 CFG = {"max_rows": 10, "batch_size": 4, "steps": 2, "samples": 3, "seed": 5}
 POST = PosteriorConfig(steps=3)

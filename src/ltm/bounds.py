@@ -20,18 +20,13 @@ valid estimators. All randomness comes from explicit integer seeds, so reruns gi
 import math
 from dataclasses import dataclass, replace
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from ltm.errors import LtmError
 from ltm.model import Decoder
 from ltm.posterior import Posterior, PosteriorConfig, eval_mode, fit_posterior, kl_to_standard_normal
-
-
-def derive_seed(*parts: int) -> int:
-    """An independent 32-bit seed for every tuple of integers (NumPy's SeedSequence hashing)."""
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
+from ltm.seeds import derive_seed
 
 
 def scored_tokens(y: Tensor) -> Tensor:

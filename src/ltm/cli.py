@@ -240,7 +240,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-p", type=float, default=None)
     p.add_argument("--greedy", action="store_true")
     p.add_argument("--z-temperature", type=float, default=1.0, help="LTM without prompt: z ~ N(0, t^2 I)")
-    p.add_argument("--diffusion-steps", type=int, default=128, help="diffusion sampler steps")
+    p.add_argument("--diffusion-steps", type=int, default=None,
+                   help="diffusion sampler steps (default: params generation.diffusion_steps)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="also write the samples and settings to this JSON file")
     p.set_defaults(func=cmd_generate)

@@ -4,12 +4,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ltm.bounds import bits_per_byte, derive_seed
+from ltm.bounds import bits_per_byte
 from ltm.data.loader import TokenShards, iter_eval_batches
 from ltm.diffusion import MaskedDiffusionLM, diffusion_eval_flops_per_token, nelbo_bound
 from ltm.errors import LtmError
 from ltm.eval_bytes import target_bytes
 from ltm.flops import flop_shape
+from ltm.seeds import derive_seed
 
 
 def evaluate_diffusion_split(model: MaskedDiffusionLM, shards: TokenShards, ecfg, samples: int,

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ltm.bounds import ar_nll, bits_per_byte, derive_seed, paper_perplexity, score_batch, scored_tokens
+from ltm.bounds import ar_nll, bits_per_byte, paper_perplexity, score_batch, scored_tokens
 from ltm.data.loader import TokenShards, iter_eval_batches
 from ltm.errors import LtmError
 from ltm.eval_bytes import bytes_per_token, target_bytes
@@ -26,6 +26,7 @@ from ltm.latent_usage import UsageTotals, alternative_nll, floor_note, likelihoo
 from ltm.model import Decoder
 from ltm.posterior import PosteriorConfig
 from ltm.progress import progress
+from ltm.seeds import derive_seed
 
 PAPER_NOTE = ("paper protocol: q fitted on the scored sequences, NELBO with the optimisation noise; "
               "optimistically biased, not a bound")

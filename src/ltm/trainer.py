@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
@@ -35,16 +34,13 @@ from ltm.posterior import fit_posterior, kl_to_standard_normal
 from ltm.progress import progress
 from ltm.runs import RunSpec
 from ltm.runtime import resolve_device
+from ltm.seeds import derive_seed
 from ltm.tracking import Tracker, summary
 
 DIFFUSION_VAL_SAMPLES = 4  # draws of the diffusion bound per validation batch (a training diagnostic)
 
 # Dense bf16 peak of common accelerators, for MFU; None elsewhere.
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12}
-
-
-def derived_seed(*parts: int) -> int:
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
 
 
 def peak_flops(device: torch.device) -> float | None:
@@ -83,7 +79,7 @@ class Trainer:
             raise LtmError(f"runtime.micro_batch ({self.micro}) must divide the per-rank batch ({self.rank_rows})")
         self.total_steps = spec.total_steps(self.seq_len)
 
-        torch.manual_seed(derived_seed(spec.seed, 0))
+        torch.manual_seed(derive_seed(spec.seed, 0))
         self.is_diffusion = spec.family == "diffusion"
         if self.is_diffusion:
             self.model = MaskedDiffusionLM(self.model_cfg, DiffusionConfig(**spec.diffusion)).to(self.device)
@@ -161,7 +157,7 @@ class Trainer:
         so micro-batch size and world size (hardware knobs) never change the result."""
         shape = (3, self.model_cfg.n_latents, self.model_cfg.d_model)
         rows = [torch.randn(shape, generator=torch.Generator().manual_seed(
-            derived_seed(self.spec.seed, stream, first_row + i))) for i in range(n)]
+            derive_seed(self.spec.seed, stream, first_row + i))) for i in range(n)]
         return torch.stack(rows, dim=1).to(self.device, non_blocking=True)
 
     def infer_z(self, x: torch.Tensor, y: torch.Tensor, stream: int, first_row: int):
@@ -184,7 +180,7 @@ class Trainer:
             sync = self.ddp is None or i == accum - 1
             with (contextlib.nullcontext() if sync else self.ddp.no_sync()), self.autocast():
                 if self.is_diffusion:  # masks and times seeded by (step, rows): reproducible on resume
-                    gen = torch.Generator(self.device).manual_seed(derived_seed(self.spec.seed, 1 + step, first_row))
+                    gen = torch.Generator(self.device).manual_seed(derive_seed(self.spec.seed, 1 + step, first_row))
                     loss = diffusion_loss(self.ddp or self.model, x, gen)[0]
                 else:
                     logits = (self.ddp or self.model)(x, z)
@@ -235,7 +231,7 @@ class Trainer:
             x, y = x.to(self.device), y.to(self.device)
             global_batch = j * self.dist.world_size + self.dist.rank
             if self.is_diffusion:  # the NELBO bound with a few stratified draws, fixed seeds
-                gen = torch.Generator(self.device).manual_seed(derived_seed(self.spec.seed, 0, global_batch))
+                gen = torch.Generator(self.device).manual_seed(derive_seed(self.spec.seed, 0, global_batch))
                 with torch.no_grad(), self.autocast():
                     total[0] += nelbo_bound(self.model, x, DIFFUSION_VAL_SAMPLES, gen).sum().to(total.dtype)
             elif self.spec.is_ltm:

@@ -18,8 +18,9 @@ from ltm.runtime import configure_threads, resolve_device
 
 def generate(params_path: str, run: str, model_dir: str, tokenizer_dir: str, *, prompt: str | None, n: int,
              max_new: int, temperature: float, top_k: int | None, top_p: float | None, greedy: bool,
-             z_temperature: float, diffusion_steps: int, seed: int, out: str | None) -> list[str]:
+             z_temperature: float, diffusion_steps: int | None, seed: int, out: str | None) -> list[str]:
     params = load_params(params_path)
+    diffusion_steps = diffusion_steps or params["generation"]["diffusion_steps"]
     configure_threads(params["runtime"])
     device = resolve_device(params["runtime"])
     model, config = load_model(Path(model_dir), device)
