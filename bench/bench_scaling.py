@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -28,7 +29,8 @@ from ltm.scaling.blas import one_blas_thread
 from ltm.scaling.fit import FitSettings, fit_law
 from ltm.scaling.laws import ND, PUBLISHED_ND
 from ltm.scaling.objective import Objective
-from ltm.scaling.synthetic import CHINCHILLA_ROUNDED, grid_design, load_epoch, make_records, nd_loss, noisy
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the scaling tests' synthetic data
+from scaling_synthetic import CHINCHILLA_ROUNDED, grid_design, load_epoch, make_records, nd_loss, noisy  # noqa: E402
 from ltm.scaling.uncertainty import BootstrapSettings, bootstrap
 
 BUDGET_S = 60.0

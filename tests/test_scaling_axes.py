@@ -9,7 +9,7 @@ from ltm.scaling.axes import extra_axis, pareto
 from ltm.scaling.config import resolve
 from ltm.scaling.laws_axes import extra_axis_laws
 from ltm.scaling.records import normalize, to_points
-from ltm.scaling.synthetic import CHINCHILLA_ROUNDED, grid_design, law_loss, make_records, nd_theta, noisy
+from scaling_synthetic import CHINCHILLA_ROUNDED, grid_design, law_loss, make_records, nd_theta, noisy
 
 KAPPA = 0.3
 

@@ -10,7 +10,7 @@ from ltm.scaling.checks import identifiability
 from ltm.scaling.config import DEFAULTS, resolve
 from ltm.scaling.laws import ND
 from ltm.scaling.records import normalize, to_points
-from ltm.scaling.synthetic import (CHINCHILLA_ROUNDED, RATIOS_5, SIZES_5, grid_design, make_records, nd_loss,
+from scaling_synthetic import (CHINCHILLA_ROUNDED, RATIOS_5, SIZES_5, grid_design, make_records, nd_loss,
                                    nd_theta, noisy)
 
 FAST = {"n_bootstrap": 0, "leave_one_size_out": False, "sensitivity_deltas": []}

@@ -7,7 +7,7 @@ import pytest
 from ltm.scaling.fit import FitSettings, fit_law
 from ltm.scaling.frontier import exponents
 from ltm.scaling.laws import ND
-from ltm.scaling.synthetic import CHINCHILLA_ROUNDED, grid_design, nd_loss, noisy
+from scaling_synthetic import CHINCHILLA_ROUNDED, grid_design, nd_loss, noisy
 from ltm.scaling.uncertainty import BootstrapSettings, bootstrap
 
 TRUTH = CHINCHILLA_ROUNDED

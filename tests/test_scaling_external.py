@@ -14,7 +14,7 @@ from ltm.scaling import run_scaling
 from ltm.scaling.fit import FitSettings, fit_law, multistart
 from ltm.scaling.laws import ND, PUBLISHED_ND
 from ltm.scaling.objective import Objective
-from ltm.scaling.synthetic import CHINCHILLA_ROUNDED, load_epoch, nd_theta
+from scaling_synthetic import CHINCHILLA_ROUNDED, load_epoch, nd_theta
 from ltm.scaling.uncertainty import BootstrapSettings, bootstrap
 
 CSV = Path(__file__).resolve().parent / "data" / "chinchilla_approach3.csv"

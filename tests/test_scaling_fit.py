@@ -10,7 +10,7 @@ from ltm.scaling.frontier import exponents
 from ltm.scaling.laws import ND
 from ltm.scaling.laws_axes import TEVAL_LAWS, extra_axis_laws
 from ltm.scaling.objective import Objective
-from ltm.scaling.synthetic import CHINCHILLA_ROUNDED, grid_design, nd_loss, nd_theta, noisy
+from scaling_synthetic import CHINCHILLA_ROUNDED, grid_design, nd_loss, nd_theta, noisy
 
 TRUTH = CHINCHILLA_ROUNDED
 

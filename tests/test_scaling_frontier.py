@@ -9,7 +9,7 @@ from ltm.scaling.compute import (deepseek_m, eval_flops_per_token, forward_flops
                                  paper_train_flops_per_token, total_flops, train_flops, train_flops_per_token)
 from ltm.scaling.frontier import chinchilla_G, crossover, exponents, fit_ctok, numeric_allocation, optimal_allocation
 from ltm.scaling.laws_axes import extra_axis_laws
-from ltm.scaling.synthetic import CHINCHILLA_ROUNDED, nd_loss, nd_theta
+from scaling_synthetic import CHINCHILLA_ROUNDED, nd_loss, nd_theta
 
 
 def _random_params(rng):

@@ -175,13 +175,6 @@ def fit_law(
 
 
 @one_blas_thread()
-def refit_warm(law: Law, cols: Cols, lnL: np.ndarray, theta0: np.ndarray, s: FitSettings,
-               weights: np.ndarray | None = None) -> Start:
-    """One warm-started L-BFGS-B run (bootstrap replicates, δ-sensitivity)."""
-    return minimize_from(Objective(law, cols, lnL, s.delta, weights), theta0, s)
-
-
-@one_blas_thread()
 def crosscheck_trust_region(law: Law, cols: Cols, lnL: np.ndarray, theta0: np.ndarray,
                             delta: float) -> np.ndarray:
     """An independent optimiser (trust-region least squares with a Huber loss) from the same start."""
