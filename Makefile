@@ -8,7 +8,7 @@ TORCH_INDEX ?=
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install reproduce snakemake test test-fast bench clean-venv
+.PHONY: install reproduce snakemake pipeline test test-fast bench clean-venv
 
 $(BIN)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ install: $(BIN)/.installed
 
 reproduce: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
+
+# after editing the stage table (src/ltm/pipeline.py) or a stage's imports: regenerate dvc.yaml
+pipeline: install
+	$(BIN)/ltm pipeline --write
 
 snakemake: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores 2
