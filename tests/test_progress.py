@@ -34,7 +34,7 @@ def test_lines_are_rate_limited_and_the_last_one_always_comes():
         for _ in bar:
             pass
     lines = out.getvalue().splitlines()
-    assert len(lines) == 2 and "0/1000" in lines[0] and "1000/1000" in lines[1]  # start and end only
+    assert len(lines) == 2 and "|0/1000 " in lines[0] and "|1000/1000 " in lines[1]  # start and end only
 
 
 def test_a_terminal_gets_a_tqdm_bar_and_disable_is_silent():

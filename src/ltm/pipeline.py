@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import yaml
 
-from ltm.grid import run_entry, sweep_points
+from ltm.grid import all_runs, run_entry, sweep_points
 from ltm.stage_params import declared_params, stage_params
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -162,9 +163,13 @@ def code_closure(module: str) -> list[str]:
 
 def code_files(stage: Stage | str) -> list[str]:
     """The stage's source files as project paths (src/ltm/...), sorted."""
-    stage = BY_NAME[stage] if isinstance(stage, str) else stage
-    files = {_module_file(m).relative_to(PACKAGE_DIR).as_posix() for m in code_closure(stage.module)}
-    return sorted(f"{SRC_PREFIX}/{f}" for f in files)
+    return list(_code_files(stage if isinstance(stage, str) else stage.name))
+
+
+@lru_cache(maxsize=None)  # one scan per process: Snakemake asks again for every job of the stage
+def _code_files(name: str) -> tuple[str, ...]:
+    files = {_module_file(m).relative_to(PACKAGE_DIR).as_posix() for m in code_closure(BY_NAME[name].module)}
+    return tuple(sorted(f"{SRC_PREFIX}/{f}" for f in files))
 
 
 # ---------------------------------------------------------------- dvc.yaml
@@ -201,11 +206,9 @@ def _dvc_deps(stage: Stage, run: str, judge: str) -> list[str]:
 
 
 def _templated(sections: list[str], run: str, model: str, key_var: str, model_var: str) -> list[str]:
-    out = []
-    for s in sections:
-        s = s.replace(f"runs.{run}", f"runs.{key_var}") if s == f"runs.{run}" else s
-        out.append(f"models.{model_var}" if s == f"models.{model}" else s)
-    return out
+    """The run's own sections written with DVC's template variables (runs.${key}, models.${item.model})."""
+    swap = {f"runs.{run}": f"runs.{key_var}", f"models.{model}": f"models.{model_var}"}
+    return [swap.get(s, s) for s in sections]
 
 
 def _stage_body(stage: Stage, params: dict, run: str, model: str, key_var: str, model_var: str,
@@ -214,12 +217,10 @@ def _stage_body(stage: Stage, params: dict, run: str, model: str, key_var: str, 
     sections = stage_params(stage.name, params, sample)
     body = {"cmd": stage.command.format(run=run, judge=judge), "deps": _dvc_deps(stage, run, judge),
             "params": _templated(declared_params(params, sections), sample or "", model, key_var, model_var)}
-    if not stage.inputs and not body["deps"]:
-        del body["deps"]
     return {**body, **_dvc_outs(stage, run)}
 
 
-def _uniform(stage: Stage, params: dict, samples: list[str], build) -> dict:
+def _uniform(stage: Stage, samples: list[str], build) -> dict:
     """One template body for every run it stands for (asserted: a template must not hide a difference)."""
     bodies = [build(s) for s in samples]
     if any(b != bodies[0] for b in bodies[1:]):
@@ -240,7 +241,7 @@ def dvc_yaml(params: dict) -> str:
             def build(r, stage=stage):
                 return _stage_body(stage, params, "${key}", run_entry(params, r)["model"], "${key}",
                                    "${item.model}", r)
-            stages[stage.name] = {"foreach": "${runs}", "do": _uniform(stage, params, named, build)}
+            stages[stage.name] = {"foreach": "${runs}", "do": _uniform(stage, named, build)}
         if stage.each != "all":
             continue
         for family, (axes, name) in SWEEP_MATRIX.items():
@@ -249,7 +250,7 @@ def dvc_yaml(params: dict) -> str:
                 continue
             def build(p, stage=stage, name=name):
                 return _stage_body(stage, params, name, points[p]["model"], "", "${item.model}", p)
-            body = _uniform(stage, params, mine, build)
+            body = _uniform(stage, mine, build)
             matrix = {axis: f"${{sweep.{family}.{key}}}" for axis, key in axes.items()}
             stages[f"sweep-{stage.name}-{family}"] = {"matrix": matrix, **body}
     return HEADER + yaml.safe_dump({"stages": stages}, sort_keys=False, width=200)
@@ -260,21 +261,15 @@ def _family_of(params: dict, entry: dict) -> str:
 
 
 # ---------------------------------------------------------------- Snakemake
-def runs_for(stage: Stage, params: dict) -> list[str | None]:
-    from ltm.grid import all_runs
-
-    if stage.each is None:
+def _runs(over: str | None, params: dict) -> list[str | None]:
+    """The runs a per-run template stands for: named (params `runs:`), all (and the sweep), or none."""
+    if over is None:
         return [None]
-    return list(params["runs"]) if stage.each == "named" else list(all_runs(params))
+    return list(params["runs"]) if over == "named" else list(all_runs(params))
 
 
 def _gathered(g: Gather, params: dict) -> list[str]:
-    from ltm.grid import all_runs
-
-    if g.over is None:
-        return list(g.files)
-    runs = list(params["runs"]) if g.over == "named" else list(all_runs(params))
-    return [f.format(run=r) for r in runs for f in g.files]
+    return [f.format(run=r) for r in _runs(g.over, params) for f in g.files]
 
 
 def snakemake_inputs(stage: Stage, run: str | None, params: dict) -> dict[str, list[str]]:
@@ -289,4 +284,4 @@ def snakemake_inputs(stage: Stage, run: str | None, params: dict) -> dict[str, l
 
 def targets(params: dict) -> list[str]:
     """Every output of every stage for every run it has: what `snakemake` with no target builds."""
-    return [o.path.format(run=r) for s in STAGES for r in runs_for(s, params) for o in s.outputs]
+    return [o.path.format(run=r) for s in STAGES for r in _runs(s.each, params) for o in s.outputs]

@@ -98,9 +98,10 @@ def commit_current_dvc_stages(params: dict) -> list[str]:
 
     done = []
     with Repo(".") as repo:
+        changed = set(repo.status())  # one pass over the pipeline, not one per stage
         for stage in repo.index.stages:
             kind, run = _stage_of(stage.cmd or "")
-            if kind not in RECORDS or not repo.status(targets=[stage.addressing]):
+            if kind not in RECORDS or stage.addressing not in changed:
                 continue
             if all(Path(str(o.def_path)).exists() for o in stage.outs) and is_current(kind, run, params):
                 repo.commit(stage.addressing, force=True)
