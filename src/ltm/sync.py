@@ -21,26 +21,19 @@ from pathlib import Path
 from ltm.config import params_hash, subset
 from ltm.io import read_json, write_text
 from ltm.lineage import walk
+from ltm.pipeline import BY_NAME
 from ltm.stage_params import stage_params
 
 STAMPS = Path(".snakemake") / "ltm-params"
 OLD = 0  # the stamp's mtime when the outputs are current: older than any output
-RECORDS = {  # where each stage writes its lineage record
-    "corpus": "data/corpus/lineage.json",
-    "tokenizer": "data/tokenizer/lineage.json",
-    "shards": "data/shards/lineage.json",
-    "train": "runs/{run}/lineage.json",
-    "evaluate": "results/eval/{run}/lineage.json",
-    "generation": "results/generation/{run}/lineage.json",
-    "fewshot": "results/fewshot/{run}/lineage.json",
-    "demo": "results/demo/lineage.json",
-    "scaling": "results/scaling/lineage.json",
-    "report": "reports/lineage.json",
-}
 
 
 def record_of(stage: str, run: str | None = None) -> Path:
-    return Path(RECORDS[stage].format(run=run))
+    """Where the stage writes its lineage record, read off its outputs in the pipeline table."""
+    outs = BY_NAME[stage].outputs
+    path = next((o.path for o in outs if o.path.endswith("/lineage.json")), None)
+    path = path or next(f"{o.path}/lineage.json" for o in outs if o.folder)
+    return Path(path.format(run=run))
 
 
 def recorded_params_hash(stage: str, params: dict, run: str | None = None) -> str:
@@ -101,7 +94,7 @@ def commit_current_dvc_stages(params: dict) -> list[str]:
         changed = set(repo.status())  # one pass over the pipeline, not one per stage
         for stage in repo.index.stages:
             kind, run = _stage_of(stage.cmd or "")
-            if kind not in RECORDS or stage.addressing not in changed:
+            if kind not in BY_NAME or stage.addressing not in changed:
                 continue
             if all(Path(str(o.def_path)).exists() for o in stage.outs) and is_current(kind, run, params):
                 repo.commit(stage.addressing, force=True)
