@@ -17,9 +17,16 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from defaults import diffusion_settings
 
 from ltm.data.loader import BatchLoader, TokenShards, iter_eval_batches
-from ltm.diffusion import MaskedDiffusionLM, diffusion_loss, nelbo_bound, sample, summarise_bound
+from ltm.diffusion import (
+    MaskedDiffusionLM,
+    diffusion_loss,
+    nelbo_bound,
+    sample,
+    summarise_bound,
+)
 from ltm.model import Decoder, ModelConfig
 
 PRESET = dict(d_model=64, n_layers=2, n_heads=4)
@@ -49,7 +56,7 @@ def main() -> None:
     torch.manual_seed(0)
     ar = Decoder(ModelConfig(vocab_size=vocab, seq_len=seq, window=seq, **PRESET))
     torch.manual_seed(0)
-    mdlm = MaskedDiffusionLM.build(vocab, seq, **PRESET)
+    mdlm = MaskedDiffusionLM.build(vocab, seq, diffusion_settings(), **PRESET)
     opts = {name: torch.optim.AdamW(m.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.1)
             for name, m in (("ar", ar), ("mdlm", mdlm))}
     loader, gen = BatchLoader(train, args.rows, seed=1), torch.Generator().manual_seed(2)

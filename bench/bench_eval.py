@@ -14,10 +14,10 @@ import time
 from collections.abc import Callable
 
 import torch
+from defaults import fast_loop
 
 from ltm.bounds import ar_nll, draw_samples, fit_for_eval, score_batch
 from ltm.model import Decoder, ModelConfig
-from ltm.posterior import PosteriorConfig
 
 LTM = ModelConfig(vocab_size=4096, seq_len=128, d_model=64, n_layers=2, n_heads=4, n_latents=8, window=64)
 BATCH = 16
@@ -51,16 +51,16 @@ def main() -> None:
     tokens = BATCH * LTM.seq_len
     K, T_big = args.samples, max(args.steps)
 
-    post = fit_for_eval(ltm, x, y, steps=0, seed=0, post_cfg=PosteriorConfig())
+    post = fit_for_eval(ltm, x, y, steps=0, seed=0, post_cfg=fast_loop(steps=16))
     fns: dict[str, Callable[[], object]] = {
         "ar": lambda: ar_nll(ar, x, y),
-        "fit0": lambda: fit_for_eval(ltm, x, y, steps=0, seed=0, post_cfg=PosteriorConfig()),
+        "fit0": lambda: fit_for_eval(ltm, x, y, steps=0, seed=0, post_cfg=fast_loop(steps=16)),
         "fitT": lambda: fit_for_eval(ltm, x, y, steps=T_big, seed=0),
         "draws1": lambda: draw_samples(ltm, x, y, post, samples=K, seed=1),
         "drawsK": lambda: draw_samples(ltm, x, y, post, samples=K, seed=1, rows_per_pass=BATCH * K),
     }
     for t in args.steps:
-        fns[f"full{t}"] = lambda t=t: score_batch(ltm, x, y, steps=t, samples=K, seed=0, post_cfg=PosteriorConfig())
+        fns[f"full{t}"] = lambda t=t: score_batch(ltm, x, y, steps=t, samples=K, seed=0, post_cfg=fast_loop(steps=16))
     sec = median_seconds(fns, args.repeats)
     rows: list[tuple[str, float]] = [
         ("AR exact NLL (1 forward)", sec["ar"]),

@@ -15,9 +15,10 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from defaults import fast_loop
 
 from ltm.model import Decoder, ModelConfig
-from ltm.posterior import PosteriorConfig, fit_posterior, latent_grads
+from ltm.posterior import fit_posterior, latent_grads
 
 CFG = ModelConfig(vocab_size=4096, seq_len=128, d_model=256, n_layers=4, n_heads=4, n_latents=8, window=64)
 BATCH = 4
@@ -25,7 +26,7 @@ BATCH = 4
 
 def train_step(model: Decoder, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
                steps: int, decoder_grads: bool) -> None:
-    post = fit_posterior(model, x, y, PosteriorConfig(steps=steps, decoder_grads=decoder_grads),
+    post = fit_posterior(model, x, y, fast_loop(steps=steps, decoder_grads=decoder_grads),
                          generator=torch.Generator().manual_seed(0), score=False)
     loss = F.cross_entropy(model(x, post.z).flatten(0, 1), y.flatten())
     loss.backward()

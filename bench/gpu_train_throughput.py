@@ -12,10 +12,11 @@ import time
 
 import torch
 import torch.nn.functional as F
+from defaults import fast_loop
 
 from ltm.flops import flop_shape, train_flops_per_token
 from ltm.model import Decoder, ModelConfig
-from ltm.posterior import PosteriorConfig, fit_posterior
+from ltm.posterior import fit_posterior
 from ltm.trainer import peak_flops
 
 
@@ -25,7 +26,7 @@ def run(cfg: ModelConfig, T: int, batch: int, steps: int, compile_model: bool, d
     if compile_model:
         model.compile()
     opt = torch.optim.AdamW(model.parameters(), lr=4e-4, betas=(0.9, 0.95), fused=device.type == "cuda")
-    pcfg = PosteriorConfig(steps=T)
+    pcfg = fast_loop(steps=T)
     x, y = torch.randint(0, cfg.vocab_size, (2, batch, cfg.seq_len), device=device)
     amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
 

@@ -25,16 +25,16 @@ from ltm.runtime import configure_threads
 from ltm.stages.demo import build_data, train_and_score
 
 SETTINGS = {
-    "paper-T4": {"steps": 4},
-    "paper-T16": {"steps": 16},
-    "prior-T4": {"steps": 4, "init_logvar_mean": 0.0},
-    "prior-T8": {"steps": 8, "init_logvar_mean": 0.0},
-    "prior-T8-lr0.1": {"steps": 8, "init_logvar_mean": 0.0, "lr_max": 0.1, "lr_min": 0.01},
-    "mid-T4": {"steps": 4, "init_logvar_mean": -2.0},
-    "mid-T8": {"steps": 8, "init_logvar_mean": -2.0},
+    "paper-T4": {"inner_steps": 4},
+    "paper-T16": {"inner_steps": 16},
+    "prior-T4": {"inner_steps": 4, "init_logvar_mean": 0.0},
+    "prior-T8": {"inner_steps": 8, "init_logvar_mean": 0.0},
+    "prior-T8-lr0.1": {"inner_steps": 8, "init_logvar_mean": 0.0, "lr_max": 0.1, "lr_min": 0.01},
+    "mid-T4": {"inner_steps": 4, "init_logvar_mean": -2.0},
+    "mid-T8": {"inner_steps": 8, "init_logvar_mean": -2.0},
     # small steps for mu (little mean-part KL), large ones for log sigma^2 (no variance-part floor)
-    "split-T4": {"steps": 4, "lr_max": 0.05, "lr_min": 0.005, "lr_logvar_scale": 40.0},
-    "split-T4-mu01": {"steps": 4, "lr_max": 0.1, "lr_min": 0.01, "lr_logvar_scale": 20.0},
+    "split-T4": {"inner_steps": 4, "lr_max": 0.05, "lr_min": 0.005, "lr_logvar_scale": 40.0},
+    "split-T4-mu01": {"inner_steps": 4, "lr_max": 0.1, "lr_min": 0.01, "lr_logvar_scale": 20.0},
 }
 
 
@@ -87,7 +87,7 @@ def main() -> int:
             p = copy.deepcopy(params)
             p["posterior"].update(SETTINGS[name])
             p["runs"] = {name: {"model": "ltm-tiny", "tokens": args.tokens}}
-            t_evals = [p["posterior"]["steps"] if t == "train" else int(t) for t in args.t_eval.split(",")]
+            t_evals = [p["posterior"]["inner_steps"] if t == "train" else int(t) for t in args.t_eval.split(",")]
             out = train_and_score(p, name, root, t_evals)
             for rec in out["by_T_eval"].values():
                 use = rec["latent_usage"]

@@ -19,7 +19,7 @@ TINY = {
         "ar-tiny": {"family": "ar", "d_model": 32, "n_layers": 2, "n_heads": 2, "n_latents": 0, "window": 16},
         "mdlm-tiny": {"family": "diffusion", "d_model": 32, "n_layers": 2, "n_heads": 2, "n_latents": 0, "window": 64},
     },
-    "posterior": {"steps": 3},
+    "posterior": {"inner_steps": 3},
     "train": {"batch_tokens": 512, "lr": 3e-3, "min_lr": 3e-4, "warmup_steps": 3, "log_every": 5,
               "eval_every": 10, "eval_batches": 2, "save_every": 5, "keep_last": 2},
     "runs": {"ltm-tiny": {"model": "ltm-tiny", "tokens": 512 * 20}, "ar-tiny": {"model": "ar-tiny", "tokens": 512 * 20},

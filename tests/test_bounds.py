@@ -4,12 +4,22 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from settings import fast_loop
 
-from ltm.bounds import (Samples, ar_nll, bits_per_byte, draw_samples, fit_for_eval, fresh_elbo, iwae,
-                        paper_protocol, score_batch, scored_tokens)
+from ltm.bounds import (
+    Samples,
+    ar_nll,
+    bits_per_byte,
+    draw_samples,
+    fit_for_eval,
+    fresh_elbo,
+    iwae,
+    paper_protocol,
+    score_batch,
+    scored_tokens,
+)
 from ltm.errors import LtmError
 from ltm.model import Decoder, ModelConfig
-from ltm.posterior import PosteriorConfig
 
 # One latent vector of width 2: z lives in R^2, so p(x) = integral of p(x|z) N(z; 0, I) is a 2-D quadrature.
 TOY = ModelConfig(vocab_size=4, seq_len=8, d_model=2, n_layers=1, n_heads=1, n_latents=1, window=8)
@@ -53,7 +63,7 @@ def toy():
     model, (x, y) = toy_model(), toy_batch()
     exact = exact_nll(model, x, y, 181)
     coarse = exact_nll(model, x, y, 121)
-    post = fit_for_eval(model, x, y, steps=50, seed=0, post_cfg=PosteriorConfig())
+    post = fit_for_eval(model, x, y, steps=50, seed=0, post_cfg=fast_loop(steps=16))
     return model, x, y, exact, coarse, post
 
 
@@ -153,13 +163,13 @@ def as_numbers(s) -> list[torch.Tensor]:
 
 def test_same_seed_gives_identical_numbers_and_chunking_does_not_matter():
     model, (x, y) = small_ltm(), small_batch()
-    first = score_batch(model, x, y, steps=3, samples=4, seed=9, post_cfg=PosteriorConfig())
-    again = score_batch(model, x, y, steps=3, samples=4, seed=9, post_cfg=PosteriorConfig())
+    first = score_batch(model, x, y, steps=3, samples=4, seed=9, post_cfg=fast_loop(steps=16))
+    again = score_batch(model, x, y, steps=3, samples=4, seed=9, post_cfg=fast_loop(steps=16))
     for a, b in zip(as_numbers(first), as_numbers(again)):
         assert torch.equal(a, b)
-    other = score_batch(model, x, y, steps=3, samples=4, seed=10, post_cfg=PosteriorConfig())
+    other = score_batch(model, x, y, steps=3, samples=4, seed=10, post_cfg=fast_loop(steps=16))
     assert not torch.equal(other.fresh.total, first.fresh.total)
-    wide = score_batch(model, x, y, steps=3, samples=4, seed=9, rows_per_pass=12, post_cfg=PosteriorConfig())  # all draws in one pass
+    wide = score_batch(model, x, y, steps=3, samples=4, seed=9, rows_per_pass=12, post_cfg=fast_loop(steps=16))  # all draws in one pass
     for a, b in zip(as_numbers(first), as_numbers(wide)):
         torch.testing.assert_close(a, b)
 
@@ -170,7 +180,7 @@ def test_t_eval_runs_are_paired_and_inference_improves_the_bounds():
     guaranteed (the cosine fast-lr schedule depends on T; AdamW is not a descent method); that it
     improves over no inference on this batch is checked as an expected outcome, with a wide margin."""
     model, (x, y) = small_ltm(), small_batch()
-    runs = {t: score_batch(model, x, y, steps=t, samples=8, seed=1, post_cfg=PosteriorConfig()) for t in (0, 1, 16)}
+    runs = {t: score_batch(model, x, y, steps=t, samples=8, seed=1, post_cfg=fast_loop(steps=16)) for t in (0, 1, 16)}
     long = runs[16].posterior.nelbo_trace
     torch.testing.assert_close(runs[0].paper.total.sum(), long[0].double())
     torch.testing.assert_close(runs[1].paper.total.sum(), long[1].double())
@@ -200,12 +210,12 @@ def test_bad_input_raises_ltm_error():
         ar_nll(ltm, x, y)
     ar = Decoder(ModelConfig(vocab_size=64, seq_len=32, d_model=32, n_layers=2, n_heads=4))
     with pytest.raises(LtmError, match="latents"):
-        score_batch(ar, x, y, steps=1, samples=1, seed=0, post_cfg=PosteriorConfig())
-    post = fit_for_eval(ltm, x, y, steps=0, seed=0, post_cfg=PosteriorConfig())
+        score_batch(ar, x, y, steps=1, samples=1, seed=0, post_cfg=fast_loop(steps=16))
+    post = fit_for_eval(ltm, x, y, steps=0, seed=0, post_cfg=fast_loop(steps=16))
     with pytest.raises(LtmError, match="samples K"):
         draw_samples(ltm, x, y, post, samples=0, seed=0)
     with pytest.raises(LtmError, match="both be"):
-        score_batch(ltm, x, y[:, :-1], steps=1, samples=1, seed=0, post_cfg=PosteriorConfig())
+        score_batch(ltm, x, y[:, :-1], steps=1, samples=1, seed=0, post_cfg=fast_loop(steps=16))
     with pytest.raises(LtmError, match="byte count"):
         bits_per_byte(10.0, 0)
     assert bits_per_byte(math.log(2) * 8, 4) == pytest.approx(2.0)

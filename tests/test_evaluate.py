@@ -1,23 +1,24 @@
 """Split evaluation: token-weighted aggregation, protocol records, determinism, bytes, T_eval curves."""
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from settings import eval_settings, fast_loop
 
 from ltm.bounds import score_batch
 from ltm.data.loader import TokenShards, iter_eval_batches
 from ltm.data.tokenizer import load_tokenizer
 from ltm.errors import LtmError
 from ltm.eval_bytes import bytes_per_token, load_token_byte_lengths, token_byte_lengths
-from ltm.evaluate import EvalConfig, evaluate_split, t_eval_curve
+from ltm.evaluate import evaluate_split, t_eval_curve
 from ltm.model import Decoder, ModelConfig
-from ltm.posterior import PosteriorConfig
 from ltm.seeds import derive_seed
 
-CFG = {"max_rows": 10, "batch_size": 4, "steps": 2, "samples": 3, "seed": 5}
-POST = PosteriorConfig(steps=3)
+CFG = eval_settings(max_rows=10, batch_size=4, t_eval=2, samples=3, seed=5)
+POST = fast_loop(steps=3)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -80,14 +81,14 @@ def test_same_params_give_identical_records_and_a_new_seed_changes_them(val):
     model = make_model(val, 4)
     first = evaluate_split(model, val, CFG, post_cfg=POST)
     assert evaluate_split(model, val, CFG, post_cfg=POST) == first
-    assert evaluate_split(model, val, {**CFG, "seed": 6}, post_cfg=POST)["iwae"] != first["iwae"]
-    default_t = evaluate_split(model, val, {**CFG, "steps": None}, post_cfg=POST)
+    assert evaluate_split(model, val, replace(CFG, seed=6), post_cfg=POST)["iwae"] != first["iwae"]
+    default_t = evaluate_split(model, val, replace(CFG, t_eval=None), post_cfg=POST)
     assert default_t["protocol"]["T_eval"] == POST.steps  # T_eval defaults to the training T
 
 
 def test_ar_record_is_the_exact_cross_entropy_and_independent_of_batching(val, lengths):
     model = make_model(val, 0)
-    rec = evaluate_split(model, val, {"max_rows": 10, "batch_size": 4}, token_bytes=lengths)
+    rec = evaluate_split(model, val, eval_settings(max_rows=10, batch_size=4), token_bytes=lengths)
     rows = torch.from_numpy(val.gather(np.arange(10)).astype(np.int64))
     with torch.no_grad():
         ce = F.cross_entropy(model(rows[:, :-1]).flatten(0, 1), rows[:, 1:].flatten()).item()
@@ -95,7 +96,7 @@ def test_ar_record_is_the_exact_cross_entropy_and_independent_of_batching(val, l
     assert set(rec) >= {"exact"} and "iwae" not in rec
     assert rec["exact"]["nll"] == pytest.approx(ce, rel=1e-6)
     assert rec["exact"]["ppl"] == pytest.approx(math.exp(ce), rel=1e-6)
-    other = evaluate_split(model, val, {"max_rows": 10, "batch_size": 3}, token_bytes=lengths)
+    other = evaluate_split(model, val, eval_settings(max_rows=10, batch_size=3), token_bytes=lengths)
     assert other["exact"]["nll"] == pytest.approx(rec["exact"]["nll"], rel=1e-6)
 
 
@@ -107,7 +108,7 @@ def test_byte_counts_exact_from_the_tokenizer_and_approximate_from_the_manifest(
     assert lengths[val.manifest["bos_id"]] == lengths[val.manifest["eos_id"]] == 0
     assert np.array_equal(token_byte_lengths(tok), lengths)
     model = make_model(val, 0)
-    cfg = {"max_rows": 400, "batch_size": 200}
+    cfg = eval_settings(max_rows=400, batch_size=200)
     exact = evaluate_split(model, val, cfg, token_bytes=lengths)
     approx = evaluate_split(model, val, cfg)
     assert approx["protocol"]["bytes_method"] == "manifest_ratio"
@@ -118,10 +119,10 @@ def test_byte_counts_exact_from_the_tokenizer_and_approximate_from_the_manifest(
 
 def test_t_eval_curve_rows_are_paired_points_of_evaluate_split(val):
     model = make_model(val, 4)
-    cfg = {**CFG, "t_curve": [0, 1, 4], "t_curve_max_rows": 6}
+    cfg = replace(CFG, t_curve=(0, 1, 4), t_curve_max_rows=6)
     rows = t_eval_curve(model, val, None, cfg, post_cfg=POST)
     assert [r["T_eval"] for r in rows] == [0, 1, 4]
-    point = evaluate_split(model, val, {**CFG, "steps": 4, "max_rows": 6}, post_cfg=POST)
+    point = evaluate_split(model, val, replace(CFG, t_eval=4, max_rows=6), post_cfg=POST)
     assert rows[2]["iwae_nelbo"] == point["iwae"]["nelbo"] and rows[2]["paper_kl"] == point["paper"]["kl"]
     assert set(rows[0]) >= {"paper_nelbo", "paper_ppl_mean_of_sequences", "fresh_elbo_nelbo", "fresh_elbo_bpb",
                             "iwae_nelbo", "iwae_ppl", "iwae_bpb"}
@@ -129,18 +130,7 @@ def test_t_eval_curve_rows_are_paired_points_of_evaluate_split(val):
     assert [r["T_eval"] for r in t_eval_curve(model, val, [2], cfg, post_cfg=POST)] == [2]
 
 
-@pytest.mark.parametrize("bad, message", [
-    ({"sample": 3}, "unknown key eval.sample"),
-    ({"samples": 0}, "eval.samples"),
-    ({"batch_size": 2.5}, "eval.batch_size"),
-    ({"steps": -1}, "eval.steps"),
-    ({"t_curve": 4}, "eval.t_curve must be a list"),
-    ({"t_curve": [0, -2]}, "eval.t_curve"),
-    ({"splits": "val"}, "eval.splits must be a list"),
-])
-def test_bad_eval_params_raise_ltm_error(bad, message):
-    with pytest.raises(LtmError, match=message):
-        EvalConfig.from_dict(bad)
+# bad eval: settings are refused where params are validated (tests/test_config.py)
 
 
 def test_bad_requests_raise_ltm_error(val):
@@ -151,17 +141,16 @@ def test_bad_requests_raise_ltm_error(val):
                                 n_heads=2))
     with pytest.raises(LtmError, match="blocks of 32"):
         evaluate_split(short, val, CFG)
-    assert EvalConfig.from_dict(None) == EvalConfig()
 
 
 def test_evaluation_reports_progress_per_batch_when_given_a_label(val, capsys):
     """Under DVC or Snakemake stderr is no terminal: the evaluation still says how far it is."""
     model = make_model(val, 8)
-    evaluate_split(model, val, {"max_rows": 8, "batch_size": 4, "samples": 2}, post_cfg=PosteriorConfig(steps=1),
+    evaluate_split(model, val, eval_settings(max_rows=8, batch_size=4, samples=2), post_cfg=fast_loop(steps=1),
                    usage=False, desc="evaluate tiny val")
     err = capsys.readouterr().err
     assert "evaluate tiny val: 100%|2/2" in err and "batch" in err
-    evaluate_split(model, val, {"max_rows": 8, "batch_size": 4, "samples": 2}, post_cfg=PosteriorConfig(steps=1),
+    evaluate_split(model, val, eval_settings(max_rows=8, batch_size=4, samples=2), post_cfg=fast_loop(steps=1),
                    usage=False)
     assert capsys.readouterr().err == ""
 
@@ -169,7 +158,7 @@ def test_evaluation_reports_progress_per_batch_when_given_a_label(val, capsys):
 def test_an_ltm_is_never_scored_with_a_silent_default_fast_loop(val):
     """Without the training fast-loop settings there is no T to score at: refused, not T = 16 by default."""
     with pytest.raises(LtmError, match="fast-loop settings"):
-        evaluate_split(make_model(val, 8), val, {"max_rows": 4, "batch_size": 4}, usage=False)
+        evaluate_split(make_model(val, 8), val, eval_settings(max_rows=4, batch_size=4), usage=False)
 
 
 def test_each_record_states_what_scoring_a_token_cost(val):
@@ -177,11 +166,11 @@ def test_each_record_states_what_scoring_a_token_cost(val):
     K draws and two diagnostic passes, in the training formula's conventions."""
     from ltm.flops import eval_flops_per_token, flop_shape
 
-    cfg = {"max_rows": 4, "batch_size": 4, "samples": 3}
+    cfg = eval_settings(max_rows=4, batch_size=4, samples=3)
     ar, ltm = make_model(val, 0), make_model(val, 8)
     forward = eval_flops_per_token(*flop_shape(ar.cfg))
     assert evaluate_split(ar, val, cfg)["protocol"]["flops_per_token"] == forward
-    rec = evaluate_split(ltm, val, cfg, post_cfg=PosteriorConfig(steps=2))
+    rec = evaluate_split(ltm, val, cfg, post_cfg=fast_loop(steps=2))
     shape = flop_shape(ltm.cfg)
     expected = eval_flops_per_token(*shape, 2) + (3 + 2) * eval_flops_per_token(*shape)
     assert rec["protocol"]["flops_per_token"] == expected > 8 * forward

@@ -2,14 +2,21 @@ import random
 
 import pytest
 import torch
+from settings import fast_loop
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from ltm.errors import LtmError
-from ltm.fewshot import (Problem, build_prompt, fewshot_prompts, load_gsm8k, make_problems, parse_answer,
-                         pass_at_n, select_demonstrations)
+from ltm.fewshot import (
+    Problem,
+    build_prompt,
+    fewshot_prompts,
+    load_gsm8k,
+    make_problems,
+    parse_answer,
+    pass_at_n,
+    select_demonstrations,
+)
 from ltm.model import Decoder, ModelConfig
-from ltm.posterior import PosteriorConfig
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -107,7 +114,7 @@ def test_pass_at_n_runs_end_to_end_and_is_deterministic(tokenizer, n_latents):
     problems = make_problems(3, seed=11)
     pool = make_problems(10, seed=12)
     kw = dict(pool=pool, bos_id=0, eos_id=1, max_new_tokens=4, seed=3)
-    cfg = PosteriorConfig(steps=2)
+    cfg = fast_loop(steps=2)
     result = pass_at_n(model, tokenizer, problems, 1, 2, cfg, **kw)
     assert result["family"] == ("ltm" if n_latents else "ar")
     assert (result["k"], result["n"], result["problems"]) == (1, 2, 3)
@@ -154,7 +161,7 @@ def test_pass_at_n_counts_a_planted_answer():
 def test_a_prompt_longer_than_the_context_raises(tokenizer):
     model = tiny(tokenizer, 4, seq_len=64)
     with pytest.raises(LtmError, match="lower k"):
-        pass_at_n(model, tokenizer, make_problems(1, seed=0), 3, 2, PosteriorConfig(steps=1),
+        pass_at_n(model, tokenizer, make_problems(1, seed=0), 3, 2, fast_loop(steps=1),
                   pool=make_problems(10, seed=1))
 
 

@@ -1,8 +1,14 @@
 import pytest
 import torch
+from settings import fast_loop
 
 from ltm.errors import LtmError
-from ltm.flops import eval_flops_per_token, flop_shape, measure_flops_per_token, train_flops_per_token
+from ltm.flops import (
+    eval_flops_per_token,
+    flop_shape,
+    measure_flops_per_token,
+    train_flops_per_token,
+)
 from ltm.model import Decoder, ModelConfig
 
 PAPER = dict(vocab_size=50258, seq_len=1024, d_model=512, n_heads=8, n_latents=24)
@@ -72,20 +78,20 @@ def ltm() -> Decoder:
 
 def test_measured_slow_step_is_the_hand_count_and_near_the_formula(ltm):
     want = executed(TINY)
-    measured = measure_flops_per_token(ltm, 0)
+    measured = measure_flops_per_token(ltm, fast_loop(steps=0))
     assert measured == pytest.approx(want["slow"], rel=1e-9)
     assert measured == pytest.approx(train_flops_per_token(*flop_shape(TINY)), rel=0.05)
 
 
 def test_measured_inner_loop_with_decoder_grads_is_t_full_passes(ltm):
     want, steps = executed(TINY), 3
-    measured = measure_flops_per_token(ltm, steps, decoder_grads=True)
+    measured = measure_flops_per_token(ltm, fast_loop(steps=steps, decoder_grads=True))
     assert measured == pytest.approx(want["slow"] + steps * want["inner_full"], rel=1e-9)
 
 
 def test_latent_only_inner_loop_skips_the_weight_gradients(ltm):
     want, steps = executed(TINY), 3
-    measured = measure_flops_per_token(ltm, steps)
+    measured = measure_flops_per_token(ltm, fast_loop(steps=steps))
     assert measured == pytest.approx(want["slow"] + steps * want["inner_latent"], rel=1e-9)
     # a full backward costs twice the forward; without weight gradients well under that
     assert want["inner_latent"] / want["inner_full"] < 0.7
@@ -95,7 +101,7 @@ def test_latent_only_inner_loop_skips_the_weight_gradients(ltm):
 
 def test_measured_eval_is_inner_loop_plus_one_forward(ltm):
     want, steps = executed(TINY), 2
-    assert measure_flops_per_token(ltm, steps, train=False) == pytest.approx(
+    assert measure_flops_per_token(ltm, fast_loop(steps=steps), train=False) == pytest.approx(
         steps * want["inner_latent"] + want["forward"], rel=1e-9)
 
 
@@ -107,11 +113,11 @@ def test_measured_autoregressive_model():
     assert measure_flops_per_token(ar) == pytest.approx(want["slow"], rel=1e-9)
     assert measure_flops_per_token(ar, train=False) == pytest.approx(want["forward"], rel=1e-9)
     with pytest.raises(LtmError):
-        measure_flops_per_token(ar, 2)
+        measure_flops_per_token(ar, fast_loop(steps=2))
 
 
 def test_measurement_leaves_the_model_untouched(ltm):
     before = {k: v.clone() for k, v in ltm.state_dict().items()}
-    measure_flops_per_token(ltm, 2, decoder_grads=True)
+    measure_flops_per_token(ltm, fast_loop(steps=2, decoder_grads=True))
     assert all(p.grad is None for p in ltm.parameters())
     assert all(torch.equal(before[k], v) for k, v in ltm.state_dict().items())

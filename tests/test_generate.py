@@ -2,13 +2,22 @@ import math
 
 import pytest
 import torch
+from settings import fast_loop
 
 from ltm.errors import LtmError
-from ltm.generate import (conditional_sample, filter_logits, fit_prompt_z, generation_metrics,
-                          generation_perplexity, next_token, prior_z, sample, unconditional_sample,
-                          unigram_entropy)
+from ltm.generate import (
+    conditional_sample,
+    filter_logits,
+    fit_prompt_z,
+    generation_metrics,
+    generation_perplexity,
+    next_token,
+    prior_z,
+    sample,
+    unconditional_sample,
+    unigram_entropy,
+)
 from ltm.model import Decoder, ModelConfig
-from ltm.posterior import PosteriorConfig
 
 # init_std 0.3: at the default 0.02 a random tied-embedding model greedily repeats one token forever,
 # which would make the cache-equality tests trivially true
@@ -58,7 +67,7 @@ def test_cache_refuses_to_grow_past_the_context():
 def test_conditional_greedy_generation_is_the_same_with_and_without_the_cache(n_latents):
     model = tiny(n_latents=n_latents)
     prompt = tokens(seq=20)  # longer than the window
-    cfg = PosteriorConfig(steps=3)
+    cfg = fast_loop(steps=3)
     cached, z1 = conditional_sample(model, prompt, 24, cfg, fit_generator=gen(3), greedy=True)
     plain, z2 = conditional_sample(model, prompt, 24, cfg, fit_generator=gen(3), greedy=True, use_cache=False)
     assert cached.shape == (2, 44)
@@ -83,7 +92,7 @@ def test_temperature_sampling_is_the_same_with_and_without_the_cache():
 
 def test_the_fitted_z_depends_on_the_prompt_and_differs_per_row():
     model = tiny()
-    cfg = PosteriorConfig(steps=3)
+    cfg = fast_loop(steps=3)
     prompt = tokens(batch=1, seq=12).repeat(3, 1)
     z = fit_prompt_z(model, prompt, cfg, generator=gen(0)).z
     assert not torch.allclose(z[0], z[1]) and not torch.allclose(z[1], z[2])  # independent draws

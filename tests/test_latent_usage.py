@@ -4,16 +4,23 @@ import math
 import numpy as np
 import pytest
 import torch
+from settings import fast_loop
 
 from ltm.bounds import score_batch
-from ltm.latent_usage import (UsageTotals, adam_step_bound, alternative_nll, kl_floor_per_dim, likelihood_free_kl,
-                              logvar_ceiling)
+from ltm.latent_usage import (
+    UsageTotals,
+    adam_step_bound,
+    alternative_nll,
+    kl_floor_per_dim,
+    likelihood_free_kl,
+    logvar_ceiling,
+)
 from ltm.model import Decoder, ModelConfig
-from ltm.posterior import Posterior, PosteriorConfig, fit_posterior
+from ltm.posterior import Posterior, fit_posterior
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-PAPER = PosteriorConfig(steps=16)
+PAPER = fast_loop(steps=16)
 CFG = ModelConfig(vocab_size=64, seq_len=32, d_model=32, n_layers=2, n_heads=4, n_latents=4, window=8)
 
 
@@ -51,7 +58,7 @@ def test_kl_floor_is_below_the_likelihood_free_fit_and_close_to_it(steps):
 
 def test_kl_floor_holds_against_any_likelihood_gradient():
     """Adversarial pulls on log sigma^2 (random, or always upwards) never beat the floor."""
-    cfg = PosteriorConfig(steps=4)
+    cfg = fast_loop(steps=4)
     floor_ceiling = logvar_ceiling(cfg, 4, cfg.init_logvar_mean)
     g = torch.Generator().manual_seed(0)
     for strength in (0.0, 1.0, 1e3):
@@ -75,10 +82,10 @@ def test_paper_settings_floor_matches_the_issue_derivation():
 
 
 def test_continued_schedule_holds_lr_min_past_training_T():
-    cfg = PosteriorConfig(steps=16, schedule_steps=4)
+    cfg = fast_loop(steps=16, schedule_steps=4)
     assert cfg.lr(0) == pytest.approx(cfg.lr_max)
     assert cfg.lr(4) == pytest.approx(cfg.lr_min) and cfg.lr(15) == pytest.approx(cfg.lr_min)
-    assert PosteriorConfig(steps=4).lr(2) == cfg.lr(2)
+    assert fast_loop(steps=4).lr(2) == cfg.lr(2)
 
 
 def _model() -> Decoder:
@@ -99,7 +106,7 @@ def test_a_decoder_that_ignores_z_carries_no_information():
             block.cross.out.weight.zero_()
     x, y = _batch()
     totals = UsageTotals()
-    s = score_batch(model, x, y, steps=2, samples=2, seed=0, post_cfg=PosteriorConfig(steps=2))
+    s = score_batch(model, x, y, steps=2, samples=2, seed=0, post_cfg=fast_loop(steps=2))
     totals.add(s.tokens, s.fresh.nll, alternative_nll(model, x, y, s.posterior, seed=1), s.posterior)
     out = totals.summary()
     assert abs(out["information_vs_prior"]["nats_per_token"]) < 1e-6
@@ -115,7 +122,7 @@ def test_latents_that_encode_the_sequence_are_detected():
         for block in model.blocks:
             block.cross.out.weight.mul_(30.0)
     x, y = _batch(64)
-    cfg = PosteriorConfig(steps=40, init_logvar_mean=-2.0)
+    cfg = fast_loop(steps=40, init_logvar_mean=-2.0)
     post = fit_posterior(model, x, y, cfg, generator=torch.Generator().manual_seed(0))
     totals = UsageTotals()
     with torch.no_grad():
@@ -146,9 +153,9 @@ def test_active_units_count_dimensions_whose_mean_varies_across_sequences():
 
 def test_eval_schedules_respan_or_continue_the_training_cosine():
     from ltm.bounds import fit_for_eval
-    from ltm.evaluate import EvalConfig, eval_posterior
+    from ltm.evaluate import eval_posterior
 
-    train = PosteriorConfig(steps=4)
+    train = fast_loop(steps=4)
     respan, cont = eval_posterior(train, 16, "respan"), eval_posterior(train, 16, "continue")
     assert respan.steps == cont.steps == 16
     assert respan.lr(8) == pytest.approx(0.5 * (train.lr_max + train.lr_min))  # half-way down a 16-step cosine
@@ -159,8 +166,7 @@ def test_eval_schedules_respan_or_continue_the_training_cosine():
     a = fit_for_eval(model, x, y, steps=16, seed=0, post_cfg=respan)
     b = fit_for_eval(model, x, y, steps=16, seed=0, post_cfg=cont)
     assert not torch.equal(a.logvar, b.logvar)
-    with pytest.raises(Exception, match="lr_schedule"):
-        EvalConfig.from_dict({"lr_schedule": "warm"})
+    # an unknown eval.lr_schedule is refused where params are validated (tests/test_config.py)
 
 
 def test_harm_from_prior_z_alone_is_not_information():

@@ -2,10 +2,16 @@ import dataclasses
 
 import pytest
 import torch
+from settings import fast_loop
 
 from ltm.errors import LtmError
 from ltm.model import Decoder, ModelConfig
-from ltm.posterior import PosteriorConfig, fit_posterior, kl_to_standard_normal, latent_grads, nelbo_terms
+from ltm.posterior import (
+    fit_posterior,
+    kl_to_standard_normal,
+    latent_grads,
+    nelbo_terms,
+)
 
 CFG = ModelConfig(vocab_size=64, seq_len=32, d_model=32, n_layers=2, n_heads=4, n_latents=4, window=8)
 
@@ -82,7 +88,7 @@ def test_default_loop_gives_decoder_no_gradient_and_restores_state():
              if p.requires_grad]
     modes = []
     model.blocks[0].register_forward_pre_hook(lambda mod, args: modes.append(mod.training))
-    fit_posterior(model, *batch(), PosteriorConfig(steps=3), generator=gen())
+    fit_posterior(model, *batch(), fast_loop(steps=3), generator=gen())
     for h in hooks:
         h.remove()
     assert seen == []
@@ -96,7 +102,7 @@ def test_default_loop_gives_decoder_no_gradient_and_restores_state():
 def test_decoder_grads_accumulates_the_summed_nll_gradient_of_every_inner_step():
     model = make_model(torch.float64)
     x, y = batch()
-    quirk = PosteriorConfig(steps=2, decoder_grads=True)
+    quirk = fast_loop(steps=2, decoder_grads=True)
     post = fit_posterior(model, x, y, quirk, generator=gen())
     got = {n: p.grad.clone() for n, p in model.named_parameters()}
     model.zero_grad(set_to_none=True)
@@ -119,7 +125,7 @@ def test_loop_lowers_the_nelbo_and_more_steps_lower_it_further():
     x, y = batch()
     finals = []
     for steps in (0, 4, 16, 48):
-        post = fit_posterior(model, x, y, PosteriorConfig(steps=steps), generator=gen())
+        post = fit_posterior(model, x, y, fast_loop(steps=steps), generator=gen())
         assert post.nelbo_trace.shape == (steps + 1,)
         torch.testing.assert_close(post.nelbo_trace[-1], post.nelbo.sum())
         finals.append(post.nelbo.sum().item())
@@ -129,7 +135,7 @@ def test_loop_lowers_the_nelbo_and_more_steps_lower_it_further():
 
 
 def test_fast_learning_rate_is_a_cosine_from_lr_max_towards_lr_min():
-    cfg = PosteriorConfig(steps=4)
+    cfg = fast_loop(steps=4)
     assert [round(cfg.lr(s), 6) for s in range(4)] == [0.34, round(0.034 + 0.306 * 0.5 * (1 + 2**-0.5), 6),
                                                         0.187, round(0.034 + 0.306 * 0.5 * (1 - 2**-0.5), 6)]
 
@@ -137,7 +143,7 @@ def test_fast_learning_rate_is_a_cosine_from_lr_max_towards_lr_min():
 def test_initialisation_follows_the_paper():
     model = make_model()
     x, y = batch(size=64)
-    post = fit_posterior(model, x, y, PosteriorConfig(steps=0), generator=gen())
+    post = fit_posterior(model, x, y, fast_loop(steps=0), generator=gen())
     assert post.mu.std().item() == pytest.approx(0.01, rel=0.03)
     assert post.logvar.mean().item() == pytest.approx(-5.0, abs=0.01)
     assert post.logvar.std().item() == pytest.approx(0.1, rel=0.03)
@@ -147,7 +153,7 @@ def test_initialisation_follows_the_paper():
 def test_same_generator_same_posterior_and_different_seed_differs():
     model = make_model()
     x, y = batch()
-    cfg = PosteriorConfig(steps=3)
+    cfg = fast_loop(steps=3)
     a = fit_posterior(model, x, y, cfg, generator=gen(5))
     b = fit_posterior(model, x, y, cfg, generator=gen(5))
     c = fit_posterior(model, x, y, cfg, generator=gen(6))
@@ -159,7 +165,7 @@ def test_works_under_bf16_autocast():
     model = make_model()
     x, y = batch()
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        post = fit_posterior(model, x, y, PosteriorConfig(steps=4), generator=gen())
+        post = fit_posterior(model, x, y, fast_loop(steps=4), generator=gen())
     assert post.mu.dtype == torch.float32 and post.nll.dtype == torch.float32
     assert torch.isfinite(post.nelbo_trace).all()
     assert post.nelbo_trace[-1] < post.nelbo_trace[0]
@@ -168,7 +174,7 @@ def test_works_under_bf16_autocast():
 def test_works_inside_no_grad():
     model = make_model()
     x, y = batch()
-    cfg = PosteriorConfig(steps=3)
+    cfg = fast_loop(steps=3)
     with torch.no_grad():
         inside = fit_posterior(model, x, y, cfg, generator=gen())
     torch.testing.assert_close(inside.mu, fit_posterior(model, x, y, cfg, generator=gen()).mu)
@@ -176,7 +182,7 @@ def test_works_inside_no_grad():
 
 def test_score_false_skips_the_final_pass():
     model = make_model()
-    post = fit_posterior(model, *batch(), PosteriorConfig(steps=2), generator=gen(), score=False)
+    post = fit_posterior(model, *batch(), fast_loop(steps=2), generator=gen(), score=False)
     assert post.nelbo_trace.shape == (2,) and post.nll is None
     with pytest.raises(LtmError):
         post.nelbo
@@ -186,9 +192,7 @@ def test_bad_input_raises_ltm_error():
     model = make_model()
     x, y = batch()
     with pytest.raises(LtmError):
-        fit_posterior(model, x, y[:, :-1], PosteriorConfig())
+        fit_posterior(model, x, y[:, :-1], fast_loop(steps=16))
     with pytest.raises(LtmError):
-        fit_posterior(Decoder(dataclasses.replace(CFG, n_latents=0)), x, y, PosteriorConfig())
-    for bad in (dict(steps=-1), dict(lr_min=1.0), dict(betas=(0.9, 1.0)), dict(weight_decay=-1.0)):
-        with pytest.raises(LtmError):
-            PosteriorConfig(**bad)
+        fit_posterior(Decoder(dataclasses.replace(CFG, n_latents=0)), x, y, fast_loop(steps=16))
+    # bad fast-loop settings are refused where params are validated (tests/test_config.py)

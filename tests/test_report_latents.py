@@ -88,6 +88,6 @@ def test_ground_truth_is_shown_beside_every_bound_on_a_synthetic_corpus():
 def test_deviations_from_the_paper_are_labelled():
     from ltm.report_latents import deviations
 
-    dev = deviations({"posterior": {"steps": 4, "lr_max": 0.34, "lr_min": 0.034, "init_logvar_mean": -5.0},
+    dev = deviations({"posterior": {"inner_steps": 4, "lr_max": 0.34, "lr_min": 0.034, "init_logvar_mean": -5.0},
                       "data": {"shards": {"seq_len": 1024}}})
-    assert dev == ["T (inner steps at training) `posterior.steps` = 4 (paper: 16)"]
+    assert dev == ["T (inner steps at training) `posterior.inner_steps` = 4 (paper: 16)"]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ltm.dvc_child import stop_with_dvc
 from ltm.errors import LtmError
+from ltm.families import family
 
 DATA = "data"
 
@@ -63,24 +64,7 @@ def cmd_evaluate(a: argparse.Namespace) -> None:
     out = a.out or f"results/eval/{a.run}"
     m = evaluate(a.params, a.run, a.model or f"runs/{a.run}/model", a.shards, a.tokenizer, out)
     for split, rec in m["splits"].items():
-        p = rec["protocol"]
-        if m["family"] == "diffusion":
-            d = rec["diffusion_bound"]
-            print(f"{a.run} {split} ({p['diffusion_samples']} draws): diffusion NELBO ppl <= {d['ppl']:.2f}, "
-                  f"{d['bpb']:.3f} bits/byte")
-        elif m["family"] == "ar":
-            print(f"{a.run} {split}: exact NLL {rec['exact']['nll']:.4f} nats/token, ppl {rec['exact']['ppl']:.2f}, "
-                  f"{rec['exact']['bpb']:.3f} bits/byte")
-        else:
-            print(f"{a.run} {split} (T_eval={p['T_eval']}, K={p['K']}): IWAE ppl <= {rec['iwae']['ppl']:.2f}, "
-                  f"fresh ELBO ppl <= {rec['fresh_elbo']['ppl']:.2f}, paper protocol {rec['paper']['ppl']:.2f} "
-                  f"(biased), {rec['iwae']['bpb']:.3f} bits/byte (IWAE)")
-            if "latent_usage" in rec:
-                u = rec["latent_usage"]
-                info = u["information_vs_shuffled"] or u["information_vs_prior"]
-                print(f"  latents: {info['nats_per_token']:.4f} ± {info['stderr'] or 0:.4f} nats/token of information "
-                      f"({'carried' if u['latents_carry_information'] else 'none measurable'}); KL {u['kl_per_token']:.3f} "
-                      f"nats/token, floor {u['kl_floor_per_token']:.3f}; {u['active_units']}/{u['latent_dims']} active units")
+        print(family(m["family"]).impl.summary(a.run, split, rec))
     print(f"-> {out}")
 
 
@@ -178,7 +162,7 @@ def cmd_demo(a: argparse.Namespace) -> None:
     print(f"demo: synthetic corpus, ground truth {truth['bpb']:.4f} ± {truth['bpb_stderr']:.4f} bits/byte on val")
     for name, run in m["runs"].items():
         for t, rec in run["by_T_eval"].items():
-            if run["family"] == "ar":
+            if not family(run["family"]).has_latents:
                 print(f"  {name} (window {run['window']}): exact {rec['exact']['bpb']:.4f} bits/byte")
             else:
                 u = rec["latent_usage"]

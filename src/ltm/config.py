@@ -12,6 +12,7 @@ import json
 import math
 import os
 import re
+from dataclasses import MISSING, fields
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import jsonschema
 import yaml
 
 from ltm.errors import LtmError
+from ltm.families import family
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "params.schema.yaml"
@@ -53,9 +55,31 @@ def _describe(error: jsonschema.ValidationError, source: str) -> str:
         prefix = "" if where == "<top level>" else where + "."
         keys = ", ".join(prefix + k for k in extra)
         return f"{source}: unknown key {keys}"
-    if error.validator == "required":
-        return f"{source}: {where}: {error.message}"
+    if error.validator == "type" and isinstance(error.validator_value, str):
+        kind = TYPE_WORDS.get(error.validator_value, error.validator_value)
+        return f"{source}: {where} must be {kind}, got {error.instance!r}"
     return f"{source}: {where}: {error.message}"
+
+
+TYPE_WORDS = {"array": "a list", "object": "a mapping", "integer": "an integer", "number": "a number",
+              "string": "a string", "boolean": "true or false"}
+
+
+def typed(cls: type, section: dict, **renamed: str):
+    """A frozen dataclass built from one validated params section (lists become tuples); `renamed`
+    maps a field to the params key that holds it. Every field must be present: no defaults here."""
+    values = {}
+    for f in fields(cls):
+        if not f.init:
+            continue
+        key = renamed.get(f.name, f.name)
+        if key not in section:
+            if f.default is MISSING and f.default_factory is MISSING:
+                raise LtmError(f"params section for {cls.__name__} has no key {key!r}")
+            continue
+        value = section[key]
+        values[f.name] = tuple(value) if isinstance(value, list) else value
+    return cls(**values)
 
 
 def non_finite_key(node: Any, prefix: str = "") -> str | None:
@@ -85,7 +109,13 @@ def validate(params: Any, source: str = DEFAULT_PARAMS) -> None:
 
 
 def check_cross_references(params: dict, source: str) -> None:
-    """Constraints a JSON schema cannot express (references between sections)."""
+    """Constraints a JSON schema cannot express (between keys and sections): the one place for them."""
+    for where, post in (("posterior", params["posterior"]),
+                        ("demo.posterior", {**params["posterior"], **params["demo"].get("posterior", {})})):
+        if post["lr_min"] > post["lr_max"]:
+            raise LtmError(f"{source}: {where}: lr_min ({post['lr_min']}) must not exceed lr_max ({post['lr_max']})")
+    if params["train"]["min_lr"] > params["train"]["lr"]:
+        raise LtmError(f"{source}: train: min_lr ({params['train']['min_lr']}) must not exceed lr ({params['train']['lr']})")
     models = params.get("models", {})
     for name, run in params.get("runs", {}).items():
         if run["model"] not in models:
@@ -93,14 +123,14 @@ def check_cross_references(params: dict, source: str) -> None:
     judge = params.get("generation", {}).get("judge")
     if judge is not None and judge not in params.get("runs", {}):
         raise LtmError(f"{source}: generation.judge: {judge!r} is not a named run under runs:")
-    if judge is not None and models[params["runs"][judge]["model"]]["family"] != "ar":
-        raise LtmError(f"{source}: generation.judge: {judge!r} is not an AR run")
-    for family, grid in params.get("sweep", {}).items():
+    if judge is not None and not family(models[params["runs"][judge]["model"]]["family"]).exact_likelihood:
+        raise LtmError(f"{source}: generation.judge: {judge!r} is not an AR run (it must score tokens exactly)")
+    for name, grid in params.get("sweep", {}).items():
         for model in grid["models"]:
             if model not in models:
-                raise LtmError(f"{source}: sweep.{family}.models: unknown model preset {model!r}")
-            if models[model]["family"] != family:
-                raise LtmError(f"{source}: sweep.{family}.models: {model!r} is a {models[model]['family']} preset")
+                raise LtmError(f"{source}: sweep.{name}.models: unknown model preset {model!r}")
+            if models[model]["family"] != name:
+                raise LtmError(f"{source}: sweep.{name}.models: {model!r} is a {models[model]['family']} preset")
 
 
 def load_params(path: str | os.PathLike = DEFAULT_PARAMS, env: dict | None = None) -> dict:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ltm.config import typed
 from ltm.errors import LtmError
 from ltm.generate import next_token
 from ltm.model import Decoder, ModelConfig, token_nll
@@ -39,16 +40,14 @@ SCHEDULES = ("loglinear", "cosine")
 
 @dataclass(frozen=True)
 class DiffusionConfig:
-    schedule: str = "loglinear"
-    eps: float = 1e-3  # alpha_1 = eps (MDLM's LogLinearNoise eps)
-    t_min: float = 1e-3  # training times t ~ U[t_min, 1] keep the weight w(t) <= ~1/t_min (MDLM's sampling_eps)
+    """The `diffusion:` params section (validated there)."""
+    schedule: str  # loglinear | cosine
+    eps: float  # alpha_1 = eps (MDLM's LogLinearNoise eps)
+    t_min: float  # training times t ~ U[t_min, 1] keep the weight w(t) <= ~1/t_min (MDLM's sampling_eps)
 
-    def __post_init__(self) -> None:
-        if self.schedule not in SCHEDULES:
-            raise LtmError(f"diffusion.schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
-        for name in ("eps", "t_min"):
-            if not 0 <= getattr(self, name) < 1:
-                raise LtmError(f"diffusion.{name} must be in [0, 1), got {getattr(self, name)!r}")
+    @classmethod
+    def from_params(cls, section: dict) -> "DiffusionConfig":
+        return typed(cls, section)
 
     def _shape(self, t: Tensor) -> Tensor:
         """m(t) in [0, 1], m(0) = 0, m(1) = 1; the masked fraction is (1 - eps) m(t)."""
@@ -86,19 +85,18 @@ def denoiser_config(vocab_size: int, seq_len: int, **preset) -> ModelConfig:
 class MaskedDiffusionLM(nn.Module):
     """x_t (B, S) ids in [0, vocab], vocab = [MASK] -> logits (B, S, vocab + 1) with the [MASK] logit -inf."""
 
-    def __init__(self, cfg: ModelConfig, diffusion: DiffusionConfig | None = None) -> None:
+    def __init__(self, cfg: ModelConfig, diffusion: DiffusionConfig) -> None:
         super().__init__()
         if cfg.causal or cfg.n_latents:
             raise LtmError("the diffusion denoiser needs causal=False and n_latents=0 (see denoiser_config)")
-        self.cfg, self.diffusion = cfg, diffusion or DiffusionConfig()
+        self.cfg, self.diffusion = cfg, diffusion
         self.vocab_size = cfg.vocab_size - 1
         self.mask_id = self.vocab_size
         self.decoder = Decoder(cfg)
         self.register_buffer("is_mask_column", torch.arange(cfg.vocab_size) == self.mask_id, persistent=False)
 
     @classmethod
-    def build(cls, vocab_size: int, seq_len: int, diffusion: DiffusionConfig | None = None,
-              **preset) -> "MaskedDiffusionLM":
+    def build(cls, vocab_size: int, seq_len: int, diffusion: DiffusionConfig, **preset) -> "MaskedDiffusionLM":
         return cls(denoiser_config(vocab_size, seq_len, **preset), diffusion)
 
     def forward(self, xt: Tensor) -> Tensor:

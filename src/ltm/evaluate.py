@@ -11,18 +11,30 @@ The paper's own aggregate, mean_i exp(NELBO_i / len_i), is reported as paper.ppl
 """
 
 import math
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 import torch
 
-from ltm.bounds import ar_nll, bits_per_byte, paper_perplexity, score_batch, scored_tokens
+from ltm.bounds import (
+    ar_nll,
+    bits_per_byte,
+    paper_perplexity,
+    score_batch,
+    scored_tokens,
+)
+from ltm.config import typed
 from ltm.data.loader import TokenShards, iter_eval_batches
 from ltm.errors import LtmError
 from ltm.eval_bytes import bytes_per_token, target_bytes
 from ltm.flops import eval_flops_per_token, flop_shape
-from ltm.latent_usage import UsageTotals, alternative_nll, floor_note, likelihood_free_kl
+from ltm.latent_usage import (
+    UsageTotals,
+    alternative_nll,
+    floor_note,
+    likelihood_free_kl,
+)
 from ltm.model import Decoder
 from ltm.posterior import PosteriorConfig
 from ltm.progress import progress
@@ -47,50 +59,21 @@ def eval_posterior(post_cfg: PosteriorConfig, steps: int, lr_schedule: str) -> P
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """The `eval:` params section."""
-    splits: tuple[str, ...] = ("val", "heldout-lee")
-    max_rows: int = 256  # rows (sequences) scored per split; 0 = all
-    batch_size: int = 16
-    steps: int | None = None  # T_eval; None = the training T (posterior.steps)
-    samples: int = 16  # K fresh draws for the fresh ELBO and the IWAE bound
-    diffusion_samples: int = 8  # Monte-Carlo draws of a diffusion model's NELBO bound
-    seed: int = 0
-    t_curve: tuple[int, ...] = (0, 1, 2, 4, 8, 16, 32)
-    t_curve_max_rows: int = 64  # rows for each point of the T_eval curve; 0 = max_rows
-    lr_schedule: str = "respan"  # fast lr at T_eval: respan (cosine over T_eval) | continue (training cosine, then lr_min)
+    """The `eval:` params section (validated there)."""
+    splits: tuple[str, ...]
+    max_rows: int  # rows (sequences) scored per split; 0 = all
+    batch_size: int
+    t_eval: int | None  # T_eval; None = the training T (posterior.inner_steps)
+    samples: int  # K fresh draws for the fresh ELBO and the IWAE bound
+    diffusion_samples: int  # Monte-Carlo draws of a diffusion model's NELBO bound
+    seed: int
+    t_curve: tuple[int, ...]
+    t_curve_max_rows: int  # rows for each point of the T_eval curve; 0 = max_rows
+    lr_schedule: str  # fast lr at T_eval: respan (cosine over T_eval) | continue (training cosine, then lr_min)
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any] | None) -> "EvalConfig":
-        raw = dict(raw or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise LtmError(f"unknown key eval.{unknown[0]} (known: {', '.join(sorted(known))})")
-        for key in ("splits", "t_curve"):
-            if key in raw:
-                if not isinstance(raw[key], (list, tuple)):
-                    raise LtmError(f"eval.{key} must be a list, got {raw[key]!r}")
-                raw[key] = tuple(raw[key])
-        cfg = cls(**raw)
-        cfg._check()
-        return cfg
-
-    def _check(self) -> None:
-        def whole(name: str, value: Any, low: int) -> None:
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise LtmError(f"eval.{name} must be an integer >= {low}, got {value!r}")
-
-        for name, low in (("max_rows", 0), ("batch_size", 1), ("samples", 1), ("diffusion_samples", 1), ("seed", 0),
-                          ("t_curve_max_rows", 0)):
-            whole(name, getattr(self, name), low)
-        if self.steps is not None:
-            whole("steps", self.steps, 0)
-        for t in self.t_curve:
-            whole("t_curve[]", t, 0)
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise LtmError(f"eval.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
-        if not all(isinstance(s, str) and s for s in self.splits):
-            raise LtmError(f"eval.splits must be a list of split names, got {list(self.splits)!r}")
+    def from_params(cls, section: dict) -> "EvalConfig":
+        return typed(cls, section)
 
 
 class _Totals:
@@ -121,13 +104,13 @@ def scoring_flops_per_token(model: Decoder, steps: int, samples: int, usage: boo
     return eval_flops_per_token(*shape, steps) + (samples + (2 if usage else 0)) * forward
 
 
-def evaluate_split(model: Decoder, shards: TokenShards, cfg: dict | EvalConfig, *,
+def evaluate_split(model: Decoder, shards: TokenShards, ecfg: EvalConfig, *,
                    post_cfg: PosteriorConfig | None = None, token_bytes: np.ndarray | None = None,
                    rows_per_pass: int | None = None, usage: bool = True,
                    per_sequence: bool = False, desc: str | None = None) -> dict[str, Any]:
     """Score `shards` (one split) with `model`; returns one JSON-ready record.
 
-    cfg: the `eval:` section. post_cfg: the training fast-loop settings (T_eval defaults to its steps).
+    ecfg: the `eval:` section. post_cfg: the training fast-loop settings (T_eval defaults to its steps).
     token_bytes: per-id byte lengths (eval_bytes.token_byte_lengths) for exact bits per byte; without
     it the manifest's bytes-per-token ratio is used. rows_per_pass: decoder rows per pass when scoring
     the K draws (memory only; the numbers do not depend on it). usage: add the latent-usage diagnostics
@@ -136,11 +119,10 @@ def evaluate_split(model: Decoder, shards: TokenShards, cfg: dict | EvalConfig, 
     two models on the same rows (the rows and their order depend only on the shards and cfg).
     desc: show progress per batch under this label (`ltm.progress`).
     """
-    ecfg = cfg if isinstance(cfg, EvalConfig) else EvalConfig.from_dict(cfg)
     is_ltm = model.cfg.n_latents > 0
     if is_ltm and post_cfg is None:  # never a silent default fast loop: T and the lrs change every bound
         raise LtmError("scoring an LTM needs the fast-loop settings it was trained with (post_cfg); none given")
-    steps = (post_cfg.steps if ecfg.steps is None else ecfg.steps) if is_ltm else 0
+    steps = (post_cfg.steps if ecfg.t_eval is None else ecfg.t_eval) if is_ltm else 0
     if shards.seq_len > model.cfg.seq_len:
         raise LtmError(f"split {shards.split!r} has blocks of {shards.seq_len} tokens, the model at most "
                        f"{model.cfg.seq_len}")
@@ -256,7 +238,7 @@ def curve_row(record: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def t_eval_curve(model: Decoder, shards: TokenShards, t_list: list[int] | None, cfg: dict | EvalConfig, *,
+def t_eval_curve(model: Decoder, shards: TokenShards, t_list: list[int] | None, ecfg: EvalConfig, *,
                  post_cfg: PosteriorConfig | None = None, token_bytes: np.ndarray | None = None,
                  rows_per_pass: int | None = None, desc: str | None = None) -> list[dict[str, Any]]:
     """Bounds vs T_eval: one row per T in t_list (default cfg.t_curve), on t_curve_max_rows rows.
@@ -265,17 +247,14 @@ def t_eval_curve(model: Decoder, shards: TokenShards, t_list: list[int] | None, 
     Nothing guarantees monotonicity in T (the fast lr schedule depends on T; AdamW is not a descent
     method), which is why the curve is worth plotting rather than assuming.
     """
-    ecfg = cfg if isinstance(cfg, EvalConfig) else EvalConfig.from_dict(cfg)
     if model.cfg.n_latents == 0:
         raise LtmError("a T_eval curve needs a model with latents; the AR baseline has no inference steps")
     t_list = list(ecfg.t_curve if t_list is None else t_list)
     if not t_list:
         raise LtmError("the T_eval curve needs at least one T value")
-    base = EvalConfig(**{**asdict(ecfg), "max_rows": ecfg.t_curve_max_rows or ecfg.max_rows})
     rows = []
     for t in t_list:
-        point = EvalConfig(**{**asdict(base), "steps": t})
-        point._check()
+        point = replace(ecfg, max_rows=ecfg.t_curve_max_rows or ecfg.max_rows, t_eval=t)
         record = evaluate_split(model, shards, point, post_cfg=post_cfg, token_bytes=token_bytes,
                                 rows_per_pass=rows_per_pass, usage=False,
                                 desc=None if desc is None else f"{desc} T_eval={t}")

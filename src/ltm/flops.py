@@ -72,23 +72,24 @@ _CPU_ATTENTION = {
 }
 
 
-def measure_flops_per_token(model: Decoder, steps: int = 0, *, train: bool = True, batch_size: int = 1,
-                            decoder_grads: bool = False, seed: int = 0) -> float:
+def measure_flops_per_token(model: Decoder, post_cfg: PosteriorConfig | None = None, *, train: bool = True,
+                            batch_size: int = 1, seed: int = 0) -> float:
     """Count the matmul/attention FLOPs of one real step on random tokens, per token.
 
-    train=True: the inner loop (T steps, no final scoring pass) then the slow step, a forward and
-    backward of the mean token cross-entropy at the detached z. train=False: the inner loop, then the
-    scoring forward pass. For an autoregressive model steps must be 0. Runs on a copy of the model,
-    so the caller's model and gradients are untouched.
+    train=True: the inner loop (post_cfg.steps steps, no final scoring pass) then the slow step, a
+    forward and backward of the mean token cross-entropy at the detached z. train=False: the inner
+    loop, then the scoring forward pass. An autoregressive model has no inner loop (post_cfg None).
+    Runs on a copy of the model, so the caller's model and gradients are untouched.
     """
     cfg = model.cfg
-    if steps and not cfg.n_latents:
+    if post_cfg is not None and post_cfg.steps and not cfg.n_latents:
         raise LtmError("an autoregressive model has no inner loop: steps must be 0")
+    if cfg.n_latents and post_cfg is None:
+        raise LtmError("counting an LTM's FLOPs needs its fast-loop settings (post_cfg)")
     model = copy.deepcopy(model)
     device = model.embed.weight.device
     gen = torch.Generator(device).manual_seed(seed)
     x, y = torch.randint(0, cfg.vocab_size, (2, batch_size, cfg.seq_len), generator=gen, device=device)
-    post_cfg = PosteriorConfig(steps=steps, decoder_grads=decoder_grads)
     with FlopCounterMode(display=False, custom_mapping=_CPU_ATTENTION) as counter:
         z = None
         if cfg.n_latents:

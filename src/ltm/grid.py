@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from ltm.errors import LtmError
+from ltm.families import Family, family
 
 # A sweep point is named by its grid values, so the name alone says what it is and adding a point
 # never renames (or reruns) another: MODEL-D<tokens> for AR, MODEL-D<tokens>-T<T>-Z<N_z> for LTM.
@@ -18,19 +19,25 @@ def sweep_name(model: str, tokens: int, inner_steps: int | None = None, n_latent
 
 def sweep_points(params: dict) -> dict[str, dict]:
     """Every grid point of params `sweep:` as a run entry, keyed by its name."""
-    sweep, points = params.get("sweep", {}), {}
-    for family in ("ar", "diffusion"):
-        for model in sweep.get(family, {}).get("models", []):
-            for tokens in sweep[family]["tokens"]:
-                points[sweep_name(model, tokens)] = {"model": model, "tokens": tokens}
-    grid = sweep.get("ltm", {})
-    for model in grid.get("models", []):
-        for tokens in grid["tokens"]:
-            for T in grid["inner_steps"]:
-                for nz in grid["n_latents"]:
-                    points[sweep_name(model, tokens, T, nz)] = {"model": model, "tokens": tokens,
-                                                                "inner_steps": T, "n_latents": nz}
+    points = {}
+    for fam, grid in sweep_grids(params):
+        for model in grid["models"]:
+            for tokens in grid["tokens"]:
+                if not fam.has_latents:
+                    points[sweep_name(model, tokens)] = {"model": model, "tokens": tokens}
+                    continue
+                for T in grid["inner_steps"]:
+                    for nz in grid["n_latents"]:
+                        points[sweep_name(model, tokens, T, nz)] = {"model": model, "tokens": tokens,
+                                                                    "inner_steps": T, "n_latents": nz}
     return points
+
+
+def sweep_grids(params: dict) -> list[tuple[Family, dict]]:
+    """The sweep's grids, one per family (the `sweep:` keys are family names); LTM grids also span
+    inner_steps (T) and n_latents (N_z). Baselines first: the order the report's tables list runs in."""
+    grids = [(family(name), grid) for name, grid in params.get("sweep", {}).items()]
+    return sorted(grids, key=lambda fg: fg[0].has_latents)
 
 
 def all_runs(params: dict) -> dict[str, dict]:
@@ -62,5 +69,5 @@ def train_sections(params: dict, name: str) -> list[str]:
     if name in params["runs"]:  # one DVC foreach serves every family: it declares both processes
         return [f"runs.{name}", f"models.{model}", "diffusion", "posterior", "train"]
     # a sweep point's own values are in its name (and so in its command line), not in params
-    process = "diffusion" if params["models"][model]["family"] == "diffusion" else "posterior"
-    return [f"models.{model}", process, "train"]
+    process = family(params["models"][model]["family"]).process
+    return [f"models.{model}", *([process] if process else []), "train"]

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import yaml
 
+from ltm.families import FAMILIES, Family
 from ltm.grid import all_runs, run_entry, sweep_points
 from ltm.stage_params import declared_params, stage_params
 
@@ -166,7 +167,7 @@ def code_files(stage: Stage | str) -> list[str]:
     return list(_code_files(stage if isinstance(stage, str) else stage.name))
 
 
-@lru_cache(maxsize=None)  # one scan per process: Snakemake asks again for every job of the stage
+@cache  # one scan per process: Snakemake asks again for every job of the stage
 def _code_files(name: str) -> tuple[str, ...]:
     files = {_module_file(m).relative_to(PACKAGE_DIR).as_posix() for m in code_closure(BY_NAME[name].module)}
     return tuple(sorted(f"{SRC_PREFIX}/{f}" for f in files))
@@ -181,12 +182,14 @@ HEADER = """\
 # previous artifact in place instead of DVC deleting it first. Every output is cached, so `dvc exp` (also
 # --temp and --queue) and `dvc plots diff` find each experiment's results.
 """
-SWEEP_MATRIX = {  # sweep family -> (matrix axes, run-name template in DVC's ${item.*})
-    "ltm": ({"model": "models", "tokens": "tokens", "T": "inner_steps", "nz": "n_latents"},
-            "${item.model}-D${item.tokens}-T${item.T}-Z${item.nz}"),
-    "ar": ({"model": "models", "tokens": "tokens"}, "${item.model}-D${item.tokens}"),
-    "diffusion": ({"model": "models", "tokens": "tokens"}, "${item.model}-D${item.tokens}"),
-}
+
+
+def _sweep_matrix(fam: Family) -> tuple[dict, str]:
+    """A family's sweep grid as a DVC matrix: its axes and the run-name template in ${item.*}."""
+    if fam.has_latents:
+        return ({"model": "models", "tokens": "tokens", "T": "inner_steps", "nz": "n_latents"},
+                "${item.model}-D${item.tokens}-T${item.T}-Z${item.nz}")
+    return {"model": "models", "tokens": "tokens"}, "${item.model}-D${item.tokens}"
 
 
 def _dvc_outs(stage: Stage, run: str) -> dict:
@@ -244,8 +247,9 @@ def dvc_yaml(params: dict) -> str:
             stages[stage.name] = {"foreach": "${runs}", "do": _uniform(stage, named, build)}
         if stage.each != "all":
             continue
-        for family, (axes, name) in SWEEP_MATRIX.items():
-            mine = [p for p, e in points.items() if _family_of(params, e) == family]
+        for fam in FAMILIES.values():
+            family, (axes, name) = fam.name, _sweep_matrix(fam)
+            mine = [p for p, e in points.items() if params["models"][e["model"]]["family"] == family]
             if not mine:
                 continue
             def build(p, stage=stage, name=name):
@@ -254,10 +258,6 @@ def dvc_yaml(params: dict) -> str:
             matrix = {axis: f"${{sweep.{family}.{key}}}" for axis, key in axes.items()}
             stages[f"sweep-{stage.name}-{family}"] = {"matrix": matrix, **body}
     return HEADER + yaml.safe_dump({"stages": stages}, sort_keys=False, width=200)
-
-
-def _family_of(params: dict, entry: dict) -> str:
-    return params["models"][entry["model"]]["family"]
 
 
 # ---------------------------------------------------------------- Snakemake

@@ -20,38 +20,31 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ltm.config import typed
 from ltm.errors import LtmError
 from ltm.model import Decoder
 
 
 @dataclass(frozen=True)
 class PosteriorConfig:
-    steps: int = 16  # T, inner AdamW steps
-    lr_max: float = 0.34
-    lr_min: float = 0.034
-    betas: tuple[float, float] = (0.9, 0.999)
-    weight_decay: float = 0.01
-    adam_eps: float = 1e-8
-    init_mu_std: float = 0.01
-    init_logvar_mean: float = -5.0
-    init_logvar_std: float = 0.1
-    decoder_grads: bool = False  # public-code quirk: inner backward() also accumulates decoder gradients
-    lr_logvar_scale: float = 1.0  # log sigma^2 steps at this multiple of the fast lr (paper: 1, one lr)
+    """The fast loop's settings: the `posterior:` params section (validated there), with `steps` the
+    number of AdamW steps of this fit: posterior.inner_steps at training, eval.t_eval at evaluation."""
+    steps: int
+    lr_max: float
+    lr_min: float
+    betas: tuple[float, float]
+    weight_decay: float
+    adam_eps: float
+    init_mu_std: float
+    init_logvar_mean: float
+    init_logvar_std: float
+    decoder_grads: bool  # public-code quirk: inner backward() also accumulates decoder gradients
+    lr_logvar_scale: float  # log sigma^2 steps at this multiple of the fast lr (paper: 1, one lr)
     schedule_steps: int | None = None  # steps the lr cosine spans; None = steps (evaluation may differ)
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.steps, int) or isinstance(self.steps, bool) or self.steps < 0:
-            raise LtmError(f"posterior.steps must be a non-negative integer, got {self.steps!r}")
-        if not 0 < self.lr_min <= self.lr_max:
-            raise LtmError(f"posterior needs 0 < lr_min <= lr_max, got {self.lr_min} and {self.lr_max}")
-        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
-            raise LtmError(f"posterior.betas must be two numbers in [0, 1), got {self.betas!r}")
-        if not self.lr_logvar_scale > 0:
-            raise LtmError(f"posterior.lr_logvar_scale must be positive, got {self.lr_logvar_scale!r}")
-        if self.weight_decay < 0 or self.adam_eps <= 0 or self.init_mu_std < 0 or self.init_logvar_std < 0:
-            raise LtmError("posterior.weight_decay, init_mu_std, init_logvar_std must be >= 0 and adam_eps > 0")
-        if self.schedule_steps is not None and (not isinstance(self.schedule_steps, int) or self.schedule_steps < 1):
-            raise LtmError(f"posterior schedule_steps must be a positive integer, got {self.schedule_steps!r}")
+    @classmethod
+    def from_params(cls, section: dict) -> "PosteriorConfig":
+        return typed(cls, section, steps="inner_steps")
 
     def lr(self, step: int) -> float:
         """Cosine from lr_max at step 0 towards lr_min over `schedule_steps` (default T; step T would

@@ -147,7 +147,7 @@ def demo_section(demo: dict[str, Any] | None) -> str:
                          f"{gap['nats_per_token']:+.4f} ± {num(gap['stderr'])}" if gap else "—"])
     post = demo.get("posterior") or {}
     setup = (f" The LTM has N_z = {next((r['n_latents'] for r in demo['runs'].values() if r['family'] == 'ltm'), '?')}"
-             f" latent vectors and its own fast loop (T = {post.get('steps')}, log sigma^2 starting at "
+             f" latent vectors and its own fast loop (T = {post.get('inner_steps')}, log sigma^2 starting at "
              f"{post.get('init_logvar_mean')}; `demo.posterior`, paper: T 16 and -5); both train with "
              f"{demo.get('batch_tokens')} tokens per step.") if post else ""
     text = ["### The mechanism where the answer is known (synthetic corpus)\n",
@@ -179,7 +179,7 @@ def demo_verdict(demo: dict[str, Any]) -> str:
 
 
 PAPER_SETTINGS = {  # what the paper ran (Kong et al. 2025), for labelling this run's deviations
-    "posterior.steps": (16, "T (inner steps at training)"),
+    "posterior.inner_steps": (16, "T (inner steps at training)"),
     "posterior.lr_max": (0.34, "fast lr at the first inner step"),
     "posterior.lr_min": (0.034, "fast lr at the end of the cosine"),
     "posterior.init_logvar_mean": (-5.0, "initial log sigma^2"),

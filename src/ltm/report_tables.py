@@ -95,7 +95,7 @@ def header(inp) -> str:
                    for r in runs if r.family == "ltm" and r.split(inp.split))
     Ks = sorted({v["protocol"].get("K") for v in vals} - {None})
     t_list = ", ".join(map(str, Ts)) or "—"
-    which_t = "the training T of each run" if at_train else "eval.steps, not the training T"
+    which_t = "the training T of each run" if at_train else "eval.t_eval, not the training T"
     return "\n".join([
         "# LTM pipeline: results report",
         "",

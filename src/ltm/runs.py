@@ -4,49 +4,57 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-from ltm.config import params_hash, subset
+from ltm.config import params_hash, subset, typed
+from ltm.diffusion import DiffusionConfig
 from ltm.errors import LtmError
+from ltm.families import family
 from ltm.grid import run_entry, train_sections
-from ltm.model import ModelConfig
 from ltm.posterior import PosteriorConfig
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The `train:` params section (validated there): the slow loop."""
+    batch_tokens: int  # global batch in tokens
+    lr: float
+    min_lr: float
+    warmup_steps: int
+    betas: tuple[float, float]
+    weight_decay: float  # matrices only
+    grad_clip: float  # 0 = no clipping
+    seed: int
+    log_every: int
+    eval_every: int
+    eval_batches: int
+    save_every: int
+    keep_last: int
+    val_diffusion_samples: int  # draws of the diffusion bound per validation batch
+
+    @classmethod
+    def from_params(cls, section: dict) -> TrainConfig:
+        return typed(cls, section)
 
 
 @dataclass(frozen=True)
 class RunSpec:
     name: str
-    family: str                      # "ltm" | "ar" | "diffusion"
+    family: str                      # a registered model family (ltm.families)
     model: dict                      # preset fields (d_model, n_layers, n_heads, n_latents, window)
-    posterior: dict                  # effective posterior settings (inner_steps override applied)
-    train: dict
-    diffusion: dict                  # the forward process (diffusion family only, else empty)
+    posterior: PosteriorConfig | None  # the fast loop, inner_steps override applied (LTM only)
+    train: TrainConfig
+    diffusion: DiffusionConfig | None  # the forward process (diffusion only)
     tokens: int                      # training budget in tokens
     seed: int
     params: dict = field(repr=False)  # the params subset this run depends on (hashed for resume checks)
 
     @property
-    def is_ltm(self) -> bool:
-        return self.family == "ltm"
-
-    @property
     def inner_steps(self) -> int:
-        return self.posterior["steps"] if self.is_ltm else 0
-
-    def model_config(self, vocab_size: int, seq_len: int) -> ModelConfig:
-        if self.family == "diffusion":
-            from ltm.diffusion import denoiser_config
-
-            return denoiser_config(vocab_size, seq_len, **self.model)
-        return ModelConfig(vocab_size=vocab_size, seq_len=seq_len, **self.model)
-
-    def posterior_config(self) -> PosteriorConfig:
-        cfg = dict(self.posterior)
-        cfg["betas"] = tuple(cfg["betas"])
-        return PosteriorConfig(**cfg)
+        return self.posterior.steps if self.posterior is not None else 0
 
     def batch_rows(self, seq_len: int) -> int:
-        rows, rest = divmod(self.train["batch_tokens"], seq_len)
+        rows, rest = divmod(self.train.batch_tokens, seq_len)
         if rows < 1 or rest:
-            raise LtmError(f"train.batch_tokens ({self.train['batch_tokens']}) must be a positive multiple "
+            raise LtmError(f"train.batch_tokens ({self.train.batch_tokens}) must be a positive multiple "
                            f"of data.shards.seq_len ({seq_len})")
         return rows
 
@@ -60,24 +68,28 @@ class RunSpec:
 
 def resolve_run(params: dict, name: str) -> RunSpec:
     run = run_entry(params, name)
-    if run["tokens"] < 1:
+    if run["tokens"] < 1:  # a sweep-point name given on the command line bypasses the schema
         raise LtmError(f"run {name}: tokens must be >= 1")
     preset = dict(params["models"][run["model"]])
-    family = preset.pop("family")
+    fam = family(preset.pop("family"))
     if "n_latents" in run:
         preset["n_latents"] = run["n_latents"]
-    if family == "ltm" and preset["n_latents"] < 1:
-        raise LtmError(f"run {name}: an ltm model needs n_latents >= 1")
-    if family != "ltm" and (preset["n_latents"] or "inner_steps" in run):
-        raise LtmError(f"run {name}: a {family} model takes no latents and no inner_steps")
-    posterior = dict(params["posterior"])
-    if "inner_steps" in run:
-        posterior["steps"] = run["inner_steps"]
-    diffusion = dict(params["diffusion"]) if family == "diffusion" else {}
-    return RunSpec(name=name, family=family, model=preset, posterior=posterior, train=dict(params["train"]),
-                   diffusion=diffusion,
+    if fam.has_latents and preset["n_latents"] < 1:
+        raise LtmError(f"run {name}: an {fam.name} model needs n_latents >= 1")
+    if not fam.has_latents and (preset["n_latents"] or "inner_steps" in run):
+        raise LtmError(f"run {name}: a {fam.name} model takes no latents and no inner_steps")
+    posterior = None
+    if fam.has_latents:
+        posterior = PosteriorConfig.from_params({**params["posterior"], **_picked(run, "inner_steps")})
+    diffusion = DiffusionConfig.from_params(params["diffusion"]) if fam.process == "diffusion" else None
+    return RunSpec(name=name, family=fam.name, model=preset, posterior=posterior,
+                   train=TrainConfig.from_params(params["train"]), diffusion=diffusion,
                    tokens=run["tokens"], seed=run.get("seed", params["train"]["seed"]),
                    params={**subset(params, train_sections(params, name)), "run": run})
+
+
+def _picked(entry: dict, *keys: str) -> dict:
+    return {k: entry[k] for k in keys if k in entry}
 
 
 def describe(spec: RunSpec) -> dict:

@@ -18,26 +18,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from ltm import checkpoint, flops
 from ltm.data.loader import BatchLoader, TokenShards, iter_eval_batches
-from ltm.diffusion import DiffusionConfig, MaskedDiffusionLM, diffusion_loss, diffusion_train_flops_per_token, nelbo_bound
 from ltm.distributed import barrier, init_distributed, mean_across, shutdown
 from ltm.errors import LtmError
+from ltm.families import family
 from ltm.io import sha256_file
-from ltm.model import Decoder
 from ltm.optim import make_optimizer, make_scheduler
-from ltm.posterior import fit_posterior, kl_to_standard_normal
+from ltm.posterior import kl_to_standard_normal
 from ltm.progress import progress
 from ltm.runs import RunSpec
 from ltm.runtime import resolve_device
 from ltm.seeds import derive_seed
 from ltm.tracking import Tracker, summary
-
-DIFFUSION_VAL_SAMPLES = 4  # draws of the diffusion bound per validation batch (a training diagnostic)
 
 # Dense bf16 peak of common accelerators, for MFU; None elsewhere.
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12}
@@ -65,8 +61,9 @@ class Trainer:
         self.val_data = TokenShards(shards_dir, "val")
         manifest = self.train_data.manifest
         self.seq_len = manifest["seq_len"]
-        self.model_cfg = spec.model_config(manifest["vocab_size"], self.seq_len)
-        self.post_cfg = spec.posterior_config() if spec.is_ltm else None
+        self.family = family(spec.family)
+        self.impl = self.family.impl
+        self.model_cfg = self.impl.model_config(manifest["vocab_size"], self.seq_len, spec.model)
         self.run_hash = spec.hash(sha256_file(Path(shards_dir) / "manifest.json"))
 
         self.global_rows = spec.batch_rows(self.seq_len)
@@ -80,11 +77,7 @@ class Trainer:
         self.total_steps = spec.total_steps(self.seq_len)
 
         torch.manual_seed(derive_seed(spec.seed, 0))
-        self.is_diffusion = spec.family == "diffusion"
-        if self.is_diffusion:
-            self.model = MaskedDiffusionLM(self.model_cfg, DiffusionConfig(**spec.diffusion)).to(self.device)
-        else:
-            self.model = Decoder(self.model_cfg).to(self.device)
+        self.model = self.impl.build(self.model_cfg, spec.diffusion).to(self.device)
         if runtime.get("compile"):
             self.model.compile()
         self.ddp = DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None) \
@@ -99,13 +92,7 @@ class Trainer:
 
         # C_train per token: the paper's accounting, (T + 1)(6P + 6LdS), used for all compute axes;
         # the latent-only inner loop really does less, recorded beside it.
-        shape = flops.flop_shape(self.model_cfg)
-        if self.is_diffusion:  # bidirectional: the full S x S attention matrix
-            self.flops_formula = self.flops_latent_only = diffusion_train_flops_per_token(*shape)
-        else:
-            self.flops_formula = flops.train_flops_per_token(*shape, steps=spec.inner_steps)
-            self.flops_latent_only = flops.train_flops_per_token(
-                *shape, steps=spec.inner_steps, latent_only=not (self.post_cfg and self.post_cfg.decoder_grads))
+        self.flops_formula, self.flops_latent_only = self.impl.train_flops(flops.flop_shape(self.model_cfg), spec)
         self.flops_measured: float | None = None
         self.peak = peak_flops(self.device)
 
@@ -138,7 +125,7 @@ class Trainer:
     def save(self) -> Path | None:
         path = None
         if self.dist.is_main:
-            path = checkpoint.save(self.ckpt_dir, self.state_dict(), self.state.step, self.spec.train["keep_last"])
+            path = checkpoint.save(self.ckpt_dir, self.state_dict(), self.state.step, self.spec.train.keep_last)
         barrier(self.dist)
         return path
 
@@ -160,14 +147,6 @@ class Trainer:
             derive_seed(self.spec.seed, stream, first_row + i))) for i in range(n)]
         return torch.stack(rows, dim=1).to(self.device, non_blocking=True)
 
-    def infer_z(self, x: torch.Tensor, y: torch.Tensor, stream: int, first_row: int):
-        """Fast loop: the posterior of a micro-batch (None for the AR baseline)."""
-        if not self.spec.is_ltm:
-            return None
-        noise = self.row_noise(stream, first_row, len(x))
-        with self.autocast():
-            return fit_posterior(self.model, x, y, self.post_cfg, noise=noise, score=False)
-
     def train_step(self) -> dict:
         step, accum = self.state.step, self.rank_rows // self.micro
         x_all, y_all = (t.to(self.device, non_blocking=True) for t in next(self.loader))
@@ -175,16 +154,10 @@ class Trainer:
         for i in range(accum):
             x, y = x_all[i * self.micro:(i + 1) * self.micro], y_all[i * self.micro:(i + 1) * self.micro]
             first_row = self.dist.rank * self.rank_rows + i * self.micro  # position in the global batch
-            post = self.infer_z(x, y, stream=1 + step, first_row=first_row)
-            z = post.z.detach() if post is not None else None
             sync = self.ddp is None or i == accum - 1
             with (contextlib.nullcontext() if sync else self.ddp.no_sync()), self.autocast():
-                if self.is_diffusion:  # masks and times seeded by (step, rows): reproducible on resume
-                    gen = torch.Generator(self.device).manual_seed(derive_seed(self.spec.seed, 1 + step, first_row))
-                    loss = diffusion_loss(self.ddp or self.model, x, gen)[0]
-                else:
-                    logits = (self.ddp or self.model)(x, z)
-                    loss = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
+                # LTM: the fast loop fits q(z|x) first, the loss is the decoder's at that z (families.ltm)
+                loss, post = self.impl.train_loss(self, self.ddp or self.model, x, y, step, first_row)
             if not torch.isfinite(loss):
                 raise LtmError(f"non-finite loss at step {step}: stopped before the optimizer step; "
                                f"last good checkpoint: {self.last_good()}")
@@ -195,7 +168,7 @@ class Trainer:
             if post is not None:
                 sums[1] += kl_to_standard_normal(post.mu, post.logvar).sum()
                 sums[2] += post.nelbo_trace[0] if len(post.nelbo_trace) else loss.detach() * n
-        clip = self.spec.train["grad_clip"]
+        clip = self.spec.train.grad_clip
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip if clip > 0 else math.inf)
         if not torch.isfinite(norm):
             raise LtmError(f"non-finite gradient norm at step {step}: stopped before the optimizer step; "
@@ -207,16 +180,12 @@ class Trainer:
         sums = mean_across(sums, self.dist)
         tok = sums[3].item()
         row = {"loss": sums[0].item() / tok, "lr": lr, "grad_norm": norm.item()}
-        if self.spec.is_ltm:
+        if self.family.has_latents:
+            post_cfg = self.spec.posterior
             row.update(nll=row["loss"], kl=sums[1].item() / tok, nelbo_first=sums[2].item() / tok,
                        nelbo_last=(sums[0] + sums[1]).item() / tok,
-                       fast_lr_max=self.post_cfg.lr_max, fast_lr_min=self.post_cfg.lr_min)  # the inner cosine
+                       fast_lr_max=post_cfg.lr_max, fast_lr_min=post_cfg.lr_min)  # the inner cosine
         return row
-
-    @torch.no_grad()
-    def _ar_nll(self, x, y):
-        with self.autocast():
-            return F.cross_entropy(self.model(x).flatten(0, 1).float(), y.flatten(), reduction="sum")
 
     def validate(self) -> float:
         """Per-token validation loss: exact NLL for AR; for an LTM the NELBO bound after T inner steps
@@ -225,21 +194,12 @@ class Trainer:
         was_training = self.model.training
         self.model.eval()
         total = torch.zeros(2, device=self.device)
-        rows = self.spec.train["eval_batches"] * self.global_rows  # independent of micro-batch and ranks
+        rows = self.spec.train.eval_batches * self.global_rows  # independent of micro-batch and ranks
         for j, (x, y) in enumerate(iter_eval_batches(self.val_data, self.micro, rows, self.dist.rank,
                                                      self.dist.world_size)):
             x, y = x.to(self.device), y.to(self.device)
             global_batch = j * self.dist.world_size + self.dist.rank
-            if self.is_diffusion:  # the NELBO bound with a few stratified draws, fixed seeds
-                gen = torch.Generator(self.device).manual_seed(derive_seed(self.spec.seed, 0, global_batch))
-                with torch.no_grad(), self.autocast():
-                    total[0] += nelbo_bound(self.model, x, DIFFUSION_VAL_SAMPLES, gen).sum().to(total.dtype)
-            elif self.spec.is_ltm:
-                post = self.infer_z(x, y, stream=0, first_row=global_batch * self.micro)
-                with torch.no_grad(), self.autocast():
-                    total[0] += (self.model.nll(x, y, post.z) + kl_to_standard_normal(post.mu, post.logvar)).sum()
-            else:
-                total[0] += self._ar_nll(x, y)
+            total[0] += self.impl.val_loss(self, x, y, global_batch).to(total.dtype)
             total[1] += y.numel()
         self.model.train(was_training)
         total = mean_across(total, self.dist)
@@ -247,9 +207,7 @@ class Trainer:
 
     def measure_flops(self) -> float:
         """FLOPs per token of one real training step on one sequence, counted by FlopCounterMode."""
-        decoder_grads = bool(self.post_cfg and self.post_cfg.decoder_grads)
-        model = self.model.decoder if self.is_diffusion else self.model
-        return flops.measure_flops_per_token(model, self.spec.inner_steps, train=True, decoder_grads=decoder_grads)
+        return flops.measure_flops_per_token(self.impl.flops_model(self.model), self.spec.posterior, train=True)
 
     # ---------------------------------------------------------------- loop
     def _print(self, msg: str) -> None:
@@ -285,18 +243,18 @@ class Trainer:
                 bar.update(1)
                 step = self.state.step
                 last = step == self.total_steps
-                if step % tcfg["log_every"] == 0 or step % tcfg["eval_every"] == 0 or last:
+                if step % tcfg.log_every == 0 or step % tcfg.eval_every == 0 or last:
                     rate = (self.state.tokens - tokens0) / max(1e-9, time.time() - t0)
                     row.update(step=step, tokens=self.state.tokens, flops=self.state.tokens * self.flops_formula,
                                tokens_per_s=rate)
-                    if step % tcfg["eval_every"] == 0 or last:
+                    if step % tcfg.eval_every == 0 or last:
                         row["val_loss"] = val = self.validate()
                     tracker.log(row)
                     bar.set_postfix(loss=f"{row['loss']:.3f}")
-                    if step % tcfg["log_every"] == 0 or last:
+                    if step % tcfg.log_every == 0 or last:
                         self._print(summary(row, self.total_steps))
                 self.state.log_rows = tracker.rows
-                if step % tcfg["save_every"] == 0 or last or self._stop_signal is not None:
+                if step % tcfg.save_every == 0 or last or self._stop_signal is not None:
                     self.save()
                 if self._stop_signal is not None and not last:
                     self._print(f"signal {self._stop_signal}: saved a checkpoint at step {step}; rerun to resume")
@@ -316,7 +274,7 @@ class Trainer:
             "params": sum(p.numel() for p in self.model.parameters()),
             "n_latents": self.model_cfg.n_latents, "inner_steps": spec.inner_steps,
             "train_loss": final.get("loss"), "val_loss": val,
-            "val_loss_kind": {"ltm": "nelbo_optim_noise", "ar": "nll_exact", "diffusion": "nelbo_diffusion_bound"}[spec.family],
+            "val_loss_kind": self.family.val_loss_kind,
             "flops_per_token_formula": self.flops_formula, "flops_per_token_latent_only": self.flops_latent_only,
             "flops_per_token_measured": self.flops_measured,
             "train_flops": self.state.tokens * self.flops_formula,

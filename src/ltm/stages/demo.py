@@ -23,6 +23,7 @@ from ltm.data.tokenizer import build_tokenizer
 from ltm.errors import LtmError
 from ltm.eval_bytes import load_token_byte_lengths
 from ltm.evaluate import EvalConfig, evaluate_split
+from ltm.families import family
 from ltm.io import check_out_folder, write_json
 from ltm.latent_usage import paired_gap
 from ltm.runs import resolve_run
@@ -41,10 +42,11 @@ def demo_params(params: dict) -> dict:
     for name in cfg["models"]:
         if name not in p["models"]:
             raise LtmError(f"demo.models: unknown model preset {name!r}")
-        if p["models"][name]["family"] == "diffusion":
-            raise LtmError(f"demo.models: {name} is a diffusion model; the demo compares LTM and AR")
+        fam = family(p["models"][name]["family"])
+        if not fam.left_to_right:
+            raise LtmError(f"demo.models: {name} is a {fam.name} model; the demo compares LTM and AR")
         p["models"][name]["window"] = cfg["window"]
-        if cfg.get("n_latents") and p["models"][name]["family"] == "ltm":
+        if cfg.get("n_latents") and fam.has_latents:
             p["models"][name]["n_latents"] = cfg["n_latents"]
         p["runs"][name] = {"model": name, "tokens": cfg["tokens"]}
     if cfg.get("batch_tokens"):
@@ -72,13 +74,13 @@ def train_and_score(params: dict, name: str, work: Path, t_evals: list[int]) -> 
     try:
         metrics = trainer.fit()
         model = trainer.model.eval()
-        ecfg = EvalConfig.from_dict({**params["eval"], "splits": ["val"]})
+        ecfg = replace(EvalConfig.from_params(params["eval"]), splits=("val",))
         token_bytes = load_token_byte_lengths(work / "tokenizer")
         records = {}
-        for t in (t_evals if spec.is_ltm else [0]):
-            point = replace(ecfg, steps=t if spec.is_ltm else None)
-            records[str(t)] = evaluate_split(model, TokenShards(shards, "val"), point,
-                                             post_cfg=spec.posterior_config() if spec.is_ltm else None,
+        latents = spec.posterior is not None
+        for t in (t_evals if latents else [0]):
+            point = replace(ecfg, t_eval=t if latents else None)
+            records[str(t)] = evaluate_split(model, TokenShards(shards, "val"), point, post_cfg=spec.posterior,
                                              token_bytes=token_bytes, per_sequence=True,
                                              desc=f"demo: score {name} at T_eval={t}")
     finally:
@@ -92,10 +94,10 @@ def attach_gaps(runs: dict) -> None:
     """Each LTM record gets its IWAE bound minus every AR run's exact NLL on the same rows (paired,
     with a standard error over rows); the per-row lists are dropped afterwards."""
     ar = {name: next(iter(run["by_T_eval"].values()))["per_sequence"]
-          for name, run in runs.items() if run["family"] == "ar"}
+          for name, run in runs.items() if family(run["family"]).exact_likelihood}
     for run in runs.values():
         for rec in run["by_T_eval"].values():
-            if run["family"] == "ltm":
+            if family(run["family"]).has_latents:
                 rec["gap_to_ar"] = {name: paired_gap(rec["per_sequence"], rows) for name, rows in ar.items()}
     for run in runs.values():
         for rec in run["by_T_eval"].values():

@@ -7,11 +7,10 @@ from ltm import lineage
 from ltm.config import load_params, subset
 from ltm.data.loader import TokenShards
 from ltm.eval_bytes import load_token_byte_lengths
-from ltm.eval_diffusion import evaluate_diffusion_split
-from ltm.evaluate import EvalConfig, evaluate_split, t_eval_curve
+from ltm.evaluate import EvalConfig
+from ltm.families import family
 from ltm.io import check_out_folder, write_json
-from ltm.model_files import check_compatible, load_model
-from ltm.posterior import PosteriorConfig
+from ltm.model_files import check_compatible, fast_loop, load_model
 from ltm.runtime import configure_threads, resolve_device
 from ltm.stage_params import stage_params
 from ltm.tracking import write_rows_tsv
@@ -20,14 +19,13 @@ from ltm.tracking import write_rows_tsv
 def evaluate(params_path: str, run: str, model_dir: str, shards_dir: str, tokenizer_dir: str, out: str) -> dict:
     params = load_params(params_path)
     configure_threads(params["runtime"])
-    ecfg = EvalConfig.from_dict(params["eval"])
+    ecfg = EvalConfig.from_params(params["eval"])
     started = lineage.now()
     check_out_folder(Path(out))  # a wrong --out fails before any work
     device = resolve_device(params["runtime"])
     model, config = load_model(Path(model_dir), device)
-    is_ltm = config["family"] == "ltm"
-    post = dict(config["posterior"], betas=tuple(config["posterior"]["betas"]), decoder_grads=False)
-    post_cfg = PosteriorConfig(**post) if is_ltm else None
+    fam = family(config["family"])
+    post_cfg = fast_loop(config)
     token_bytes = load_token_byte_lengths(Path(tokenizer_dir))
     micro = params["runtime"].get("micro_batch") or None
 
@@ -35,21 +33,14 @@ def evaluate(params_path: str, run: str, model_dir: str, shards_dir: str, tokeni
     for split in ecfg.splits:
         shards = TokenShards(Path(shards_dir), split)
         check_compatible(config, shards)
-        if config["family"] == "diffusion":
-            splits[split] = evaluate_diffusion_split(model, shards, ecfg, ecfg.diffusion_samples, token_bytes)
-        else:
-            splits[split] = evaluate_split(model, shards, ecfg, post_cfg=post_cfg, token_bytes=token_bytes,
-                                           rows_per_pass=micro, desc=f"evaluate {run} {split}")
-    if is_ltm:
-        curve = t_eval_curve(model, TokenShards(Path(shards_dir), "val"), None, ecfg, post_cfg=post_cfg,
+        splits[split] = fam.impl.score_split(model, shards, ecfg, post_cfg, token_bytes=token_bytes,
+                                             rows_per_pass=micro, desc=f"evaluate {run} {split}")
+    # without inference steps (AR, diffusion) the curve is flat: the same number at every T_eval
+    curve = fam.impl.t_curve(model, TokenShards(Path(shards_dir), "val"), ecfg, post_cfg, splits,
                              token_bytes=token_bytes, rows_per_pass=micro, desc=f"evaluate {run} curve")
-    else:  # no inference steps: the AR / diffusion number is the same at every T_eval
-        key, name = ("diffusion_bound", "diffusion_nelbo") if config["family"] == "diffusion" else ("exact", "exact_nll")
-        curve = [{"T_eval": t, name: splits[ecfg.splits[0]][key]["nelbo" if key != "exact" else "nll"]}
-                 for t in ecfg.t_curve]
     for row in curve:  # one column every family has, for `dvc plots`: the honest headline bound
-        row["bound"] = row.get("iwae_nelbo", row.get("exact_nll", row.get("diffusion_nelbo")))
-    metrics = {"run": run, "family": config["family"], "T_train": config["posterior"]["steps"] if is_ltm else 0,
+        row["bound"] = row[fam.curve_column]
+    metrics = {"run": run, "family": fam.name, "T_train": post_cfg.steps if post_cfg else 0,
                "n_latents": config["model"]["n_latents"], "tokens": config["tokens"],
                "params": config.get("params"), "train_flops": config.get("train_flops"), "splits": splits}
     out_dir = Path(out)

@@ -7,10 +7,10 @@ from ltm import lineage
 from ltm.config import load_params, subset
 from ltm.data.tokenizer import load_tokenizer
 from ltm.errors import LtmError
+from ltm.families import family
 from ltm.fewshot import load_gsm8k, make_problems, pass_at_n
 from ltm.io import check_out_folder, write_json
-from ltm.model_files import load_model
-from ltm.posterior import PosteriorConfig
+from ltm.model_files import fast_loop, load_model
 from ltm.runtime import configure_threads, resolve_device
 from ltm.stage_params import stage_params
 
@@ -23,22 +23,20 @@ def fewshot(params_path: str, run: str, model_dir: str, tokenizer_dir: str, out:
     check_out_folder(Path(out))  # a wrong --out fails before any work
     model, config = load_model(Path(model_dir), resolve_device(params["runtime"]))
     tok, manifest = load_tokenizer(Path(tokenizer_dir))
-    protocol = {"source": cfg["source"], "problems": cfg["problems"], "n": cfg["n"], "seed": cfg["seed"],
+    protocol = {"source": cfg["source"], "problems": cfg["problems"], "pool": cfg["pool"], "n": cfg["n"], "seed": cfg["seed"],
                 "max_new_tokens": cfg["max_new_tokens"], "format": "Question: q Answer: a",
                 "correct_if": "the expected answer is the first number of any of the n completions"}
     metrics: dict = {"run": run, "family": config["family"], "protocol": protocol, "by_k": {}}
     samples = {}
-    if config["family"] == "diffusion":
+    if not family(config["family"]).left_to_right:
         metrics["note"] = "not run: the few-shot protocol decodes left to right (LTM, AR)"
     else:
         if cfg["source"] == "gsm8k":
-            problems, pool = load_gsm8k("test", cfg["problems"]), load_gsm8k("train", 200)
+            problems, pool = load_gsm8k("test", cfg["problems"]), load_gsm8k("train", cfg["pool"])
         else:  # demonstrations come from a disjoint seeded pool; the generator also never repeats a question
-            problems, pool = make_problems(cfg["problems"], cfg["seed"]), make_problems(200, cfg["seed"] + 1)
-        post = None
-        if config["family"] == "ltm":
-            post = PosteriorConfig(**dict(config["posterior"], betas=tuple(config["posterior"]["betas"]),
-                                          decoder_grads=False))
+            problems, pool = make_problems(cfg["problems"], cfg["seed"]), make_problems(cfg["pool"], cfg["seed"] + 1)
+        post = fast_loop(config)
+        if post is not None:
             protocol["T"] = post.steps
             protocol["decoding"] = "greedy, one posterior fit per try (n independent z)"
         else:

@@ -10,35 +10,17 @@ from pathlib import Path
 
 import torch
 
-from ltm import diffusion as mdlm
 from ltm import generate as gen
 from ltm import lineage
 from ltm.config import load_params, subset
 from ltm.data.loader import TokenShards
 from ltm.data.tokenizer import decode_text, load_tokenizer
 from ltm.errors import LtmError
+from ltm.families import family
 from ltm.io import check_out_folder, write_json
-from ltm.model_files import load_model
-from ltm.posterior import PosteriorConfig
+from ltm.model_files import fast_loop, load_model
 from ltm.runtime import configure_threads, resolve_device
 from ltm.stage_params import stage_params
-
-
-def _generate(model, config: dict, prompts: torch.Tensor, cfg: dict, g: torch.Generator, eos: int) -> torch.Tensor:
-    n, P = prompts.shape
-    kw = dict(temperature=cfg["temperature"], top_p=cfg["top_p"])
-    if config["family"] == "diffusion":
-        return mdlm.sample(model, n, cfg["diffusion_steps"], prompt=prompts, length=P + cfg["max_new_tokens"],
-                           generator=g, **kw)
-    if config["family"] == "ltm":
-        if P == 1:  # unconditional: z from the tempered prior
-            z = gen.prior_z(model, n, cfg["z_temperature"], generator=g)
-            return gen.sample(model, prompts, cfg["max_new_tokens"], z, generator=g, eos_id=eos, **kw)
-        post = PosteriorConfig(**dict(config["posterior"], betas=tuple(config["posterior"]["betas"]),
-                                      decoder_grads=False))
-        return gen.conditional_sample(model, prompts, cfg["max_new_tokens"], post, fit_generator=g, generator=g,
-                                      eos_id=eos, **kw)[0]
-    return gen.sample(model, prompts, cfg["max_new_tokens"], None, generator=g, eos_id=eos, **kw)
 
 
 def generation(params_path: str, run: str, model_dir: str, judge_dir: str, shards_dir: str, tokenizer_dir: str,
@@ -51,8 +33,8 @@ def generation(params_path: str, run: str, model_dir: str, judge_dir: str, shard
     device = resolve_device(params["runtime"])
     model, config = load_model(Path(model_dir), device)
     judge, jconfig = load_model(Path(judge_dir), device)
-    if jconfig["family"] != "ar":
-        raise LtmError(f"the generation judge must be an AR run, {judge_dir} is {jconfig['family']}")
+    if not family(jconfig["family"]).exact_likelihood:
+        raise LtmError(f"the generation judge must be an AR run (exact likelihood), {judge_dir} is {jconfig['family']}")
     if jconfig.get("tokenizer_sha256") != config.get("tokenizer_sha256"):
         raise LtmError("the judge and the scored run use different tokenizers")
     tok, manifest = load_tokenizer(Path(tokenizer_dir))
@@ -67,10 +49,10 @@ def generation(params_path: str, run: str, model_dir: str, judge_dir: str, shard
     modes = {"unconditional": torch.full((cfg["samples"], 1), bos, device=device), "conditional": prompts}
     metrics = {"run": run, "family": config["family"], "judge": jconfig["run"],
                "protocol": {k: cfg[k] for k in sorted(cfg)}, "modes": {}}
-    samples = {}
+    samples, impl, post_cfg = {}, family(config["family"]).impl, fast_loop(config)
     for mode, start in modes.items():
         g = torch.Generator(device).manual_seed(cfg["seed"])
-        ids = _generate(model, config, start, cfg, g, eos)
+        ids, _ = impl.sample(model, start, new, post_cfg, cfg, g, eos)
         texts = [decode_text(tok, r[start.shape[1]:].tolist()) for r in ids]
         refs = [decode_text(tok, r.tolist()) for r in references] if mode == "conditional" else None
         metrics["modes"][mode] = gen.generation_metrics(ids, judge_model=judge, prompt_len=start.shape[1],
