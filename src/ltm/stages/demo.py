@@ -14,8 +14,6 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from ltm import lineage
-from ltm.config import load_params, subset
 from ltm.data.corpus import build_corpus
 from ltm.data.loader import TokenShards
 from ltm.data.shards import build_shards
@@ -24,11 +22,11 @@ from ltm.errors import LtmError
 from ltm.eval_bytes import load_token_byte_lengths
 from ltm.evaluate import EvalConfig, evaluate_split
 from ltm.families import family
-from ltm.io import check_out_folder, write_json
+from ltm.io import write_json
 from ltm.latent_usage import paired_gap
 from ltm.runs import resolve_run
-from ltm.runtime import configure_threads
-from ltm.stage_params import stage_params
+from ltm.stages.base import begin
+from ltm.trainer import Trainer
 
 
 def demo_params(params: dict) -> dict:
@@ -66,8 +64,6 @@ def build_data(params: dict, work: Path) -> dict:
 
 
 def train_and_score(params: dict, name: str, work: Path, t_evals: list[int]) -> dict:
-    from ltm.trainer import Trainer
-
     spec = resolve_run(params, name)
     shards = work / "shards"
     trainer = Trainer(spec, shards, work / "runs" / name, params["runtime"], resume="never")
@@ -105,10 +101,8 @@ def attach_gaps(runs: dict) -> None:
 
 
 def demo(params_path: str, out: str) -> dict:
-    params = load_params(params_path)
-    configure_threads(params["runtime"])
-    started = lineage.now()
-    check_out_folder(Path(out))  # a wrong --out fails before any work
+    stage = begin("demo", params_path, out=out)
+    params = stage.params
     p = demo_params(params)
     with tempfile.TemporaryDirectory(prefix="ltm-demo-") as tmp:
         work = Path(tmp)
@@ -120,6 +114,5 @@ def demo(params_path: str, out: str) -> dict:
                "batch_tokens": p["train"]["batch_tokens"], "runs": runs}
     out_dir = Path(out)
     write_json(out_dir / "metrics.json", metrics)
-    lineage.write_record(out_dir / "metrics.json", stage="demo", params=subset(params, stage_params("demo", params)),
-                         inputs={}, started=started, record=out_dir / "lineage.json")
+    stage.record(out_dir / "metrics.json", {}, record=out_dir / "lineage.json")
     return metrics

@@ -3,25 +3,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ltm import lineage
-from ltm.config import load_params, subset
 from ltm.data.loader import TokenShards
 from ltm.eval_bytes import load_token_byte_lengths
 from ltm.evaluate import EvalConfig
 from ltm.families import family
-from ltm.io import check_out_folder, write_json
+from ltm.io import write_json
 from ltm.model_files import check_compatible, fast_loop, load_model
-from ltm.runtime import configure_threads, resolve_device
-from ltm.stage_params import stage_params
+from ltm.runtime import resolve_device
+from ltm.stages.base import begin
 from ltm.tracking import write_rows_tsv
 
 
 def evaluate(params_path: str, run: str, model_dir: str, shards_dir: str, tokenizer_dir: str, out: str) -> dict:
-    params = load_params(params_path)
-    configure_threads(params["runtime"])
+    stage = begin("evaluate", params_path, out=out)
+    params = stage.params
     ecfg = EvalConfig.from_params(params["eval"])
-    started = lineage.now()
-    check_out_folder(Path(out))  # a wrong --out fails before any work
     device = resolve_device(params["runtime"])
     model, config = load_model(Path(model_dir), device)
     fam = family(config["family"])
@@ -46,8 +42,6 @@ def evaluate(params_path: str, run: str, model_dir: str, shards_dir: str, tokeni
     out_dir = Path(out)
     write_json(out_dir / "metrics.json", metrics)
     write_rows_tsv(out_dir / "t_curve.tsv", curve)
-    lineage.write_record(out_dir / "metrics.json", stage="evaluate", params=subset(params, stage_params("evaluate", params)),
-                         inputs={"model": model_dir, "shards": shards_dir, "tokenizer": tokenizer_dir},
-                         started=started, record=out_dir / "lineage.json",
-                         files=[out_dir / "metrics.json", out_dir / "t_curve.tsv"])
+    stage.record(out_dir / "metrics.json", {"model": model_dir, "shards": shards_dir, "tokenizer": tokenizer_dir},
+                 record=out_dir / "lineage.json", files=[out_dir / "metrics.json", out_dir / "t_curve.tsv"])
     return metrics

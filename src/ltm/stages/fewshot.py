@@ -3,24 +3,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ltm import lineage
-from ltm.config import load_params, subset
 from ltm.data.tokenizer import load_tokenizer
 from ltm.errors import LtmError
 from ltm.families import family
 from ltm.fewshot import load_gsm8k, make_problems, pass_at_n
-from ltm.io import check_out_folder, write_json
+from ltm.io import write_json
 from ltm.model_files import fast_loop, load_model
-from ltm.runtime import configure_threads, resolve_device
-from ltm.stage_params import stage_params
+from ltm.runtime import resolve_device
+from ltm.stages.base import begin
 
 
 def fewshot(params_path: str, run: str, model_dir: str, tokenizer_dir: str, out: str) -> dict:
-    params = load_params(params_path)
-    configure_threads(params["runtime"])
+    stage = begin("fewshot", params_path, out=out)
+    params = stage.params
     cfg = params["fewshot"]
-    started = lineage.now()
-    check_out_folder(Path(out))  # a wrong --out fails before any work
     model, config = load_model(Path(model_dir), resolve_device(params["runtime"]))
     tok, manifest = load_tokenizer(Path(tokenizer_dir))
     protocol = {"source": cfg["source"], "problems": cfg["problems"], "pool": cfg["pool"], "n": cfg["n"], "seed": cfg["seed"],
@@ -59,7 +55,5 @@ def fewshot(params_path: str, run: str, model_dir: str, tokenizer_dir: str, out:
     out_dir = Path(out)
     write_json(out_dir / "samples.json", samples)
     write_json(out_dir / "metrics.json", metrics)
-    lineage.write_record(out_dir / "metrics.json", stage="fewshot", params=subset(params, stage_params("fewshot", params)),
-                         inputs={"model": model_dir, "tokenizer": tokenizer_dir}, started=started,
-                         record=out_dir / "lineage.json")
+    stage.record(out_dir / "metrics.json", {"model": model_dir, "tokenizer": tokenizer_dir}, record=out_dir / "lineage.json")
     return metrics

@@ -11,25 +11,21 @@ from pathlib import Path
 import torch
 
 from ltm import generate as gen
-from ltm import lineage
-from ltm.config import load_params, subset
 from ltm.data.loader import TokenShards
 from ltm.data.tokenizer import decode_text, load_tokenizer
 from ltm.errors import LtmError
 from ltm.families import family
-from ltm.io import check_out_folder, write_json
+from ltm.io import write_json
 from ltm.model_files import fast_loop, load_model
-from ltm.runtime import configure_threads, resolve_device
-from ltm.stage_params import stage_params
+from ltm.runtime import resolve_device
+from ltm.stages.base import begin
 
 
 def generation(params_path: str, run: str, model_dir: str, judge_dir: str, shards_dir: str, tokenizer_dir: str,
                out: str) -> dict:
-    params = load_params(params_path)
-    configure_threads(params["runtime"])
+    stage = begin("generation", params_path, out=out)
+    params = stage.params
     cfg = params["generation"]
-    started = lineage.now()
-    check_out_folder(Path(out))  # a wrong --out fails before any work
     device = resolve_device(params["runtime"])
     model, config = load_model(Path(model_dir), device)
     judge, jconfig = load_model(Path(judge_dir), device)
@@ -61,8 +57,6 @@ def generation(params_path: str, run: str, model_dir: str, judge_dir: str, shard
     out_dir = Path(out)
     write_json(out_dir / "samples.json", samples)
     write_json(out_dir / "metrics.json", metrics)
-    lineage.write_record(out_dir / "metrics.json", stage="generation",
-                         params=subset(params, stage_params("generation", params)),
-                         inputs={"model": model_dir, "judge": judge_dir, "shards": shards_dir,
-                                 "tokenizer": tokenizer_dir}, started=started, record=out_dir / "lineage.json")
+    stage.record(out_dir / "metrics.json", {"model": model_dir, "judge": judge_dir, "shards": shards_dir,
+                                            "tokenizer": tokenizer_dir}, record=out_dir / "lineage.json")
     return metrics
