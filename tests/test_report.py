@@ -35,7 +35,7 @@ PARAMS = {
     "eval": {"samples": 4, "t_curve": [0, 1, 2, 3, 4, 6, 8, 12, 16], "t_curve_max_rows": 32},
     "fit": {"split": "val"},
 }
-SCALING_CFG = {"n_bootstrap": 10, "min_tokens_per_param": 0.0, "leave_one_size_out": False, "sensitivity_deltas": []}
+SCALING_CFG = {"n_bootstrap": 10, "min_tokens_per_param": 0.0}
 POISON = {"alpha": 0.987654321, "a": 31.4159265, "J": 2.7182818}  # values only a refused entry carries
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -17,30 +17,15 @@ import numpy as np
 
 from ltm.errors import LtmError
 from ltm.lineage import check_file
-from ltm.scaling.laws import ND, Law, power1
-from ltm.scaling.laws_axes import TEVAL_LAWS, extra_axis_laws
+from ltm.scaling.laws import LAWS, Law
 
 _ONE_VAR = re.compile(r"^L\((N|D)\)\|")
-_AXIS = re.compile(r"^L\(N,D,(T|N_z)\) (\w+)$")
 _FLOAT_COLS = ("N", "D", "C", "T", "n_latents", "T_eval", "observed", "predicted", "residual")
 
 
 def law_for(name: str) -> Law | None:
     """The Law object behind a fit.json law name (None for a name this report does not know)."""
-    if name == ND.name:
-        return ND
-    for law in TEVAL_LAWS.values():
-        if law.name == name:
-            return law
-    if name == "L(C) envelope":
-        return power1("lnC", name)
-    m = _ONE_VAR.match(name)
-    if m:
-        return power1("ln" + m.group(1), name)
-    m = _AXIS.match(name)
-    if m:
-        return extra_axis_laws(m.group(1)).get(m.group(2))
-    return None
+    return next((law for law in LAWS.values() if law.name == name), None)
 
 
 def law_class(name: str) -> str:
