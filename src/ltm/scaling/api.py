@@ -14,8 +14,15 @@ import ltm
 from ltm.io import atomic_path, sha256_bytes, write_json
 from ltm.progress import progress
 from ltm.scaling.analyse import Outcome
-from ltm.scaling.axes import (AXIS_MIN_SPAN, AXIS_RUNS_PER_PARAM, TEVAL_POINTS_PER_PARAM, envelope, extra_axis,
-                              one_variable, teval_curves)
+from ltm.scaling.axes import (
+    AXIS_MIN_SPAN,
+    AXIS_RUNS_PER_PARAM,
+    TEVAL_POINTS_PER_PARAM,
+    envelope,
+    extra_axis,
+    one_variable,
+    teval_curves,
+)
 from ltm.scaling.blas import one_blas_thread
 from ltm.scaling.config import Settings, resolve
 from ltm.scaling.frontier import crossover, optimal_allocation
@@ -173,7 +180,8 @@ def recorded_config(st: Settings) -> dict[str, Any]:
             "restart_rel_tol": fs.restart_rel, "crosscheck_tol": CROSSCHECK_TOL,
             "bootstrap_check_every": bs.check_every, "n_jobs": bs.n_jobs, "ci_narrow_flag": CI_NARROW_FLAG,
             "leave_one_size_out": True, "min_distinct": cs.min_distinct, "min_range_ratio": cs.min_range_flag,
-            "identifiability_refuse": cs.id_refuse, "identifiability_flag": cs.id_flag, "exponent_range": list(cs.exponent_range),
+            "identifiability_refuse": cs.id_refuse, "identifiability_flag": cs.id_flag,
+            "exponent_range": list(cs.exponent_range),
             "axis_min_span": AXIS_MIN_SPAN, "axis_runs_per_param": AXIS_RUNS_PER_PARAM,
             "teval_points_per_param": TEVAL_POINTS_PER_PARAM, "max_loss": None, "use_checkpoints": False,
             "target_flops": []}
