@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
+from scipy.optimize import brentq, minimize_scalar
 
 from ltm.errors import LtmError
 from ltm.scaling.laws import Law
@@ -80,3 +81,35 @@ def load_epoch(path: str | Path, drop_highest: int = 5) -> list[dict[str, Any]]:
     L = np.array([float(r["loss"]) for r in rows])
     keep = np.sort(np.argsort(L, kind="stable")[: len(L) - drop_highest])
     return make_records(L[keep], N[keep], C[keep] / (6 * N[keep]), prefix="epoch", flops=C[keep])
+
+
+def numeric_allocation(
+    loss: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    ctok: Callable[[np.ndarray], np.ndarray],
+    C: float,
+    lnN_range: tuple[float, float] = (np.log(1e3), np.log(1e16)),
+) -> tuple[float, float, float]:
+    """(N*, D*, L*) minimising loss(N, D) over ln N with D = C/ctok(N), for any accounting ctok(N).
+
+    A dense grid brackets the minimum; the root of a central-difference slope then pins it down. (Near a
+    flat minimum, comparing loss values can only resolve ln N to ~sqrt(machine eps); the slope's root
+    resolves it ~1000x better.)"""
+    def f(lnN: np.ndarray) -> np.ndarray:
+        N = np.exp(lnN)
+        return loss(N, C / ctok(N))
+
+    grid = np.linspace(*lnN_range, 4001)
+    vals = f(grid)
+    i = int(np.nanargmin(vals))
+    if i in (0, grid.size - 1):
+        raise LtmError(f"compute-optimal N at C = {C:.3g} lies outside the searched range of N")
+    h = 1e-4
+    slope = lambda x: float((f(np.array([x + h])) - f(np.array([x - h])))[0])  # noqa: E731
+    lo, hi = grid[i - 1], grid[i + 1]
+    if slope(lo) < 0 < slope(hi):
+        x = brentq(slope, lo, hi, xtol=1e-13)
+    else:  # flat to rounding at this scale: fall back to comparing values
+        x = minimize_scalar(lambda v: float(f(np.array([v]))[0]), bounds=(lo, hi), method="bounded",
+                            options={"xatol": 1e-12}).x
+    N = float(np.exp(x))
+    return N, float(C / ctok(np.array([N]))[0]), float(f(np.array([x]))[0])

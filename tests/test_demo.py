@@ -5,7 +5,7 @@ import pytest
 
 from conftest import write_params
 from ltm.errors import LtmError
-from ltm.report_latents import demo_section
+from ltm.report.latents import demo_section
 from ltm.stages.demo import demo
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -27,7 +27,7 @@ def test_code_files_are_the_import_closure_of_each_stage_module():
     assert {"src/ltm/model.py", "src/ltm/posterior.py", "src/ltm/__init__.py"} <= set(train)
     assert not {"src/ltm/model.py", "src/ltm/trainer.py", "src/ltm/evaluate.py"} & set(code_files("corpus"))
     assert users("fewshot.py") == {"fewshot"}
-    assert users("report_matched.py") == {"report"}
+    assert users("report/matched.py") == {"report"}
     assert users("data/tokenizer.py") >= {"tokenizer", "shards"} and "corpus" not in users("data/tokenizer.py")
     assert users("trainer.py") == {"train", "demo"}
     assert users("cli.py") == set() and users("pipeline.py") == set()  # dispatch and the table are not a result

@@ -17,10 +17,10 @@ import pytest
 from matplotlib import image as mpimg
 
 from ltm.errors import LtmError
+from ltm.grid import all_runs
 from ltm.io import write_json
 from ltm.report import build_report
-from ltm.report_laws import accepted_laws, read_residuals
-from ltm.grid import all_runs
+from ltm.report.laws import accepted_laws, read_residuals
 from ltm.scaling import run_scaling, write_outputs
 
 # The params sections the report reads (written out, not loaded: the report does not validate params).
@@ -35,7 +35,7 @@ PARAMS = {
     "eval": {"samples": 4, "t_curve": [0, 1, 2, 3, 4, 6, 8, 12, 16], "t_curve_max_rows": 32},
     "fit": {"split": "val"},
 }
-SCALING_CFG = {"n_bootstrap": 10, "min_tokens_per_param": 0.0, "leave_one_size_out": False, "sensitivity_deltas": []}
+SCALING_CFG = {"n_bootstrap": 10, "min_tokens_per_param": 0.0}
 POISON = {"alpha": 0.987654321, "a": 31.4159265, "J": 2.7182818}  # values only a refused entry carries
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -120,7 +120,8 @@ def make_artifacts(root: Path) -> dict:
     scaling = root / "results" / "scaling"
     result = run_scaling(records, SCALING_CFG)
     result["groups"][0]["laws"].append({  # a refused entry that (wrongly) carries values: never printed
-        "law": "L(N,D)", "status": "refused", "reason": "L(N,D): poisoned test entry", "subset": {"T": 9.0},
+        "law": "L(N,D)", "law_id": "chinchilla_nd", "status": "refused", "reason": "L(N,D): poisoned test entry",
+        "subset": {"T": 9.0},
         "params": {"alpha": {"estimate": POISON["alpha"]}}, "theta": {"a": POISON["a"]},
         "diagnostics": {"J": POISON["J"]}})
     write_outputs(result, scaling)
@@ -246,7 +247,7 @@ def test_residual_rows_are_matched_to_their_own_fit(artifacts):
     rng = np.random.default_rng(1)
     theta = a.theta()
     a.entry["bootstrap"] = {"theta_samples": (theta + rng.normal(0, 0.01, (50, theta.size))).tolist()}
-    from ltm.report_laws import cols_of
+    from ltm.report.laws import cols_of
     cols = cols_of(a.rows)
     lo, hi = a.band(cols)
     pred = a.predict(cols)
@@ -254,7 +255,7 @@ def test_residual_rows_are_matched_to_their_own_fit(artifacts):
 
 
 def test_loss_of_a_bound_is_its_whole_nelbo(artifacts):
-    from ltm.report_figures import nats
+    from ltm.report.figures import nats
 
     root, _ = artifacts
     val = json.loads((root / "results" / "eval" / "ltm-tiny" / "metrics.json").read_text())["splits"]["val"]
@@ -283,7 +284,7 @@ def test_headline_metrics_are_few_numbers_per_named_run(built):
 def test_matched_comparisons_state_the_ratios_and_never_extrapolate(built):
     """Each LTM against AR at the same token budget (with the params and FLOP ratios) and at the same
     compute (AR interpolated in log FLOPs, only inside the AR runs' range)."""
-    from ltm.report_matched import ar_at_flops
+    from ltm.report.matched import ar_at_flops
 
     root, params, text = built
     rows = {r["LTM run"]: r for r in table_after(text, "## 2c. Matched comparisons")}
@@ -364,12 +365,12 @@ def test_bad_input_raises_and_keeps_the_previous_report(artifacts, tmp_path, mon
         build(root, params, out)
 
     shutil.copy(src / "results" / "scaling" / "fit.json", root / "results" / "scaling" / "fit.json")
-    import ltm.report_figures as figs
+    import ltm.report as report
 
     def broken(*a, **k):
         raise RuntimeError("plotting failed")
 
-    monkeypatch.setattr(figs, "make_all", broken)  # a failure half-way leaves no partial folder behind
+    monkeypatch.setattr(report, "make_all", broken)  # a failure half-way leaves no partial folder behind
     with pytest.raises(RuntimeError):
         build(root, params, out)
     assert _snapshot(out) == before

@@ -1,9 +1,9 @@
 """The report's latent-usage section and claims audit, from small hand-made evaluation records."""
 from types import SimpleNamespace
 
-from ltm.report import RunArtifacts
-from ltm.report_claims import claims_rows
-from ltm.report_latents import kl_floor_table, latent_section, verdict_sentence
+from ltm.report.claims import claims_rows
+from ltm.report.inputs import RunArtifacts
+from ltm.report.latents import kl_floor_table, latent_section, verdict_sentence
 
 
 def _usage(carries: bool) -> dict:
@@ -86,7 +86,7 @@ def test_ground_truth_is_shown_beside_every_bound_on_a_synthetic_corpus():
 
 
 def test_deviations_from_the_paper_are_labelled():
-    from ltm.report_latents import deviations
+    from ltm.report.latents import deviations
 
     dev = deviations({"posterior": {"inner_steps": 4, "lr_max": 0.34, "lr_min": 0.034, "init_logvar_mean": -5.0},
                       "data": {"shards": {"seq_len": 1024}}})

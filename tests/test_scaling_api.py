@@ -15,7 +15,7 @@ from ltm.scaling.uncertainty import BootstrapSettings, bootstrap
 from scaling_synthetic import CHINCHILLA_ROUNDED, grid_design, make_records, nd_loss, noisy
 
 LTM_TRUTH = {"A": 406.4, "B": 250.0, "E": 1.45, "alpha": 0.34, "beta": 0.28}
-CFG = {"n_bootstrap": 30, "leave_one_size_out": False, "sensitivity_deltas": [1e-2]}
+CFG = {"n_bootstrap": 30}
 
 
 def _pipeline_records():
@@ -56,7 +56,7 @@ def test_result_is_strict_json_and_has_the_reporting_fields(result):
             est, (lo, hi) = main["params"][p]["estimate"], main["params"][p]["ci95"]
             assert lo <= est <= hi and main["params"][p]["se"] > 0
         assert main["diagnostics"]["converged"] and main["diagnostics"]["crosscheck"]["agrees"]
-        assert [row["delta"] for row in main["diagnostics"]["delta_sensitivity"]] == [1e-2, "least_squares"]
+        assert [row["delta"] for row in main["diagnostics"]["delta_sensitivity"]] == [1e-4, 1e-2, "least_squares"]
         assert main["fit_quality"]["heldout"]["available"]
 
 

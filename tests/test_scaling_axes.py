@@ -7,7 +7,7 @@ import pytest
 from ltm.scaling import run_scaling
 from ltm.scaling.axes import extra_axis, pareto
 from ltm.scaling.config import resolve
-from ltm.scaling.laws_axes import extra_axis_laws
+from ltm.scaling.laws import extra_axis_laws
 from ltm.scaling.records import normalize, to_points
 from scaling_synthetic import CHINCHILLA_ROUNDED, grid_design, law_loss, make_records, nd_theta, noisy
 
@@ -34,7 +34,7 @@ def _select(records, axis, cfg=None):
 
 
 def test_effective_data_form_is_selected_and_kappa_recovered():
-    res = _select(_axis_records("T", seed=0), "T", {"n_bootstrap": 20, "bootstrap_check_every": 0})
+    res = _select(_axis_records("T", seed=0), "T", {"n_bootstrap": 20})
     sel = res["selection"]
     assert sel["chosen"] == "eff_data_log"
     maes = {r["form"]: r["heldout_mae"] for r in sel["table"] if r.get("heldout_mae") is not None}

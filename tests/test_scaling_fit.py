@@ -7,8 +7,7 @@ from scipy.optimize import approx_fprime, least_squares
 
 from ltm.scaling.fit import FitError, FitSettings, check_acceptance, fit_law, multistart
 from ltm.scaling.frontier import exponents
-from ltm.scaling.laws import ND
-from ltm.scaling.laws_axes import TEVAL_LAWS, extra_axis_laws
+from ltm.scaling.laws import ND, TEVAL_LAWS, extra_axis_laws
 from ltm.scaling.objective import Objective
 from scaling_synthetic import CHINCHILLA_ROUNDED, grid_design, nd_loss, nd_theta, noisy
 

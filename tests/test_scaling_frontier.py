@@ -1,15 +1,14 @@
-"""Compute-optimal frontier math and compute accounting (docs/scaling.md §1.2, §2, §5 tests 11-12)."""
+"""Compute-optimal frontier math and the paper's compute accounting (docs/scaling.md §1.2, §2, §5 tests 11-12)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
 from ltm.errors import LtmError
-from ltm.scaling.compute import (deepseek_m, eval_flops_per_token, forward_flops_per_token, kaplan_forward_flops,
-                                 paper_train_flops_per_token, total_flops, train_flops, train_flops_per_token)
-from ltm.scaling.frontier import chinchilla_G, crossover, exponents, fit_ctok, numeric_allocation, optimal_allocation
-from ltm.scaling.laws_axes import extra_axis_laws
-from scaling_synthetic import CHINCHILLA_ROUNDED, nd_loss, nd_theta
+from ltm.flops import train_flops_per_token
+from ltm.scaling.frontier import chinchilla_G, crossover, exponents, fit_ctok, optimal_allocation
+from ltm.scaling.laws import extra_axis_laws
+from scaling_synthetic import CHINCHILLA_ROUNDED, nd_loss, nd_theta, numeric_allocation
 
 
 def _random_params(rng):
@@ -102,43 +101,7 @@ def test_fit_ctok_recovers_power_law():
         fit_ctok(np.full(3, 1e6), np.full(3, 6e6))
 
 
-# ---------------------------------------------------------------- compute accounting
-def test_ar_forward_reproduces_kaplan():
-    n, layers, ctx, d = 85e6, 12, 1024, 768
-    assert forward_flops_per_token(n, layers, ctx, d) == kaplan_forward_flops(n, layers, ctx, d)
-    assert kaplan_forward_flops(n, layers, ctx, d) == 2 * n + 2 * layers * ctx * d
-    # output head and a sliding window are counted when given
-    assert forward_flops_per_token(n, layers, ctx, d, vocab=50258) - kaplan_forward_flops(n, layers, ctx, d) == \
-        2 * d * 50258
-    assert forward_flops_per_token(n, layers, ctx, d, attn_span=256) < forward_flops_per_token(n, layers, ctx, d)
-
-
-def test_deepseek_m_ratios():
-    """DeepSeek LLM 2024: 8 layers, d = 512, l_seq = 4096 → 6N1/M ≈ 0.43 and 6N2/M ≈ 1.32."""
-    layers, d, seq, vocab = 8, 512, 4096, 102400
-    M = deepseek_m(layers, d, seq)
-    n1 = 12 * layers * d**2
-    assert 6 * n1 / M == pytest.approx(0.43, abs=0.005)
-    assert 6 * (n1 + vocab * d) / M == pytest.approx(1.32, abs=0.01)
-
-
-def test_ltm_training_cost_counts_the_inner_loop():
-    F = forward_flops_per_token(20e6, 6, 1024, 512, vocab=50258, latents_per_layer=4)
-    assert F > forward_flops_per_token(20e6, 6, 1024, 512, vocab=50258)  # cross-attention costs
-    assert train_flops_per_token(F, T=0) == 3 * F  # = AR training of the same decoder
-    costs = [train_flops_per_token(F, T, k) for k in (2, 3) for T in range(0, 65, 8)]
-    lean, naive = costs[:9], costs[9:]
-    assert all(np.diff(lean) > 0) and all(np.diff(naive) > 0)
-    assert train_flops_per_token(F, 16, k=2) == 35 * F and train_flops_per_token(F, 16, k=3) == 51 * F
-    with pytest.raises(LtmError, match="k must be 2 or 3"):
-        train_flops_per_token(F, 4, k=4)
-    assert eval_flops_per_token(F, 0) == F and eval_flops_per_token(F, 16) == 33 * F
-    assert train_flops(3 * F, 1e9) == 3 * F * 1e9
-    assert total_flops(1e18, 1e8, 1e10) == 1e18 + 1e18
-    with pytest.raises(LtmError):
-        forward_flops_per_token(0, 6, 1024, 512)
-
-
+# ---------------------------------------------------------------- compute accounting (ltm.flops)
 @pytest.mark.parametrize("params, layers, T, published", [
     (38e6, 3, 16, 4.07e9),  # LTM-S
     (51e6, 6, 16, 5.52e9),  # LTM-M
@@ -146,8 +109,7 @@ def test_ltm_training_cost_counts_the_inner_loop():
 ])
 def test_paper_training_flops_table(params, layers, T, published):
     """Kong et al. 2025 §2: (T+1)·(6P + 6·L·d·seq) reproduces the paper's FLOPs/token (P known to ~1 %)."""
-    got = paper_train_flops_per_token(params, layers, 512, 1024, T)
+    got = train_flops_per_token(params, layers, 512, 1024, T)
     assert got == pytest.approx(published, rel=0.015)
-    # it is the k = 3 convention with Kaplan's forward cost: every inner step a full forward+backward
-    F = kaplan_forward_flops(params, layers, 1024, 512)
-    assert train_flops_per_token(F, T, k=3) == pytest.approx(got, rel=1e-12)
+    # every inner step is counted as a full forward+backward: T + 1 times the T = 0 (AR) step
+    assert (T + 1) * train_flops_per_token(params, layers, 512, 1024) == pytest.approx(got, rel=1e-12)

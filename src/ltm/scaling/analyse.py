@@ -57,6 +57,7 @@ def describe(law: Law, st: Settings, subset: dict[str, Any], n: int, extra_start
     fs = st.fit
     return {
         "law": law.name,
+        "law_id": law.id,
         "form": law.form,
         "parametrisation": law.parametrisation,
         "subset": subset,
@@ -93,7 +94,7 @@ def rows_for(law: Law, theta: np.ndarray, p: Points, role: str, split: str,
     pred = np.exp(law.predict(theta, p.cols()))
     nan = lambda v: None if not np.isfinite(v) else float(v)  # noqa: E731
     return [
-        {**tags, "run": str(p.run[i]), "N": float(p.N[i]), "D": float(p.D[i]), "C": float(p.C_fit[i]),
+        {**tags, "law_id": law.id, "run": str(p.run[i]), "N": float(p.N[i]), "D": float(p.D[i]), "C": float(p.C_fit[i]),
          "T": float(p.T[i]), "n_latents": nan(p.Nz[i]), "T_eval": nan(p.Teval[i]),
          "observed": float(p.loss[i]), "predicted": float(pred[i]),
          "residual": float(np.log(pred[i]) - np.log(p.loss[i])), "role": role, "split": split}

@@ -14,15 +14,23 @@ import ltm
 from ltm.io import atomic_path, sha256_bytes, write_json
 from ltm.progress import progress
 from ltm.scaling.analyse import Outcome
-from ltm.scaling.axes import envelope, extra_axis, one_variable, teval_curves
+from ltm.scaling.axes import (
+    AXIS_MIN_SPAN,
+    AXIS_RUNS_PER_PARAM,
+    TEVAL_POINTS_PER_PARAM,
+    envelope,
+    extra_axis,
+    one_variable,
+    teval_curves,
+)
 from ltm.scaling.blas import one_blas_thread
 from ltm.scaling.config import Settings, resolve
 from ltm.scaling.frontier import crossover, optimal_allocation
-from ltm.scaling.nd import analyse_nd
+from ltm.scaling.nd import CI_NARROW_FLAG, CROSSCHECK_TOL, SENSITIVITY_DELTAS, analyse_nd
 from ltm.scaling.records import Points, group, is_bound, main_mask, normalize, to_points
 
 SCHEMA = "ltm.scaling.fit/1"
-RESIDUAL_COLUMNS = ("family", "loss_kind", "law", "subset", "run", "N", "D", "C", "T", "n_latents", "T_eval",
+RESIDUAL_COLUMNS = ("family", "loss_kind", "law", "law_id", "subset", "run", "N", "D", "C", "T", "n_latents", "T_eval",
                     "observed", "predicted", "residual", "role", "split")
 
 
@@ -30,14 +38,8 @@ def exclusions(p: Points, st: Settings) -> tuple[np.ndarray, list[dict[str, Any]
     """Explicit, logged exclusion rules (docs/scaling.md §3.2). Returns the keep mask and the log."""
     keep = np.ones(len(p), bool)
     log = []
-    rules = [
-        (p.diverged, "diverged"),
-        (~p.final if not st.cfg["use_checkpoints"] else np.zeros(len(p), bool),
-         "non-final checkpoint (fit.use_checkpoints is false)"),
-        (p.D / p.N < st.cfg["min_tokens_per_param"], f"D/N < {st.cfg['min_tokens_per_param']:g}"),
-        (p.loss >= st.cfg["max_loss"] if st.cfg["max_loss"] is not None else np.zeros(len(p), bool),
-         f"loss >= {st.cfg['max_loss']}"),
-    ]
+    cut = st.cfg["min_tokens_per_param"]
+    rules = [(p.diverged, "diverged"), (~p.final, "non-final checkpoint"), (p.D / p.N < cut, f"D/N < {cut:g}")]
     for mask, reason in rules:
         for i in np.nonzero(mask & keep)[0]:
             log.append({"run": str(p.run[i]), "tokens": float(p.D[i]), "reason": reason})
@@ -168,6 +170,23 @@ def comparisons(nd_fits: list[tuple], st: Settings) -> list[dict[str, Any]]:
     return out
 
 
+def recorded_config(st: Settings) -> dict[str, Any]:
+    """fit.json's `config`: the `fit` keys and every fixed choice of the method, under the names fit.json
+    has always used (no start-grid override, no loss cut, final checkpoints only, default budgets)."""
+    fs, cs, bs = st.fit, st.checks, st.boot
+    return {**st.cfg, "sensitivity_deltas": list(SENSITIVITY_DELTAS), "grid": {}, "published_starts": True,
+            "ftol": fs.ftol, "gtol": fs.gtol, "maxiter": fs.maxiter, "min_agree_starts": fs.min_agree,
+            "agree_rel_tol": fs.agree_rel, "agree_param_tol": fs.agree_param, "bound_tol": fs.bound_tol,
+            "restart_rel_tol": fs.restart_rel, "crosscheck_tol": CROSSCHECK_TOL,
+            "bootstrap_check_every": bs.check_every, "n_jobs": bs.n_jobs, "ci_narrow_flag": CI_NARROW_FLAG,
+            "leave_one_size_out": True, "min_distinct": cs.min_distinct, "min_range_ratio": cs.min_range_flag,
+            "identifiability_refuse": cs.id_refuse, "identifiability_flag": cs.id_flag,
+            "exponent_range": list(cs.exponent_range),
+            "axis_min_span": AXIS_MIN_SPAN, "axis_runs_per_param": AXIS_RUNS_PER_PARAM,
+            "teval_points_per_param": TEVAL_POINTS_PER_PARAM, "max_loss": None, "use_checkpoints": False,
+            "target_flops": []}
+
+
 @one_blas_thread()
 def run_scaling(records: list[dict[str, Any]], cfg: dict[str, Any] | None = None) -> dict[str, Any]:
     """Fit every law the records support, per (family, loss_kind); see the package docstring."""
@@ -177,7 +196,7 @@ def run_scaling(records: list[dict[str, Any]], cfg: dict[str, Any] | None = None
         "schema": SCHEMA,
         "code_version": ltm.__version__,
         "data_hash": sha256_bytes(json.dumps(recs, sort_keys=True, default=str).encode()),
-        "config": st.cfg,
+        "config": recorded_config(st),
         "groups": [],
         "comparisons": [],
         "warnings": [],

@@ -10,12 +10,14 @@ import numpy as np
 
 from ltm.scaling.analyse import Design, Outcome, attach_bootstrap, heldout_error, run_law
 from ltm.scaling.config import Settings
-from ltm.scaling.laws import power1
-from ltm.scaling.laws_axes import TEVAL_LAWS, extra_axis_laws
+from ltm.scaling.laws import ENVELOPE, ONE_VARIABLE, TEVAL_LAWS, extra_axis_laws
 from ltm.scaling.quality import largest_value_mask
 from ltm.scaling.records import Points, distinct
 
-_AXIS = {"T": ("T", "lnT1"), "N_z": ("Nz", "lnZ1")}
+_AXIS = {"T": "T", "N_z": "Nz"}  # axis → Points attribute
+AXIS_MIN_SPAN = 4.0  # an extra axis must span this factor (docs/scaling.md §3.8.3)
+AXIS_RUNS_PER_PARAM = 5  # runs needed per extra-axis parameter, beyond the L(N, D) minimum
+TEVAL_POINTS_PER_PARAM = 2.0  # one checkpoint, fixed eval seeds: less noise than across runs (§3.8.4)
 
 
 def _groups_by(values: np.ndarray) -> list[tuple[float, np.ndarray]]:
@@ -31,15 +33,14 @@ def _groups_by(values: np.ndarray) -> list[tuple[float, np.ndarray]]:
 
 def one_variable(p: Points, st: Settings, tags: dict[str, Any]) -> list[Outcome]:
     """L(N) at fixed D, L(N) at fixed D/N and L(D) at fixed N: what a grid too small for L(N, D) may support."""
-    specs = [("lnN", "N", "D", p.D), ("lnN", "N", "D/N", p.D / p.N), ("lnD", "D", "N", p.N)]
+    by = {"D": p.D, "D/N": p.D / p.N, "N": p.N}
     outs = []
-    for col, var, fixed, by in specs:
-        for value, mask in _groups_by(by):
+    for (var, fixed), law in ONE_VARIABLE.items():
+        for value, mask in _groups_by(by[fixed]):
             sub = p.take(np.nonzero(mask)[0])
-            x = np.exp(sub.cols()[col])
+            x = np.exp(sub.cols()[law.columns[0]])
             if distinct(x).size < st.checks.min_distinct:
                 continue  # cannot support any exponent: not worth a refusal line
-            law = power1(col, f"L({var})|{fixed}")
             design = Design(axes={var: x})
             split = _leave_top_out(design, x, var, st)
             outs.append(run_law(law, sub, st, {fixed: value}, design, {**tags, "law": law.name}, heldout=split))
@@ -68,7 +69,7 @@ def pareto(p: Points) -> np.ndarray:
 def envelope(p: Points, st: Settings, tags: dict[str, Any]) -> Outcome:
     """Kaplan-style L(C) = E_C + A_C·C^(−γ) on the Pareto-optimal runs of a family (all configs)."""
     sub = p.take(pareto(p))
-    law = power1("lnC", "L(C) envelope")
+    law = ENVELOPE
     design = Design(axes={"C": sub.C_fit})
     out = run_law(law, sub, st, {"runs": "pareto-optimal"}, design, {**tags, "law": law.name},
                   heldout=_leave_top_out(design, sub.C_fit, "C", st))
@@ -85,10 +86,10 @@ def _aic_bic(resid: np.ndarray, k: int) -> dict[str, float]:
 
 def extra_axis(p: Points, axis: str, st: Settings, tags: dict[str, Any]) -> list[dict[str, Any]]:
     """For each value of the other axis, fit every candidate form in `axis` and pick by held-out error."""
-    attr, _ = _AXIS[axis]
+    attr = _AXIS[axis]
     other = "N_z" if axis == "T" else "T"
     results = []
-    for other_value, mask in _groups_by(getattr(p, _AXIS[other][0])):
+    for other_value, mask in _groups_by(getattr(p, _AXIS[other])):
         sub = p.take(np.nonzero(mask)[0])
         x = getattr(sub, attr)
         if distinct(x).size < 2:
@@ -98,8 +99,8 @@ def extra_axis(p: Points, axis: str, st: Settings, tags: dict[str, Any]) -> list
         for name, law in forms.items():
             k_extra = law.n_params - 5
             need = max(math.ceil(st.checks.min_points_per_param * law.n_params),
-                       math.ceil(st.checks.min_points_per_param * 5) + st.checks.axis_runs_per_param * k_extra)
-            design = Design(axes={"N": sub.N, "D/N": sub.D / sub.N, axis: x}, spans={axis: st.checks.axis_min_span},
+                       math.ceil(st.checks.min_points_per_param * 5) + AXIS_RUNS_PER_PARAM * k_extra)
+            design = Design(axes={"N": sub.N, "D/N": sub.D / sub.N, axis: x}, spans={axis: AXIS_MIN_SPAN},
                             min_points=need)
             outcomes[name] = run_law(law, sub, st, {other: other_value}, design, {**tags, "law": law.name},
                                      heldout=_leave_top_out(design, x, axis, st), n_bootstrap=0)
@@ -155,13 +156,13 @@ def teval_curves(p: Points, st: Settings, tags: dict[str, Any]) -> list[dict[str
         split = (split_p.Teval <= tmax / 4, f"train on T_eval <= {tmax / 4:g}, predict T_eval = {tmax:g}")
         outcomes = {}
         for name, law in TEVAL_LAWS.items():
-            design = Design(axes={"T_eval": sub.Teval}, points_per_param=st.cfg["teval_points_per_param"])
+            design = Design(axes={"T_eval": sub.Teval}, points_per_param=TEVAL_POINTS_PER_PARAM)
             row_tags = {**tags, "law": law.name, "subset": f"run={run};tokens={tokens:g}"}
             out = run_law(law, sub, st, {"run": run, "tokens": tokens}, design, row_tags, residual_bootstrap=True)
             if out.accepted:
                 out.entry["fit_quality"]["heldout"], rows = heldout_error(
                     law, split_p, st, Design(axes={"T_eval": split_p.Teval},
-                                             points_per_param=st.cfg["teval_points_per_param"]),
+                                             points_per_param=TEVAL_POINTS_PER_PARAM),
                     split, [], row_tags)
                 out.rows += rows
             outcomes[name] = out

@@ -21,8 +21,6 @@ class CheckSettings:
     id_refuse: float = 1e-5
     id_flag: float = 1e-3
     exponent_range: tuple[float, float] = (0.05, 1.5)
-    axis_min_span: float = 4.0  # extra axes (T, N_z) must span at least this factor
-    axis_runs_per_param: int = 5
 
 
 def identifiability(law: Law, theta: np.ndarray, cols: Cols) -> float:

@@ -164,13 +164,11 @@ def fit_law(
     weights: np.ndarray | None = None,
     scale: float = 1.0,
     extra_starts: Iterable[np.ndarray] = (),
-    check: bool = True,
     opts: dict | None = None,
 ) -> FitResult:
-    """Multi-start fit; with `check` the §3.4 acceptance rules must hold or FitError is raised."""
+    """Multi-start fit; the §3.4 acceptance rules must hold or FitError is raised."""
     starts = multistart(law, cols, lnL, s, weights, scale, extra_starts, opts)
-    obj = Objective(law, cols, lnL, s.delta, weights, scale)
-    diag = check_acceptance(law, starts, obj, s) if check else {"J": starts[0].J, "checked": False}
+    diag = check_acceptance(law, starts, Objective(law, cols, lnL, s.delta, weights, scale), s)
     return FitResult(law, starts[0].theta, starts[0].J, starts, diag)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
-from scipy.optimize import brentq, minimize_scalar
+from scipy.optimize import brentq
 
 from ltm.errors import LtmError
 
@@ -35,38 +35,6 @@ def optimal_allocation(A, B, E, alpha, beta, C, k: float = 6.0, p: float = 1.0):
         D = C / (k * N**p)
         L = E + A * N**-alpha + B * D**-beta
     return N, D, L
-
-
-def numeric_allocation(
-    loss: Callable[[np.ndarray, np.ndarray], np.ndarray],
-    ctok: Callable[[np.ndarray], np.ndarray],
-    C: float,
-    lnN_range: tuple[float, float] = (np.log(1e3), np.log(1e16)),
-) -> tuple[float, float, float]:
-    """(N*, D*, L*) minimising loss(N, D) over ln N with D = C/ctok(N), for any accounting ctok(N).
-
-    A dense grid brackets the minimum; the root of a central-difference slope then pins it down. (Near a
-    flat minimum, comparing loss values can only resolve ln N to ~sqrt(machine eps); the slope's root
-    resolves it ~1000x better.)"""
-    def f(lnN: np.ndarray) -> np.ndarray:
-        N = np.exp(lnN)
-        return loss(N, C / ctok(N))
-
-    grid = np.linspace(*lnN_range, 4001)
-    vals = f(grid)
-    i = int(np.nanargmin(vals))
-    if i in (0, grid.size - 1):
-        raise LtmError(f"compute-optimal N at C = {C:.3g} lies outside the searched range of N")
-    h = 1e-4
-    slope = lambda x: float((f(np.array([x + h])) - f(np.array([x - h])))[0])  # noqa: E731
-    lo, hi = grid[i - 1], grid[i + 1]
-    if slope(lo) < 0 < slope(hi):
-        x = brentq(slope, lo, hi, xtol=1e-13)
-    else:  # flat to rounding at this scale: fall back to comparing values
-        x = minimize_scalar(lambda v: float(f(np.array([v]))[0]), bounds=(lo, hi), method="bounded",
-                            options={"xatol": 1e-12}).x
-    N = float(np.exp(x))
-    return N, float(C / ctok(np.array([N]))[0]), float(f(np.array([x]))[0])
 
 
 def fit_ctok(N: np.ndarray, flops_per_token: np.ndarray) -> dict[str, float]:

@@ -19,10 +19,9 @@ from ltm.scaling.quality import errors, split_mask
 from ltm.scaling.records import Points, concat
 
 LOSO_MAX_BINS = 8  # leave-one-size-out over at most this many ln N bins (each bin = one refit)
-
-
-def nd_law(st: Settings) -> Law:
-    return ND.with_grid({k: tuple(v) for k, v in st.cfg["grid"].items()}) if st.cfg["grid"] else ND
+SENSITIVITY_DELTAS = (1e-4, 1e-2)  # refits reported beside the main δ, plus plain least squares (§3.3)
+CROSSCHECK_TOL = 0.01  # flag when trust-region least squares moves alpha or beta by more (§3.4)
+CI_NARROW_FLAG = 0.005  # flag a 95 % CI of a = beta/(alpha+beta) narrower than this with < 1000 runs
 
 
 def nd_design(p: Points) -> Design:
@@ -44,9 +43,8 @@ def compute_convention(p: Points) -> tuple[dict[str, Any], list[str]]:
     return {"source": "measured flops", **model}, warn
 
 
-def target_budgets(p: Points, st: Settings) -> list[float]:
-    if st.cfg["target_flops"]:
-        return [float(c) for c in st.cfg["target_flops"]]
+def target_budgets(p: Points) -> list[float]:
+    """N*, D*, L* are reported at the group's largest compute and 10x it (§1.2)."""
     cmax = float(np.max(p.C_fit))
     return [cmax, 10.0 * cmax]
 
@@ -71,7 +69,7 @@ def nd_derived(conv: dict[str, Any], targets: list[float]):
 def delta_sensitivity(law: Law, p: Points, st: Settings, theta: np.ndarray) -> list[dict[str, Any]]:
     """Refit with other δ and with plain least squares (multi-start plus the main optimum as a start)."""
     out = []
-    for delta in [*st.cfg["sensitivity_deltas"], None]:
+    for delta in [*SENSITIVITY_DELTAS, None]:
         fs = replace(st.fit, delta=delta)
         best = multistart(law, p.cols(), p.lnL, fs, extra_starts=[theta])[0]
         nat = law.natural(best.theta)
@@ -86,7 +84,7 @@ def crosscheck(law: Law, p: Points, st: Settings, theta: np.ndarray) -> dict[str
     th = crosscheck_trust_region(law, p.cols(), p.lnL, x0[0], st.fit.delta)
     d = {name: float(th[law.params.index(name)] - theta[law.params.index(name)]) for name in ("alpha", "beta")}
     return {"method": "scipy least_squares trf, loss=huber, f_scale=delta", "delta_alpha": d["alpha"],
-            "delta_beta": d["beta"], "agrees": bool(max(map(abs, d.values())) <= st.cfg["crosscheck_tol"])}
+            "delta_beta": d["beta"], "agrees": bool(max(map(abs, d.values())) <= CROSSCHECK_TOL)}
 
 
 def leave_one_size_out(law: Law, p: Points, st: Settings, extra: list[np.ndarray]) -> dict[str, Any]:
@@ -116,16 +114,12 @@ def leave_one_size_out(law: Law, p: Points, st: Settings, extra: list[np.ndarray
     return {"folds": folds, "pooled": summary, "binned": bool(sizes.size > LOSO_MAX_BINS)}
 
 
-def _published(law: Law) -> list[np.ndarray]:
-    return [np.array(v) for v in PUBLISHED_ND.values()] if law.params == ND.params else []
-
-
 def analyse_nd(p: Points, excluded: Points, st: Settings, subset: dict[str, Any],
                tags: dict[str, Any]) -> Outcome:
-    law = nd_law(st)
+    law = ND
     conv, conv_warn = compute_convention(p)
-    targets = target_budgets(p, st)
-    extra = _published(law) if st.cfg["published_starts"] else []
+    targets = target_budgets(p)
+    extra = [np.array(v) for v in PUBLISHED_ND.values()]
     split = split_mask(st.cfg["heldout_rule"], st.cfg["heldout_fraction"], p.C_fit, p.N)
     out = run_law(law, p, st, subset, nd_design(p), tags, extra, nd_derived(conv, targets), split)
     e = out.entry
@@ -140,11 +134,10 @@ def analyse_nd(p: Points, excluded: Points, st: Settings, subset: dict[str, Any]
     diag["crosscheck"] = crosscheck(law, p, st, theta)
     if not diag["crosscheck"]["agrees"]:
         e["warnings"].append(f"{law.name}: the trust-region cross-check moves alpha/beta by more than "
-                             f"{st.cfg['crosscheck_tol']:g}")
-    if st.cfg["leave_one_size_out"]:
-        e["fit_quality"]["leave_one_size_out"] = leave_one_size_out(law, p, st, extra)
+                             f"{CROSSCHECK_TOL:g}")
+    e["fit_quality"]["leave_one_size_out"] = leave_one_size_out(law, p, st, extra)
     a_ci = (e["derived"].get("a") or {}).get("ci95")
-    if a_ci and a_ci[1] - a_ci[0] < st.cfg["ci_narrow_flag"] and len(np.unique(p.run)) < 1000:
+    if a_ci and a_ci[1] - a_ci[0] < CI_NARROW_FLAG and len(np.unique(p.run)) < 1000:
         e["warnings"].append(f"{law.name}: 95 % CI of a = beta/(alpha+beta) is only {a_ci[1] - a_ci[0]:.2g} wide "
                              "with < 1000 runs: almost surely an optimiser artefact")
     if len(excluded):

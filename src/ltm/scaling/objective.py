@@ -31,7 +31,6 @@ class Objective:
         self.delta = delta
         self.weights = None if weights is None else np.asarray(weights, float)
         self.scale = float(scale)
-        self.n_evals = 0
 
     def residuals(self, theta: np.ndarray) -> np.ndarray:
         return self.law.predict(theta, self.cols) - self.lnL
@@ -53,7 +52,6 @@ class Objective:
         return self.scale * float(rho.sum())
 
     def __call__(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
-        self.n_evals += 1
         theta = np.asarray(theta, float)
         t = self.law.terms(theta[None, :], self.cols)[:, 0]
         m = t.max(axis=0)

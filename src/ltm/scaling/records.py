@@ -96,7 +96,6 @@ class Points:
     Nz: np.ndarray
     Teval: np.ndarray
     loss: np.ndarray
-    seed: np.ndarray
     final: np.ndarray
     diverged: np.ndarray
 
@@ -155,7 +154,6 @@ def to_points(records: list[dict[str, Any]]) -> Points:
         Nz=col("n_latents"),
         Teval=col("T_eval"),
         loss=col("loss"),
-        seed=np.array([r["seed"] for r in records], dtype=object),
         final=np.array([r["final"] for r in records], dtype=bool),
         diverged=np.array([r["diverged"] for r in records], dtype=bool),
     )

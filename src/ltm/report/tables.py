@@ -9,8 +9,9 @@ import math
 from typing import Any
 
 from ltm.config import params_hash
-from ltm.report_figures import FigureInfo, family_label, other_bounds
-from ltm.report_metrics import tightest
+from ltm.report.figures import FigureInfo, family_label, other_bounds
+from ltm.report.inputs import Inputs
+from ltm.report.metrics import tightest
 
 PAPER_LABEL = "paper (OWT-trained, GPT-2 tokenizer; not comparable in scale)"
 PAPER_PROTOCOL = ("posterior fitted on the scored sequence at the training T, NELBO with the optimisation noise, "
@@ -76,7 +77,7 @@ def hash_text(rec: dict[str, Any] | None) -> str:
 
 
 # ---------------------------------------------------------------- sections
-def header(inp) -> str:
+def header(inp: Inputs) -> str:
     params, runs = inp.params, inp.runs
     fams: dict[str, int] = {}
     for r in runs:
@@ -119,7 +120,7 @@ def header(inp) -> str:
     ])
 
 
-def run_table(inp) -> str:
+def run_table(inp: Inputs) -> str:
     extra = extra_keys([r.split(inp.split) for r in inp.runs])
     head = ["run", "family", "params", "tokens", "T", "N_z", "train FLOPs", "train val loss", "val loss kind",
             "IWAE PPL (≤)", "fresh-ELBO PPL (≤)", *(f"{k} PPL (≤)" for k in extra), "exact PPL", "bpb", "bpb of",
@@ -158,7 +159,7 @@ PAPER_OWT = [["LTM-S (38M), N_z 24", "≈11.8", "≈7.0", "≈3.4", "≈2.8"],
              ["LTM-M (51M), N_z 24", "≈11.1", "≈7.4", "≈2.95", "≈2.5"]]
 
 
-def teval_section(inp, figs: dict[str, FigureInfo]) -> str:
+def teval_section(inp: Inputs, figs: dict[str, FigureInfo]) -> str:
     parts = ["## 2. Perplexity vs inference steps\n"]
     if "ppl_vs_teval" in figs:
         rows = {r.name: max((row.get("T_eval", 0) for row in r.curve), default=0) for r in inp.runs
@@ -201,7 +202,7 @@ PAPER_GSM8K = [["GPT-2-Large", "≈9.1", "≈10.2", "≈10.9"], ["LTM-S", "≈15
                ["LTM-L", "≈18.9", "≈24.6", "≈25.2"]]
 
 
-def zero_shot_section(inp) -> str:
+def zero_shot_section(inp: Inputs) -> str:
     others = [(r, split, rec) for r in inp.runs for split, rec in (r.eval.get("splits") or {}).items()
               if split != inp.split]
     extra = extra_keys([rec for _, _, rec in others])
@@ -230,7 +231,7 @@ def zero_shot_section(inp) -> str:
     return "\n".join(parts)
 
 
-def generation_section(inp) -> list[str]:
+def generation_section(inp: Inputs) -> list[str]:
     """Samples of each named run judged by the pipeline's AR baseline (results/generation/RUN)."""
     parts, rows = ["", "### Generation\n"], []
     for r in inp.runs:
@@ -263,7 +264,7 @@ def fewshot_records(obj: Any) -> list[dict[str, Any]]:
     return []
 
 
-def fewshot_section(inp) -> list[str]:
+def fewshot_section(inp: Inputs) -> list[str]:
     parts = ["### Few-shot reasoning\n"]
     rows = []
     for r in inp.runs:

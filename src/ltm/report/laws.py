@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,51 +16,24 @@ import numpy as np
 
 from ltm.errors import LtmError
 from ltm.lineage import check_file
-from ltm.scaling.laws import ND, Law, power1
-from ltm.scaling.laws_axes import TEVAL_LAWS, extra_axis_laws
+from ltm.scaling.laws import LAWS, Law
 
-_ONE_VAR = re.compile(r"^L\((N|D)\)\|")
-_AXIS = re.compile(r"^L\(N,D,(T|N_z)\) (\w+)$")
 _FLOAT_COLS = ("N", "D", "C", "T", "n_latents", "T_eval", "observed", "predicted", "residual")
+# residual-row column and axis label of the one data column a one-variable or T_eval law reads
+_X_AXIS = {"Teval": ("T_eval", "inference steps T_eval"), "lnTeval": ("T_eval", "inference steps T_eval"),
+           "lnC": ("C", "training compute C (FLOPs)"), "lnN": ("N", "parameters N"), "lnD": ("D", "training tokens D")}
 
 
-def law_for(name: str) -> Law | None:
-    """The Law object behind a fit.json law name (None for a name this report does not know)."""
-    if name == ND.name:
-        return ND
-    for law in TEVAL_LAWS.values():
-        if law.name == name:
-            return law
-    if name == "L(C) envelope":
-        return power1("lnC", name)
-    m = _ONE_VAR.match(name)
-    if m:
-        return power1("ln" + m.group(1), name)
-    m = _AXIS.match(name)
-    if m:
-        return extra_axis_laws(m.group(1)).get(m.group(2))
-    return None
-
-
-def law_class(name: str) -> str:
+def law_class(law: Law | None) -> str:
     """'teval' (loss vs T_eval on one checkpoint), 'one_var' (one run-level variable) or 'multi'."""
-    if name.startswith("L(T_eval)"):
-        return "teval"
-    if name == "L(C) envelope" or _ONE_VAR.match(name):
-        return "one_var"
-    return "multi"
+    if law is None or len(law.columns) > 1:
+        return "multi"
+    return "teval" if _X_AXIS[law.columns[0]][0] == "T_eval" else "one_var"
 
 
-def x_variable(name: str) -> tuple[str, str]:
+def x_variable(law: Law) -> tuple[str, str]:
     """(residual-row column, axis label) of a one-variable or T_eval law."""
-    if name.startswith("L(T_eval)"):
-        return "T_eval", "inference steps T_eval"
-    if name == "L(C) envelope":
-        return "C", "training compute C (FLOPs)"
-    m = _ONE_VAR.match(name)
-    if m and m.group(1) == "N":
-        return "N", "parameters N"
-    return "D", "training tokens D"
+    return _X_AXIS[law.columns[0]]
 
 
 def subset_text(subset: dict[str, Any] | None) -> str:
@@ -111,7 +83,8 @@ def cols_of(rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
 
 @dataclass
 class Accepted:
-    """One accepted law entry of fit.json, with its Law object and the residual rows it produced."""
+    """One accepted law entry of fit.json, with its Law (from the registry, by the entry's law_id) and the
+    residual rows it produced."""
 
     family: str
     loss_kind: str
@@ -161,11 +134,11 @@ def _key(r: dict[str, Any]) -> tuple:
 
 
 def attach_rows(acc: Accepted, rows: list[dict[str, Any]]) -> None:
-    """Residual rows of one accepted entry. Its in-fit rows are those of the same (family, kind, law)
+    """Residual rows of one accepted entry. Its in-fit rows are those of the same (family, kind, law id)
     whose stored prediction the entry's own θ reproduces (this separates equal law names fitted to
     different subsets); its held-out and excluded rows are matched through those in-fit rows."""
     same = [r for r in rows if r.get("family") == acc.family and r.get("loss_kind") == acc.loss_kind
-            and r.get("law") == acc.name]
+            and r.get("law_id") == acc.entry.get("law_id")]
     fit_rows = [r for r in same if r.get("role") == "in_fit"]
     if not fit_rows:
         return
@@ -185,7 +158,7 @@ def accepted_laws(fit: dict[str, Any], residual_rows: list[dict[str, Any]]) -> l
     for g in fit.get("groups", []):
         for e in g.get("laws", []):
             if e.get("status") == "accepted":
-                acc = Accepted(g["family"], g["loss_kind"], e, law_for(e["law"]))
+                acc = Accepted(g["family"], g["loss_kind"], e, LAWS.get(str(e.get("law_id"))))
                 attach_rows(acc, residual_rows)
                 out.append(acc)
     return out

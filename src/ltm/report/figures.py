@@ -17,7 +17,8 @@ from matplotlib import colormaps, ticker
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ltm.report_laws import Accepted, cols_of, law_class, subset_text, x_variable
+from ltm.report.inputs import Inputs, RunArtifacts
+from ltm.report.laws import Accepted, cols_of, law_class, subset_text, x_variable
 
 FAMILY_COLORS = {"ltm": "#1f77b4", "ar": "#ff7f0e", "diffusion": "#2ca02c"}
 FAMILY_CMAPS = {"ltm": "Blues", "ar": "Oranges", "diffusion": "Greens"}
@@ -66,7 +67,7 @@ def family_label(family: str) -> str:
     return FAMILY_LABELS.get(family, family)
 
 
-def run_shades(runs: list) -> dict[str, Any]:
+def run_shades(runs: list[RunArtifacts]) -> dict[str, Any]:
     """A distinct shade of its family colour for every run."""
     out: dict[str, Any] = {}
     for fam in dict.fromkeys(r.family for r in runs):
@@ -113,7 +114,7 @@ def _finite(xs, ys):
 
 
 # ---------------------------------------------------------------- PPL vs inference steps (paper §3.4 style)
-def make_ppl_vs_teval(inp, out: Path) -> FigureInfo | None:
+def make_ppl_vs_teval(inp: Inputs, out: Path) -> FigureInfo | None:
     ltm = [r for r in inp.runs if r.family == "ltm" and r.curve]
     if not ltm:
         return None
@@ -181,7 +182,7 @@ def _budget(tokens: float) -> str:
     return f"{tokens / 1e6:.3g}M" if tokens >= 1e6 else f"{tokens / 1e3:.3g}k"
 
 
-def make_loss_vs_flops(inp, out: Path) -> FigureInfo | None:
+def make_loss_vs_flops(inp: Inputs, out: Path) -> FigureInfo | None:
     series: dict[tuple[str, str], list[tuple[float, float, str]]] = {}
     for r in inp.runs:
         rec = r.split(inp.split)
@@ -229,7 +230,7 @@ def make_loss_vs_flops(inp, out: Path) -> FigureInfo | None:
 
 
 # ---------------------------------------------------------------- training curves
-def make_train_curves(inp, out: Path) -> FigureInfo | None:
+def make_train_curves(inp: Inputs, out: Path) -> FigureInfo | None:
     runs = [r for r in inp.runs if r.train_log]
     if not runs:
         return None
@@ -266,7 +267,7 @@ def _grid_cols(rows: list[dict], col: str, x: np.ndarray) -> dict[str, np.ndarra
 
 def _draw_law(ax, acc: Accepted, color, style: str, label: str, points: bool = True) -> None:
     """Observed points of the fit (filled: fitted, hollow: held out, x: excluded) and the fitted curve."""
-    col, xlabel = x_variable(acc.name)
+    col, xlabel = x_variable(acc.law)
     rows = acc.rows
     pc = "#333333"
     for role, face, marker in (("in_fit", pc, "o"), ("held_out", "none", "o"), ("excluded", pc, "x")):
@@ -287,7 +288,7 @@ def _draw_law(ax, acc: Accepted, color, style: str, label: str, points: bool = T
     ax.set_xlabel(xlabel)
 
 
-def make_law_figures(inp, accepted: list[Accepted], out: Path) -> list[FigureInfo]:
+def make_law_figures(inp: Inputs, accepted: list[Accepted], out: Path) -> list[FigureInfo]:
     """Per (family, loss kind): fitted T_eval curves, fitted one-variable laws, parity and residuals."""
     infos = []
     groups: dict[tuple[str, str], list[Accepted]] = {}
@@ -296,11 +297,11 @@ def make_law_figures(inp, accepted: list[Accepted], out: Path) -> list[FigureInf
             groups.setdefault((acc.family, acc.loss_kind), []).append(acc)
     for (fam, kind), accs in groups.items():
         for cls, title in (("teval", "loss vs inference steps"), ("one_var", "one-variable laws")):
-            sel = [a for a in accs if law_class(a.name) == cls]
+            sel = [a for a in accs if law_class(a.law) == cls]
             if sel:
                 infos.append(_law_panels(fam, kind, cls, title, sel, out))
         for cls in ("teval", "runs"):
-            sel = [a for a in accs if (law_class(a.name) == "teval") == (cls == "teval")]
+            sel = [a for a in accs if (law_class(a.law) == "teval") == (cls == "teval")]
             if sel:
                 infos.append(_parity(fam, kind, cls, sel, out))
     return infos
@@ -386,7 +387,7 @@ def _parity(fam: str, kind: str, cls: str, accs: list[Accepted], out: Path) -> F
                       sorted({r["run"] for a in accs for r in a.rows}), uses_scaling=True)
 
 
-def make_all(inp, accepted: list[Accepted], out: Path) -> list[FigureInfo]:
+def make_all(inp: Inputs, accepted: list[Accepted], out: Path) -> list[FigureInfo]:
     infos = [make_ppl_vs_teval(inp, out), make_loss_vs_flops(inp, out), make_train_curves(inp, out)]
     infos += make_law_figures(inp, accepted, out)
     return [i for i in infos if i is not None]

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ltm.report_figures import FigureInfo
-from ltm.report_tables import hash_text, table
+from ltm.report.figures import FigureInfo
+from ltm.report.inputs import Inputs
+from ltm.report.tables import hash_text, table
 
 
-def _feed(inp, item: str, runs: list[str], scaling: bool = False) -> dict[str, Any]:
+def _feed(inp: Inputs, item: str, runs: list[str], scaling: bool = False) -> dict[str, Any]:
     by_name = {r.name: r for r in inp.runs}
     chosen = [by_name[n] for n in runs if n in by_name]
     return {
@@ -22,7 +23,7 @@ def _feed(inp, item: str, runs: list[str], scaling: bool = False) -> dict[str, A
     }
 
 
-def feeds(inp, figs: list[FigureInfo]) -> list[dict[str, Any]]:
+def feeds(inp: Inputs, figs: list[FigureInfo]) -> list[dict[str, Any]]:
     """One entry per table and figure of the report."""
     all_runs = [r.name for r in inp.runs]
     out = [_feed(inp, "table: runs (section 1)", all_runs)]
@@ -40,7 +41,7 @@ def _short(rec: dict[str, Any] | None, key: str) -> str:
     return str(value)[:12] if value else "missing"
 
 
-def lineage_section(inp, feed_list: list[dict[str, Any]]) -> str:
+def lineage_section(inp: Inputs, feed_list: list[dict[str, Any]]) -> str:
     n = len(inp.runs)
     rows = []
     for f in feed_list:

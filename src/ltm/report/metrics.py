@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ltm.report_figures import other_bounds
+from ltm.report.figures import other_bounds
+from ltm.report.inputs import Inputs, RunArtifacts
 
 DIGITS = 4  # enough to see a change between experiments, short enough for a table column
 
@@ -32,7 +33,7 @@ def _round(x: Any) -> float | None:
     return None if x is None else round(float(x), DIGITS)
 
 
-def run_numbers(run) -> dict[str, float | None]:
+def run_numbers(run: RunArtifacts) -> dict[str, float | None]:
     out: dict[str, float | None] = {}
     for split, rec in (run.eval.get("splits") or {}).items():
         key = tightest(rec)
@@ -56,7 +57,7 @@ def demo_numbers(demo: dict[str, Any]) -> dict[str, float | None]:
     return out
 
 
-def headline(inp) -> dict[str, dict[str, float | None]]:
+def headline(inp: Inputs) -> dict[str, dict[str, float | None]]:
     """{named run: numbers, "demo": numbers}, in the order of params `runs:`."""
     named = list(inp.params.get("runs") or {})
     by_name = {r.name: r for r in inp.runs}

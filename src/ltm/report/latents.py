@@ -13,8 +13,9 @@ from matplotlib import ticker
 
 from ltm.latent_usage import kl_floor_per_dim
 from ltm.posterior import PosteriorConfig
-from ltm.report_figures import FigureInfo, _new, _save, family_color
-from ltm.report_tables import figure_md, num, table
+from ltm.report.figures import FigureInfo, _new, _save, family_color
+from ltm.report.inputs import Inputs, RunArtifacts
+from ltm.report.tables import figure_md, num, table
 
 # The paper's LTM-S / LTM-M validation PPL (read off its figures) at training T; N_z 24 vectors of
 # d = 512 over 1024-token blocks: 12 latent dimensions per token.
@@ -22,11 +23,11 @@ PAPER_PPL = {16: (11.8, 11.1), 32: (7.0, 7.4), 64: (3.4, 2.95), 128: (2.8, 2.5)}
 PAPER_DIMS_PER_TOKEN = 24 * 512 / 1024
 
 
-def _usage(run, split: str) -> dict[str, Any] | None:
+def _usage(run: RunArtifacts, split: str) -> dict[str, Any] | None:
     return (run.split(split) or {}).get("latent_usage")
 
 
-def _named_ltm(inp) -> list:
+def _named_ltm(inp: Inputs) -> list:
     named = set(inp.params.get("runs") or {})
     return [r for r in inp.runs if r.family == "ltm" and r.name in named and _usage(r, inp.split)]
 
@@ -36,7 +37,7 @@ def _info_text(usage: dict[str, Any]) -> str:
     return f"{num(info['nats_per_token'])} ± {num(info['stderr'])}"
 
 
-def verdict_sentence(inp) -> str:
+def verdict_sentence(inp: Inputs) -> str:
     """The plain sentence at the top of the LTM section."""
     runs = [r for r in inp.runs if r.family == "ltm" and _usage(r, inp.split)]
     if not runs:
@@ -55,7 +56,7 @@ def verdict_sentence(inp) -> str:
             "another sequence's z).")
 
 
-def usage_table(inp) -> str:
+def usage_table(inp: Inputs) -> str:
     rows = []
     for r in [r for r in inp.runs if r.family == "ltm" and _usage(r, inp.split)]:
         u, p = _usage(r, inp.split), r.split(inp.split)["protocol"]
@@ -69,7 +70,7 @@ def usage_table(inp) -> str:
                   "KL/token", "KL mean part/dim", "KL var part/dim", "KL floor/dim", "active units"], rows)
 
 
-def make_kl_vs_teval(inp, out: Path) -> FigureInfo | None:
+def make_kl_vs_teval(inp: Inputs, out: Path) -> FigureInfo | None:
     runs = [r for r in _named_ltm(inp) if r.curve and "kl_likelihood_free" in r.curve[0]]
     if not runs:
         return None
@@ -110,7 +111,7 @@ def kl_floor_table() -> str:
     return table(["T", "paper PPL LTM-S / LTM-M", "KL floor (nats/token)", "smallest NELBO PPL", "reading"], rows)
 
 
-def ground_truth_table(inp) -> str | None:
+def ground_truth_table(inp: Inputs) -> str | None:
     """Every run's bits per byte next to the exact entropy of a synthetic corpus (None for real text)."""
     rows = []
     for r in inp.runs:
@@ -204,7 +205,7 @@ def deviations(params: dict) -> list[str]:
     return out
 
 
-def latent_section(inp, figs: dict[str, FigureInfo]) -> str:
+def latent_section(inp: Inputs, figs: dict[str, FigureInfo]) -> str:
     dev = deviations(inp.params)
     parts = ["## 2a. What the latents carry\n", verdict_sentence(inp), "",
              "**Deviations from the paper in this run:** " + ("; ".join(dev) if dev else "none of the settings checked")

@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import math
 
-from ltm.report_claims import run_loss
-from ltm.report_tables import num, table
+from ltm.report.claims import run_loss
+from ltm.report.inputs import Inputs, RunArtifacts
+from ltm.report.tables import num, table
 
 
 def _ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x" if b else "—"
 
 
-def same_data(run, ar: list, split: str) -> list[str]:
+def same_data(run: RunArtifacts, ar: list[RunArtifacts], split: str) -> list[str]:
     tokens = run.train.get("tokens")
     twins = [a for a in ar if a.train.get("tokens") == tokens]
     if not twins:
@@ -35,7 +36,7 @@ def same_data(run, ar: list, split: str) -> list[str]:
             _ratio(float(run.train["train_flops"]), float(twin.train["train_flops"])), f"{gap:+.4f}"]
 
 
-def ar_at_flops(ar: list, flops: float, split: str) -> tuple[float | None, str]:
+def ar_at_flops(ar: list[RunArtifacts], flops: float, split: str) -> tuple[float | None, str]:
     """AR loss at `flops` by log-linear interpolation between the AR runs around it, and how it was got."""
     pts = sorted((float(a.train["train_flops"]), run_loss(a, split)[0], a.name) for a in ar if a.train.get("train_flops"))
     if not pts:
@@ -51,7 +52,7 @@ def ar_at_flops(ar: list, flops: float, split: str) -> tuple[float | None, str]:
     return pts[-1][1], pts[-1][2]
 
 
-def matched_rows(inp) -> list[list[str]]:
+def matched_rows(inp: Inputs) -> list[list[str]]:
     split = inp.split
     ar = [r for r in inp.runs if r.family == "ar" and run_loss(r, split)]
     rows = []
@@ -66,7 +67,7 @@ def matched_rows(inp) -> list[list[str]]:
     return rows
 
 
-def matched_section(inp) -> str:
+def matched_section(inp: Inputs) -> str:
     rows = matched_rows(inp)
     head = ["LTM run", "params", "tokens", "train FLOPs", "IWAE (nats/token)", "same data: AR run",
             "params LTM/AR", "FLOPs LTM/AR", "AR - LTM", "same compute: AR - LTM", "AR at that compute"]

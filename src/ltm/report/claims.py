@@ -12,13 +12,14 @@ from typing import Any
 
 from ltm.latent_usage import kl_floor_per_dim
 from ltm.posterior import PosteriorConfig
-from ltm.report_latents import PAPER_DIMS_PER_TOKEN, PAPER_PPL
-from ltm.report_tables import num, table
+from ltm.report.inputs import Inputs, RunArtifacts
+from ltm.report.latents import PAPER_DIMS_PER_TOKEN, PAPER_PPL
+from ltm.report.tables import num, table
 
 SUPPORTED, NOT_SUPPORTED, UNTESTABLE = "supported", "not supported", "not testable here"
 
 
-def run_loss(run, split: str) -> tuple[float, float] | None:
+def run_loss(run: RunArtifacts, split: str) -> tuple[float, float] | None:
     """(nats/token, standard error) of a run on `split`: IWAE bound for an LTM, exact NLL for AR."""
     rec = run.split(split) or {}
     if run.family == "ltm" and "iwae" in rec:
@@ -33,12 +34,12 @@ def _below(a: tuple[float, float], b: tuple[float, float]) -> bool:
     return b[0] - a[0] > max(2 * max(a[1], b[1]), 1e-3)
 
 
-def _key(run) -> dict[str, Any]:
+def _key(run: RunArtifacts) -> dict[str, Any]:
     return {"tokens": run.train.get("tokens"), "T": run.T_train, "nz": run.eval.get("n_latents"),
             "params": run.train.get("params")}
 
 
-def _groups(runs, vary: str) -> list[list]:
+def _groups(runs: list[RunArtifacts], vary: str) -> list[list[RunArtifacts]]:
     """Groups of LTM runs equal in everything but `vary` (tokens, T, nz, model/params)."""
     fixed = [k for k in ("tokens", "T", "nz", "params") if k != vary]
     out: dict[tuple, list] = {}
@@ -48,7 +49,7 @@ def _groups(runs, vary: str) -> list[list]:
             if len({_key(r)[vary] for r in g}) > 1]
 
 
-def _uninformed_kl(run, split: str) -> float:
+def _uninformed_kl(run: RunArtifacts, split: str) -> float:
     """KL per token a fit whose likelihood gradient is zero leaves at the run's T_eval (its T_eval curve's
     likelihood-free column; else the KL floor; 0 where neither is recorded)."""
     t_eval = ((run.split(split) or {}).get("protocol") or {}).get("T_eval")
@@ -58,7 +59,7 @@ def _uninformed_kl(run, split: str) -> float:
     return float(((run.split(split) or {}).get("latent_usage") or {}).get("kl_floor_per_token") or 0.0)
 
 
-def _trend(groups, split: str, vary: str) -> tuple[str, str]:
+def _trend(groups: list[list[RunArtifacts]], split: str, vary: str) -> tuple[str, str]:
     """Does the loss fall along `vary` in every group, and by more than the KL an uninformed fit sheds?"""
     if not groups:
         return UNTESTABLE, ""
@@ -76,7 +77,7 @@ def _trend(groups, split: str, vary: str) -> tuple[str, str]:
     return (SUPPORTED if falls else NOT_SUPPORTED), "; ".join(shown)
 
 
-def claims_rows(inp) -> list[list[str]]:
+def claims_rows(inp: Inputs) -> list[list[str]]:
     split = inp.split
     ltm = [r for r in inp.runs if r.family == "ltm" and run_loss(r, split)]
     ar = [r for r in inp.runs if r.family == "ar" and run_loss(r, split)]
@@ -156,7 +157,7 @@ def claims_rows(inp) -> list[list[str]]:
     return rows
 
 
-def claims_section(inp) -> str:
+def claims_section(inp: Inputs) -> str:
     return "\n".join(["## 2b. Claims audit\n",
                       f"Each claim of the paper against this run (split `{inp.split}`; LTM: IWAE bound at its T_eval, "
                       "AR: exact NLL; a difference counts beyond two Monte-Carlo standard errors).", "",

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ltm.report_figures import FigureInfo, family_label
-from ltm.report_laws import Accepted, count_laws, refusals, subset_text
-from ltm.report_tables import figure_md, num, table
+from ltm.report.figures import FigureInfo, family_label
+from ltm.report.inputs import Inputs
+from ltm.report.laws import Accepted, count_laws, refusals, subset_text
+from ltm.report.tables import figure_md, num, table
 
 DERIVED_SHOWN = ("a", "b", "L_opt@", "N_opt@", "D_over_N@")
 
@@ -89,7 +90,7 @@ def selections(fit: dict[str, Any]) -> list[str]:
     return lines
 
 
-def laws_section(inp, accepted: list[Accepted], figs: list[FigureInfo]) -> str:
+def laws_section(inp: Inputs, accepted: list[Accepted], figs: list[FigureInfo]) -> str:
     fit = inp.fit
     n_acc, n_all = count_laws(fit)
     parts = ["## 4. Fitted scaling laws\n",

@@ -1,6 +1,4 @@
-"""The results report: one folder with report.md and figures/*.png, the first thing a reader opens.
-
-    build_report(params, runs_dir, eval_dir, scaling_dir, out_dir) -> out_dir / "report.md"
+"""Everything the report reads, loaded and validated into one typed `Inputs` before anything is written.
 
 Inputs (all read-only): per run of params (`ltm.grid.all_runs`) runs/RUN/metrics.json, train_log.tsv and
 model/lineage.json; results/eval/RUN/metrics.json, t_curve.tsv (LTM) and lineage.json; the scaling
@@ -8,8 +6,6 @@ stage's fit.json, residuals.csv and lineage.json; results/fewshot/RUN/metrics.js
 where they exist.
 A missing or unreadable required file raises LtmError (one line) before anything is written; the
 folder is then replaced as a whole (`atomic_dir`), so a failure leaves the previous report intact.
-
-Modules: report_tables (markdown sections), report_figures (PNG figures), report_laws (fit.json).
 """
 from __future__ import annotations
 
@@ -20,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from ltm.errors import LtmError
-from ltm.io import atomic_dir, check_replaceable, write_json, write_text
-from ltm.lineage import check_file
-from ltm.report_laws import accepted_laws, read_residuals
+from ltm.grid import all_runs
+from ltm.lineage import check_file, run_path
+from ltm.report.laws import read_residuals
 
 FAMILY_ORDER = ("ltm", "ar", "diffusion")
-# params sections the report reads (a DVC/Snakemake report stage declares these; lineage hashes them)
+
+
 @dataclass
 class RunArtifacts:
     name: str
@@ -49,12 +46,14 @@ class RunArtifacts:
 
 @dataclass
 class Inputs:
+    """What every section and figure reads; `fit` and `residuals` are the scaling stage's outputs."""
+
     params: dict[str, Any]
-    runs: list[RunArtifacts]
-    fit: dict[str, Any]
-    residuals: list[dict[str, Any]]
+    runs: list[RunArtifacts]  # family order (FAMILY_ORDER), params order within a family
+    fit: dict[str, Any]  # fit.json
+    residuals: list[dict[str, Any]]  # residuals.csv rows, numeric columns as floats
     scaling_lineage: dict[str, Any] | None
-    split: str
+    split: str  # the evaluation split the fits used (fit.split)
     paths: dict[str, Path]
     demo: dict[str, Any] | None = None  # results/demo/metrics.json, the synthetic-corpus demonstration
 
@@ -99,8 +98,6 @@ def read_tsv(path: Path, what: str, required: bool = True) -> list[dict[str, flo
 
 def read_lineage(path: Path, what: str) -> dict[str, Any] | None:
     """A lineage record with its run file (times, git state) merged in; None where there is none."""
-    from ltm.lineage import run_path
-
     rec = read_json_file(path, what, required=False)
     when = read_json_file(run_path(path), f"{what} times", required=False) if rec is not None else None
     return {**rec, **(when or {})} if isinstance(rec, dict) else rec
@@ -148,8 +145,6 @@ def load_run(name: str, runs_dir: Path, eval_dir: Path, fewshot_dir: Path | None
 def load_inputs(params: dict[str, Any], runs_dir: Path, eval_dir: Path, scaling_dir: Path,
                 fewshot_dir: Path | None = None) -> Inputs:
     """Every artifact the report reads, validated; raises LtmError before anything is written."""
-    from ltm.grid import all_runs
-
     runs_dir, eval_dir, scaling_dir = Path(runs_dir), Path(eval_dir), Path(scaling_dir)
     fewshot_dir = Path(fewshot_dir) if fewshot_dir is not None else eval_dir.parent / "fewshot"
     names = list(all_runs(params))
@@ -166,7 +161,7 @@ def load_inputs(params: dict[str, Any], runs_dir: Path, eval_dir: Path, scaling_
     for g in fit["groups"]:
         _require(g, ("family", "loss_kind", "laws"), fit_path)
         for law in g["laws"]:
-            _require(law, ("law", "status"), fit_path)
+            _require(law, ("law", "law_id", "status"), fit_path)
     res_path = scaling_dir / "residuals.csv"
     if not res_path.is_file():
         raise LtmError(f"missing scaling residuals: {res_path}")
@@ -177,44 +172,3 @@ def load_inputs(params: dict[str, Any], runs_dir: Path, eval_dir: Path, scaling_
                   split=split, paths={"runs": runs_dir, "eval": eval_dir, "scaling": scaling_dir,
                                       "fewshot": fewshot_dir},
                   demo=read_json_file(eval_dir.parent / "demo" / "metrics.json", "demo metrics", required=False))
-
-
-def build_report(params: dict[str, Any], runs_dir: Path, eval_dir: Path, scaling_dir: Path, out_dir: Path,
-                 *, fewshot_dir: Path | None = None) -> Path:
-    """Write out_dir/report.md, out_dir/figures/*.png, out_dir/inputs.json (which artifacts fed each
-    figure and table) and out_dir/metrics.json (the headline numbers); returns the path of report.md. fewshot_dir defaults to eval_dir/../fewshot."""
-    from ltm.report_figures import make_all
-    from ltm.report_latents import make_kl_vs_teval
-    from ltm.report_metrics import headline
-
-    check_replaceable(Path(out_dir), "report")  # before reading anything: a wrong --out fails at once
-    inp = load_inputs(params, runs_dir, eval_dir, scaling_dir, fewshot_dir)
-    accepted = accepted_laws(inp.fit, inp.residuals)
-    out_dir = Path(out_dir)
-    with atomic_dir(out_dir, owner="report") as tmp:
-        fig_dir = tmp / "figures"
-        fig_dir.mkdir()
-        figures = make_all(inp, accepted, fig_dir)
-        figures += [f for f in (make_kl_vs_teval(inp, fig_dir),) if f is not None]
-        text, feeds = render(inp, accepted, figures)
-        write_text(tmp / "report.md", text)
-        write_json(tmp / "inputs.json", feeds)
-        write_json(tmp / "metrics.json", headline(inp))
-    return out_dir / "report.md"
-
-
-def render(inp: Inputs, accepted: list, figures: list) -> tuple[str, list[dict[str, Any]]]:
-    """The markdown text and the per-item lineage mapping."""
-    from ltm.report_claims import claims_section
-    from ltm.report_fits import laws_section
-    from ltm.report_latents import latent_section
-    from ltm.report_lineage import feeds, lineage_section
-    from ltm.report_matched import matched_section
-    from ltm.report_tables import compute_section, header, run_table, teval_section, zero_shot_section
-
-    by_key = {f.key: f for f in figures}
-    feed_list = feeds(inp, figures)
-    sections = [header(inp), run_table(inp), teval_section(inp, by_key), latent_section(inp, by_key),
-                claims_section(inp), matched_section(inp), compute_section(by_key),
-                laws_section(inp, accepted, figures), zero_shot_section(inp), lineage_section(inp, feed_list)]
-    return "\n\n".join(sections) + "\n", feed_list
