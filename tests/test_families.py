@@ -69,3 +69,22 @@ def test_runs_that_mix_families_and_latents_are_refused(params):
         resolve_run(params, "ar-tiny-D0")
     with pytest.raises(LtmError, match="unknown run"):
         resolve_run(params, "nothing-like-a-run")
+
+
+def test_no_family_name_is_compared_outside_the_registry():
+    """Code outside ltm.families asks what a family is (has_latents, exact_likelihood, ...), never its name."""
+    import ast
+
+    package = ROOT / "src" / "ltm"
+    # "ltm" is also the package's and the command's name: the module scan and the lineage command line
+    not_families = {package / "pipeline.py", package / "lineage.py"}
+    found = []
+    for path in package.rglob("*.py"):
+        if package / "families" in path.parents or path in not_families:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Compare):
+                sides = [node.left, *node.comparators]
+                if any(isinstance(s, ast.Constant) and s.value in FAMILIES for s in sides):
+                    found.append(f"{path.relative_to(package)}:{node.lineno}")
+    assert found == []

@@ -430,8 +430,8 @@ def test_stage_entry_point_writes_the_report_and_its_lineage(artifacts, tmp_path
     from ltm.stages.report import report
 
     root, params = artifacts
-    import ltm.stages.report
-    monkeypatch.setattr(ltm.stages.report, "load_params", lambda path: copy.deepcopy(params))
+    import ltm.stage_run
+    monkeypatch.setattr(ltm.stage_run, "load_params", lambda path: {"runtime": {}, **copy.deepcopy(params)})
     out = tmp_path / "report"
     path = report("params.yaml", str(root / "runs"), str(root / "results" / "eval"),
                   str(root / "results" / "scaling"), str(out))

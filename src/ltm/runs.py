@@ -66,6 +66,9 @@ class RunSpec:
         return params_hash({"params": self.params, "data": data_sha256})
 
 
+PROCESSES = {"posterior": PosteriorConfig, "diffusion": DiffusionConfig}  # params section -> typed settings
+
+
 def resolve_run(params: dict, name: str) -> RunSpec:
     run = run_entry(params, name)
     if run["tokens"] < 1:  # a sweep-point name given on the command line bypasses the schema
@@ -78,12 +81,12 @@ def resolve_run(params: dict, name: str) -> RunSpec:
         raise LtmError(f"run {name}: an {fam.name} model needs n_latents >= 1")
     if not fam.has_latents and (preset["n_latents"] or "inner_steps" in run):
         raise LtmError(f"run {name}: a {fam.name} model takes no latents and no inner_steps")
-    posterior = None
-    if fam.has_latents:
-        posterior = PosteriorConfig.from_params({**params["posterior"], **_picked(run, "inner_steps")})
-    diffusion = DiffusionConfig.from_params(params["diffusion"]) if fam.process == "diffusion" else None
-    return RunSpec(name=name, family=fam.name, model=preset, posterior=posterior,
-                   train=TrainConfig.from_params(params["train"]), diffusion=diffusion,
+    process = None
+    if fam.process:  # the family's own process section, a run's inner_steps applied (an LTM's T)
+        section = {**params[fam.process], **(_picked(run, "inner_steps") if fam.has_latents else {})}
+        process = PROCESSES[fam.process].from_params(section)
+    return RunSpec(name=name, family=fam.name, model=preset, posterior=process if fam.has_latents else None,
+                   train=TrainConfig.from_params(params["train"]), diffusion=None if fam.has_latents else process,
                    tokens=run["tokens"], seed=run.get("seed", params["train"]["seed"]),
                    params={**subset(params, train_sections(params, name)), "run": run})
 

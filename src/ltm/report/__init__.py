@@ -22,7 +22,13 @@ from ltm.report.laws import Accepted, accepted_laws
 from ltm.report.lineage import feeds, lineage_section
 from ltm.report.matched import matched_section
 from ltm.report.metrics import headline
-from ltm.report.tables import compute_section, header, run_table, teval_section, zero_shot_section
+from ltm.report.tables import (
+    compute_section,
+    header,
+    run_table,
+    teval_section,
+    zero_shot_section,
+)
 
 __all__ = ["Inputs", "RunArtifacts", "build_report", "load_inputs", "read_json_file", "render"]
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ltm.families import family
 from ltm.latent_usage import kl_floor_per_dim
-from ltm.posterior import PosteriorConfig
 from ltm.report.inputs import Inputs, RunArtifacts
-from ltm.report.latents import PAPER_DIMS_PER_TOKEN, PAPER_PPL
+from ltm.report.latents import PAPER_DIMS_PER_TOKEN, PAPER_FAST_LOOP, PAPER_PPL
 from ltm.report.tables import num, table
 
 SUPPORTED, NOT_SUPPORTED, UNTESTABLE = "supported", "not supported", "not testable here"
@@ -21,11 +21,11 @@ SUPPORTED, NOT_SUPPORTED, UNTESTABLE = "supported", "not supported", "not testab
 
 def run_loss(run: RunArtifacts, split: str) -> tuple[float, float] | None:
     """(nats/token, standard error) of a run on `split`: IWAE bound for an LTM, exact NLL for AR."""
-    rec = run.split(split) or {}
-    if run.family == "ltm" and "iwae" in rec:
+    rec, fam = run.split(split) or {}, family(run.family)
+    if fam.has_latents and "iwae" in rec:
         se = (rec.get("fresh_elbo") or {}).get("nelbo_stderr") or 0.0
         return float(rec["iwae"]["nelbo"]), float(se)
-    if run.family == "ar" and "exact" in rec:
+    if fam.exact_likelihood and "exact" in rec:
         return float(rec["exact"]["nll"]), 0.0
     return None
 
@@ -79,8 +79,8 @@ def _trend(groups: list[list[RunArtifacts]], split: str, vary: str) -> tuple[str
 
 def claims_rows(inp: Inputs) -> list[list[str]]:
     split = inp.split
-    ltm = [r for r in inp.runs if r.family == "ltm" and run_loss(r, split)]
-    ar = [r for r in inp.runs if r.family == "ar" and run_loss(r, split)]
+    ltm = [r for r in inp.runs if family(r.family).has_latents and run_loss(r, split)]
+    ar = [r for r in inp.runs if family(r.family).exact_likelihood and run_loss(r, split)]
     rows = []
 
     verdict, ev = _trend(_groups(ltm, "T"), split, "T")
@@ -118,7 +118,7 @@ def claims_rows(inp: Inputs) -> list[list[str]]:
         rows.append(["LTM beats AR at equal size and tokens", "no LTM and AR run with the same token budget",
                      f"{UNTESTABLE}."])
 
-    demo_rows = [(t, g) for r in ((inp.demo or {}).get("runs") or {}).values() if r["family"] == "ltm"
+    demo_rows = [(t, g) for r in ((inp.demo or {}).get("runs") or {}).values() if family(r["family"]).has_latents
                  for t, rec in r["by_T_eval"].items() for g in (rec.get("gap_to_ar") or {}).values()]
     if demo_rows:
         t, best = min(demo_rows, key=lambda p: p[1]["nats_per_token"])
@@ -147,7 +147,7 @@ def claims_rows(inp: Inputs) -> list[list[str]]:
                  f"{UNTESTABLE} (MAUVE needs `mauve-text` and a judge far larger than the models judged)."
                  if len(gen) < 2 else "see the generation table (no verdict computed)."])
 
-    cfg, floors = PosteriorConfig(), []
+    cfg, floors = PAPER_FAST_LOOP, []
     for T, ppls in PAPER_PPL.items():
         floors.append((T, min(ppls), math.exp(kl_floor_per_dim(cfg, T) * PAPER_DIMS_PER_TOKEN)))
     below = [f"T={T}: reported ≈{p} < floor {num(f)}" for T, p, f in floors if p < f]

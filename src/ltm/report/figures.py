@@ -17,12 +17,10 @@ from matplotlib import colormaps, ticker
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from ltm.families import family
 from ltm.report.inputs import Inputs, RunArtifacts
 from ltm.report.laws import Accepted, cols_of, law_class, subset_text, x_variable
 
-FAMILY_COLORS = {"ltm": "#1f77b4", "ar": "#ff7f0e", "diffusion": "#2ca02c"}
-FAMILY_CMAPS = {"ltm": "Blues", "ar": "Oranges", "diffusion": "Greens"}
-FAMILY_LABELS = {"ltm": "LTM", "ar": "AR", "diffusion": "diffusion"}
 KIND_STYLE = {  # eval estimator key -> (label, marker, is a bound)
     "exact": ("exact NLL", "o", False),
     "iwae": ("IWAE bound", "^", True),
@@ -59,12 +57,12 @@ class FigureInfo:
     uses_scaling: bool = False
 
 
-def family_color(family: str) -> str:
-    return FAMILY_COLORS.get(family, "#7f7f7f")
+def family_color(name: str) -> str:
+    return family(name).color
 
 
-def family_label(family: str) -> str:
-    return FAMILY_LABELS.get(family, family)
+def family_label(name: str) -> str:
+    return family(name).label
 
 
 def run_shades(runs: list[RunArtifacts]) -> dict[str, Any]:
@@ -72,7 +70,7 @@ def run_shades(runs: list[RunArtifacts]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for fam in dict.fromkeys(r.family for r in runs):
         members = [r.name for r in runs if r.family == fam]
-        cmap = colormaps[FAMILY_CMAPS.get(fam, "Greys")]
+        cmap = colormaps[family(fam).cmap]
         for i, name in enumerate(members):
             out[name] = cmap(0.85 - 0.45 * (i / max(len(members) - 1, 1))) if len(members) > 1 else family_color(fam)
     return out
@@ -115,13 +113,13 @@ def _finite(xs, ys):
 
 # ---------------------------------------------------------------- PPL vs inference steps (paper §3.4 style)
 def make_ppl_vs_teval(inp: Inputs, out: Path) -> FigureInfo | None:
-    ltm = [r for r in inp.runs if r.family == "ltm" and r.curve]
+    ltm = [r for r in inp.runs if family(r.family).has_latents and r.curve]
     if not ltm:
         return None
     refs = []  # (run, PPL, label): exact PPL of AR runs, bound PPL of other families
     for r in inp.runs:
         rec = r.split(inp.split)
-        if r.family == "ltm" or not rec:
+        if family(r.family).has_latents or not rec:
             continue
         if "exact" in rec:
             refs.append((r.name, rec["exact"]["ppl"], f"{family_label(r.family)} {r.name}: exact PPL"))
@@ -174,7 +172,7 @@ def _style(key: str) -> tuple[str, str, bool]:
     if key in KIND_STYLE:
         return KIND_STYLE[key]
     words = key.replace("_", " ").removesuffix(" bound")
-    return (f"{words} NELBO bound" if words == "diffusion" else f"{words} bound", "D", True)
+    return (f"{words} NELBO bound", "D", True)  # every other estimator a record holds is a NELBO
 
 
 def _budget(tokens: float) -> str:
@@ -210,7 +208,7 @@ def make_loss_vs_flops(inp: Inputs, out: Path) -> FigureInfo | None:
             if key != "fresh_elbo":  # its points sit beside the IWAE ones: one label per run is enough
                 for (xx, yy, run) in pts:
                     text = f"D={_budget(float(run.train.get('tokens') or 0))}" + (
-                        f" T{run.T_train}" if fam == "ltm" else "")
+                        f" T{run.T_train}" if family(fam).has_latents else "")
                     ax.annotate(text, (xx, yy), textcoords="offset points", xytext=(4, 3), fontsize=7)
         _log_x(ax)
         ax.set_title(title, fontsize=10)
@@ -316,7 +314,7 @@ def _law_panels(fam: str, kind: str, cls: str, title: str, accs: list[Accepted],
     nrows = math.ceil(len(by_panel) / ncols)
     fig, axes = _new(nrows, ncols, 4.8, 3.8)
     styles = ["-", "--", "-.", ":"]
-    cmap = colormaps[FAMILY_CMAPS.get(fam, "Greys")]
+    cmap = colormaps[family(fam).cmap]
     shades = [family_color(fam), cmap(0.45), cmap(0.95), cmap(0.65)]
     for ax, (panel, members) in zip(axes.flat, by_panel.items()):
         for i, a in enumerate(members):

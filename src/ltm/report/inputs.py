@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from ltm.errors import LtmError
+from ltm.families import FAMILIES, family
 from ltm.grid import all_runs
 from ltm.lineage import check_file, run_path
 from ltm.report.laws import read_residuals
 
-FAMILY_ORDER = ("ltm", "ar", "diffusion")
+FAMILY_ORDER = tuple(FAMILIES)  # the registry's order: LTM, AR, diffusion
 
 
 @dataclass
@@ -129,7 +130,7 @@ def load_run(name: str, runs_dir: Path, eval_dir: Path, fewshot_dir: Path | None
     run = RunArtifacts(
         name=name, family=str(train["family"]), train=train, eval=ev,
         curve=read_tsv(eval_dir / name / "t_curve.tsv", f"T_eval curve of run {name}",
-                       required=train["family"] == "ltm"),
+                       required=family(train["family"]).has_latents),
         train_log=read_tsv(runs_dir / name / "train_log.tsv", f"training log of run {name}", required=False),
         train_lineage=read_lineage(lineage_path, "training lineage"),
         eval_lineage=read_lineage(eval_dir / name / "lineage.json", "evaluation lineage"),

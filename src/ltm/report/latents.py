@@ -11,6 +11,7 @@ from typing import Any
 
 from matplotlib import ticker
 
+from ltm.families import family
 from ltm.latent_usage import kl_floor_per_dim
 from ltm.posterior import PosteriorConfig
 from ltm.report.figures import FigureInfo, _new, _save, family_color
@@ -20,6 +21,11 @@ from ltm.report.tables import figure_md, num, table
 # The paper's LTM-S / LTM-M validation PPL (read off its figures) at training T; N_z 24 vectors of
 # d = 512 over 1024-token blocks: 12 latent dimensions per token.
 PAPER_PPL = {16: (11.8, 11.1), 32: (7.0, 7.4), 64: (3.4, 2.95), 128: (2.8, 2.5)}
+# The paper's fast loop (Kong et al. 2025: AdamW on (mu, log sigma^2), cosine 0.34 -> 0.034, log sigma^2
+# from -5; the step count is set per use)
+PAPER_FAST_LOOP = PosteriorConfig(steps=16, lr_max=0.34, lr_min=0.034, betas=(0.9, 0.999), weight_decay=0.01,
+                                  adam_eps=1e-8, init_mu_std=0.01, init_logvar_mean=-5.0, init_logvar_std=0.1,
+                                  decoder_grads=False, lr_logvar_scale=1.0)
 PAPER_DIMS_PER_TOKEN = 24 * 512 / 1024
 
 
@@ -29,7 +35,7 @@ def _usage(run: RunArtifacts, split: str) -> dict[str, Any] | None:
 
 def _named_ltm(inp: Inputs) -> list:
     named = set(inp.params.get("runs") or {})
-    return [r for r in inp.runs if r.family == "ltm" and r.name in named and _usage(r, inp.split)]
+    return [r for r in inp.runs if family(r.family).has_latents and r.name in named and _usage(r, inp.split)]
 
 
 def _info_text(usage: dict[str, Any]) -> str:
@@ -39,7 +45,7 @@ def _info_text(usage: dict[str, Any]) -> str:
 
 def verdict_sentence(inp: Inputs) -> str:
     """The plain sentence at the top of the LTM section."""
-    runs = [r for r in inp.runs if r.family == "ltm" and _usage(r, inp.split)]
+    runs = [r for r in inp.runs if family(r.family).has_latents and _usage(r, inp.split)]
     if not runs:
         return "No LTM evaluation has latent-usage diagnostics (re-run the evaluate stage)."
     empty = [r.name for r in runs if not _usage(r, inp.split)["latents_carry_information"]]
@@ -58,7 +64,7 @@ def verdict_sentence(inp: Inputs) -> str:
 
 def usage_table(inp: Inputs) -> str:
     rows = []
-    for r in [r for r in inp.runs if r.family == "ltm" and _usage(r, inp.split)]:
+    for r in [r for r in inp.runs if family(r.family).has_latents and _usage(r, inp.split)]:
         u, p = _usage(r, inp.split), r.split(inp.split)["protocol"]
         info, shuf = u["information_vs_prior"], u.get("information_vs_shuffled") or {}
         rows.append([r.name, num(p["T_eval"]), num(u["nll_fit"]), num(u["nll_prior_z"]),
@@ -102,7 +108,7 @@ def make_kl_vs_teval(inp: Inputs, out: Path) -> FigureInfo | None:
 
 
 def kl_floor_table() -> str:
-    cfg = PosteriorConfig()  # the paper's fast-loop settings
+    cfg = PAPER_FAST_LOOP
     rows = []
     for T, (ppl_s, ppl_m) in PAPER_PPL.items():
         floor = kl_floor_per_dim(cfg, T) * PAPER_DIMS_PER_TOKEN
@@ -136,7 +142,7 @@ def demo_section(demo: dict[str, Any] | None) -> str:
     truth, rows = demo["ground_truth"], []
     for name, run in demo["runs"].items():
         for t, rec in run["by_T_eval"].items():
-            if run["family"] == "ar":
+            if not family(run["family"]).has_latents:
                 rows.append([name, "AR", "—", "exact NLL", num(rec["exact"]["bpb"]), "—", "—", "—"])
                 continue
             u = rec["latent_usage"]
@@ -147,7 +153,7 @@ def demo_section(demo: dict[str, Any] | None) -> str:
                          f"{num(info['nats_per_token'])} ± {num(info['stderr'])}", num(u["kl_per_token"]),
                          f"{gap['nats_per_token']:+.4f} ± {num(gap['stderr'])}" if gap else "—"])
     post = demo.get("posterior") or {}
-    setup = (f" The LTM has N_z = {next((r['n_latents'] for r in demo['runs'].values() if r['family'] == 'ltm'), '?')}"
+    setup = (f" The LTM has N_z = {next((r['n_latents'] for r in demo['runs'].values() if family(r['family']).has_latents), '?')}"
              f" latent vectors and its own fast loop (T = {post.get('inner_steps')}, log sigma^2 starting at "
              f"{post.get('init_logvar_mean')}; `demo.posterior`, paper: T 16 and -5); both train with "
              f"{demo.get('batch_tokens')} tokens per step.") if post else ""
@@ -166,7 +172,7 @@ def demo_section(demo: dict[str, Any] | None) -> str:
 
 def demo_verdict(demo: dict[str, Any]) -> str:
     """One sentence: do the latents carry information, and does the best LTM bound beat AR clearly?"""
-    ltm = [(t, rec) for r in demo["runs"].values() if r["family"] == "ltm" for t, rec in r["by_T_eval"].items()]
+    ltm = [(t, rec) for r in demo["runs"].values() if family(r["family"]).has_latents for t, rec in r["by_T_eval"].items()]
     gaps = [(t, g) for t, rec in ltm for g in (rec.get("gap_to_ar") or {}).values()]
     if not ltm or not gaps:
         return "No LTM and AR pair to compare."

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 
+from ltm.families import family
 from ltm.report.claims import run_loss
 from ltm.report.inputs import Inputs, RunArtifacts
 from ltm.report.tables import num, table
@@ -54,10 +55,10 @@ def ar_at_flops(ar: list[RunArtifacts], flops: float, split: str) -> tuple[float
 
 def matched_rows(inp: Inputs) -> list[list[str]]:
     split = inp.split
-    ar = [r for r in inp.runs if r.family == "ar" and run_loss(r, split)]
+    ar = [r for r in inp.runs if family(r.family).exact_likelihood and run_loss(r, split)]
     rows = []
     for run in inp.runs:
-        if run.family != "ltm" or not run_loss(run, split) or not run.train.get("train_flops"):
+        if not family(run.family).has_latents or not run_loss(run, split) or not run.train.get("train_flops"):
             continue
         loss = run_loss(run, split)[0]
         at_c, how = ar_at_flops(ar, float(run.train["train_flops"]), split)

@@ -9,6 +9,7 @@ import math
 from typing import Any
 
 from ltm.config import params_hash
+from ltm.families import family
 from ltm.report.figures import FigureInfo, family_label, other_bounds
 from ltm.report.inputs import Inputs
 from ltm.report.metrics import tightest
@@ -90,10 +91,10 @@ def header(inp: Inputs) -> str:
     recs = [rec for r in runs for rec in (r.eval.get("splits") or {}).values()]
     tok_sha = sorted({str(rec.get("dataset", {}).get("tokenizer_sha256"))[:12] for rec in recs} - {"None"})
     h = params_hash({k: v for k, v in params.items() if k != "runtime"})
-    vals = [r.split(inp.split) for r in runs if r.family == "ltm" and r.split(inp.split)]
+    vals = [r.split(inp.split) for r in runs if family(r.family).has_latents and r.split(inp.split)]
     Ts = sorted({v["protocol"].get("T_eval") for v in vals} - {None})
     at_train = all(r.split(inp.split)["protocol"].get("T_eval") == r.T_train
-                   for r in runs if r.family == "ltm" and r.split(inp.split))
+                   for r in runs if family(r.family).has_latents and r.split(inp.split))
     Ks = sorted({v["protocol"].get("K") for v in vals} - {None})
     t_list = ", ".join(map(str, Ts)) or "—"
     which_t = "the training T of each run" if at_train else "eval.t_eval, not the training T"
@@ -163,7 +164,7 @@ def teval_section(inp: Inputs, figs: dict[str, FigureInfo]) -> str:
     parts = ["## 2. Perplexity vs inference steps\n"]
     if "ppl_vs_teval" in figs:
         rows = {r.name: max((row.get("T_eval", 0) for row in r.curve), default=0) for r in inp.runs
-                if r.curve and r.family == "ltm"}
+                if r.curve and family(r.family).has_latents}
         tcm = None
         for r in inp.runs:
             if r.eval_lineage:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 import ltm
+from ltm.families import FAMILIES
 from ltm.io import atomic_path, sha256_bytes, write_json
 from ltm.progress import progress
 from ltm.scaling.analyse import Outcome
@@ -26,7 +27,12 @@ from ltm.scaling.axes import (
 from ltm.scaling.blas import one_blas_thread
 from ltm.scaling.config import Settings, resolve
 from ltm.scaling.frontier import crossover, optimal_allocation
-from ltm.scaling.nd import CI_NARROW_FLAG, CROSSCHECK_TOL, SENSITIVITY_DELTAS, analyse_nd
+from ltm.scaling.nd import (
+    CI_NARROW_FLAG,
+    CROSSCHECK_TOL,
+    SENSITIVITY_DELTAS,
+    analyse_nd,
+)
 from ltm.scaling.records import Points, group, is_bound, main_mask, normalize, to_points
 
 SCHEMA = "ltm.scaling.fit/1"
@@ -71,7 +77,7 @@ def _config_masks(p: Points) -> list[tuple[dict[str, Any], np.ndarray]]:
     out = []
     for k in sorted(set(key), key=lambda k: (k[0], -1 if k[1] is None else k[1])):
         mask = np.array([x == k for x in key])
-        subset = {} if (p.family != "ltm" and k == (0.0, None)) else {"T": k[0], "n_latents": k[1]}
+        subset = {} if (not FAMILIES[p.family].has_latents and k == (0.0, None)) else {"T": k[0], "n_latents": k[1]}
         out.append((subset, mask))
     return out
 
@@ -100,7 +106,7 @@ def analyse_group(p_all: Points, st: Settings) -> tuple[dict[str, Any], list[Out
     if len(kept):
         outcomes.append(("envelope", envelope(kept, st, {**_tags(kept, {}), "law": "L(C) envelope"})))
     axis_sel = []
-    if p_all.family == "ltm":
+    if FAMILIES[p_all.family].has_latents:
         for axis in ("T", "N_z"):
             for sel in extra_axis(kept, axis, st, _tags(kept, {})):
                 outcomes += [(f"axis:{axis}", o) for o in sel.pop("outcomes").values()]
@@ -145,8 +151,8 @@ def _frontier_fn(out: Outcome, theta: np.ndarray):
 def comparisons(nd_fits: list[tuple], st: Settings) -> list[dict[str, Any]]:
     """Compute where an LTM frontier crosses an AR frontier (bootstrap CI from paired replicates)."""
     out = []
-    ltm_fits = [f for f in nd_fits if f[0].family == "ltm"]
-    ar_fits = [f for f in nd_fits if f[0].family == "ar"]
+    ltm_fits = [f for f in nd_fits if FAMILIES[f[0].family].has_latents]
+    ar_fits = [f for f in nd_fits if FAMILIES[f[0].family].exact_likelihood]
     for pl, sl, ol in ltm_fits:
         for pa, _, oa in ar_fits:
             lo = math.log(min(pl.C_fit.min(), pa.C_fit.min()))

@@ -8,7 +8,13 @@ from typing import Any
 
 import numpy as np
 
-from ltm.scaling.analyse import Design, Outcome, attach_bootstrap, heldout_error, run_law
+from ltm.scaling.analyse import (
+    Design,
+    Outcome,
+    attach_bootstrap,
+    heldout_error,
+    run_law,
+)
 from ltm.scaling.config import Settings
 from ltm.scaling.laws import ENVELOPE, ONE_VARIABLE, TEVAL_LAWS, extra_axis_laws
 from ltm.scaling.quality import largest_value_mask

@@ -15,9 +15,9 @@ from typing import Any, Iterable
 import numpy as np
 
 from ltm.errors import LtmError
+from ltm.families import FAMILIES
 from ltm.scaling.laws import Cols
 
-FAMILIES = ("ltm", "ar", "diffusion")
 REQUIRED = ("run", "family", "loss_kind", "loss", "params", "tokens")
 
 
@@ -49,17 +49,17 @@ def normalize(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         where = f"record {i} (run {rec.get('run')!r})"
         if missing:
             raise LtmError(f"{where}: missing key(s) {', '.join(missing)}")
-        family = rec["family"]
-        if family not in FAMILIES:
-            raise LtmError(f"{where}: family must be one of {', '.join(FAMILIES)}, got {family!r}")
+        name = rec["family"]
+        if name not in FAMILIES:
+            raise LtmError(f"{where}: family must be one of {', '.join(FAMILIES)}, got {name!r}")
         kind = rec["loss_kind"]
         if not isinstance(kind, str) or not kind:
             raise LtmError(f"{where}: loss_kind must be a non-empty string")
-        if family == "ltm" and rec.get("T") is None:
+        if FAMILIES[name].has_latents and rec.get("T") is None:
             raise LtmError(f"{where}: an ltm record needs 'T' (inner steps during training)")
         r = {
             "run": str(rec["run"]),
-            "family": family,
+            "family": name,
             "loss_kind": kind,
             "loss": _num(rec, "loss", where),
             "params": _num(rec, "params", where),

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ltm.data.corpus import build_corpus
-from ltm.stages.base import begin
+from ltm.stage_run import begin
 
 
 def corpus(params_path: str, out: str) -> dict:

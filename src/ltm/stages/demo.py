@@ -25,7 +25,7 @@ from ltm.families import family
 from ltm.io import write_json
 from ltm.latent_usage import paired_gap
 from ltm.runs import resolve_run
-from ltm.stages.base import begin
+from ltm.stage_run import begin
 from ltm.trainer import Trainer
 
 

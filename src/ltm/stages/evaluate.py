@@ -10,7 +10,7 @@ from ltm.families import family
 from ltm.io import write_json
 from ltm.model_files import check_compatible, fast_loop, load_model
 from ltm.runtime import resolve_device
-from ltm.stages.base import begin
+from ltm.stage_run import begin
 from ltm.tracking import write_rows_tsv
 
 

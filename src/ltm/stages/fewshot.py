@@ -10,7 +10,7 @@ from ltm.fewshot import load_gsm8k, make_problems, pass_at_n
 from ltm.io import write_json
 from ltm.model_files import fast_loop, load_model
 from ltm.runtime import resolve_device
-from ltm.stages.base import begin
+from ltm.stage_run import begin
 
 
 def fewshot(params_path: str, run: str, model_dir: str, tokenizer_dir: str, out: str) -> dict:

@@ -18,7 +18,7 @@ from ltm.families import family
 from ltm.io import write_json
 from ltm.model_files import fast_loop, load_model
 from ltm.runtime import resolve_device
-from ltm.stages.base import begin
+from ltm.stage_run import begin
 
 
 def generation(params_path: str, run: str, model_dir: str, judge_dir: str, shards_dir: str, tokenizer_dir: str,

@@ -6,12 +6,12 @@ import io
 from pathlib import Path
 
 from ltm import lineage
-from ltm.config import load_params, subset
 from ltm.errors import LtmError
+from ltm.families import family
 from ltm.grid import all_runs
-from ltm.io import check_out_folder, read_json, write_text
+from ltm.io import read_json, write_text
 from ltm.scaling import format_summary, run_scaling, write_outputs
-from ltm.stage_params import stage_params
+from ltm.stage_run import begin
 
 # metrics.json key of each loss kind, and the field holding nats per token
 KIND_SOURCE = {"nll_exact": ("exact", "nll"), "iwae": ("iwae", "nelbo"), "elbo_fresh": ("fresh_elbo", "nelbo"),
@@ -45,7 +45,7 @@ def collect_records(params: dict, eval_dir: Path) -> list[dict]:
             if key not in split:
                 continue  # e.g. no IWAE for the AR baseline, no exact NLL for an LTM
             records.append({**base, "loss_kind": kind, "loss": split[key][field]})
-            if m["family"] == "ltm" and kind in CURVE_COLUMN:
+            if family(m["family"]).has_latents and kind in CURVE_COLUMN:
                 lineage.check_file(eval_dir / run / "t_curve.tsv")
                 for row in read_curve(eval_dir / run / "t_curve.tsv"):
                     t = int(row["T_eval"])
@@ -65,9 +65,8 @@ def write_records(path: Path, records: list[dict]) -> None:
 
 
 def scaling(params_path: str, eval_dir: str, out: str) -> dict:
-    params = load_params(params_path)
-    started = lineage.now()
-    check_out_folder(Path(out))  # a wrong --out fails before any work
+    stage = begin("scaling", params_path, out=out)
+    params = stage.params
     records = collect_records(params, Path(eval_dir))
     cfg = {k: v for k, v in params["fit"].items() if k not in ("loss_kinds", "split")}
     result = run_scaling(records, cfg)
@@ -75,7 +74,6 @@ def scaling(params_path: str, eval_dir: str, out: str) -> dict:
     write_outputs(result, out_dir)
     write_records(out_dir / "records.csv", records)
     write_text(out_dir / "summary.txt", format_summary(result) + "\n")
-    lineage.write_record(out_dir / "fit.json", stage="scaling", params=subset(params, stage_params("scaling", params)),
-                         inputs={"eval": eval_dir}, started=started, record=out_dir / "lineage.json",
-                         files=[out_dir / name for name in ("fit.json", "residuals.csv", "records.csv", "summary.txt")])
+    stage.record(out_dir / "fit.json", {"eval": eval_dir}, record=out_dir / "lineage.json",
+                 files=[out_dir / name for name in ("fit.json", "residuals.csv", "records.csv", "summary.txt")])
     return result

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ltm.data.shards import build_shards
-from ltm.stages.base import begin
+from ltm.stage_run import begin
 
 
 def shards(params_path: str, corpus_dir: str, tokenizer_dir: str, out: str) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ltm.data.tokenizer import build_tokenizer
-from ltm.stages.base import begin
+from ltm.stage_run import begin
 
 
 def tokenizer(params_path: str, corpus_dir: str, out: str) -> dict:

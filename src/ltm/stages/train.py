@@ -8,7 +8,7 @@ from pathlib import Path
 from ltm.io import check_replaceable, exclusive, write_json
 from ltm.model_files import export_model
 from ltm.runs import describe, resolve_run
-from ltm.stages.base import StageRun, begin
+from ltm.stage_run import StageRun, begin
 from ltm.tracking import Tracker
 from ltm.trainer import Trainer
 
