@@ -92,7 +92,7 @@ def make_artifacts(root: Path) -> dict:
                                                f"10\t{tokens}\t6.2\t6.3\n")
         write_json(run_dir / "model" / "lineage.json", {**_lineage("train", f"train{i:012d}"), "run_hash": f"rh{i}"})
         family = "ltm" if ltm else "ar"
-        ev = {"run": name, "family": family, "T_train": T, "n_latents": 4 if ltm else 0, "tokens": tokens,
+        ev = {"run": name, "family": family, "inner_steps": T, "n_latents": 4 if ltm else 0, "tokens": tokens,
               "params": n_params, "train_flops": flops,
               "splits": {"val": _split(family, T, tokens, 0.0, 4), "heldout-lee": _split(family, T, tokens, 0.3, 4)}}
         eval_dir = root / "results" / "eval" / name

@@ -23,7 +23,7 @@ def _run(name, family, tokens, T=0, nz=0, loss=5.0, carries=False, params=1000):
     curve = [{"T_eval": t, "iwae_nelbo": loss + 1.0 / (1 + t), "fresh_elbo_kl": 1.0 / (1 + t),
               "kl_likelihood_free": 1.0 / (1 + t)} for t in (0, 4, 16)] if family == "ltm" else []
     return RunArtifacts(name=name, family=family, train={"tokens": tokens, "params": params},
-                        eval={"T_train": T, "n_latents": nz, "splits": {"val": rec}}, curve=curve)
+                        eval={"inner_steps": T, "n_latents": nz, "splits": {"val": rec}}, curve=curve)
 
 
 def _inputs(runs):

@@ -183,7 +183,7 @@ def evaluate_split(model: Decoder, shards: TokenShards, ecfg: EvalConfig, *,
             "posterior": {k: v for k, v in asdict(post_cfg).items()
                           if k not in ("steps", "decoder_grads", "schedule_steps")} if is_ltm else None,
             "lr_schedule": f"{ecfg.lr_schedule}: {LR_SCHEDULES[ecfg.lr_schedule]}" if is_ltm else None,
-            "T_train": post_cfg.steps if is_ltm else None,
+            "inner_steps": post_cfg.steps if is_ltm else None,
             "flops_per_token": scoring_flops_per_token(model, steps if is_ltm else 0, ecfg.samples if is_ltm else 0,
                                                        usage and is_ltm),
         },

@@ -35,7 +35,7 @@ def _below(a: tuple[float, float], b: tuple[float, float]) -> bool:
 
 
 def _key(run: RunArtifacts) -> dict[str, Any]:
-    return {"tokens": run.train.get("tokens"), "T": run.T_train, "nz": run.eval.get("n_latents"),
+    return {"tokens": run.train.get("tokens"), "T": run.inner_steps, "nz": run.eval.get("n_latents"),
             "params": run.train.get("params")}
 
 

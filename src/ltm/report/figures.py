@@ -137,17 +137,17 @@ def make_ppl_vs_teval(inp: Inputs, out: Path) -> FigureInfo | None:
             x, y = _finite(T, [row.get(col, math.nan) for row in run.curve])
             if y:
                 ax.plot(x, y, style, color=color, label=label, ms=4, lw=1.6 if style != ":" else 1.2)
-        ax.axvline(run.T_train, color="black", ls=":", lw=1.2, label="training T")
+        ax.axvline(run.inner_steps, color="black", ls=":", lw=1.2, label="training T")
         for name, ppl, label in refs:
             ax.axhline(ppl, color=shades[name], ls="-.", lw=1.2, label=label)
         ax.set_xscale("symlog", linthresh=1.0)
-        ticks = sorted({t for t in T if math.isfinite(t)} | {run.T_train})
+        ticks = sorted({t for t in T if math.isfinite(t)} | {run.inner_steps})
         ax.xaxis.set_major_locator(ticker.FixedLocator(ticks))
         ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         ax.xaxis.set_minor_locator(ticker.NullLocator())
         ax.set_xlim(-0.25 if min(ticks) <= 0 else 0.8 * min(ticks), 1.12 * max(ticks))
         ax.set_yscale("log")
-        ax.set_title(f"{run.name} (T_train={run.T_train})", fontsize=10)
+        ax.set_title(f"{run.name} (T_train={run.inner_steps})", fontsize=10)
         ax.set_xlabel("inference steps T_eval")
         ax.set_ylabel(f"{inp.split} perplexity (per token)")
         ax.grid(True, which="both", alpha=0.25)
@@ -208,7 +208,7 @@ def make_loss_vs_flops(inp: Inputs, out: Path) -> FigureInfo | None:
             if key != "fresh_elbo":  # its points sit beside the IWAE ones: one label per run is enough
                 for (xx, yy, run) in pts:
                     text = f"D={_budget(float(run.train.get('tokens') or 0))}" + (
-                        f" T{run.T_train}" if family(fam).has_latents else "")
+                        f" T{run.inner_steps}" if family(fam).has_latents else "")
                     ax.annotate(text, (xx, yy), textcoords="offset points", xytext=(4, 3), fontsize=7)
         _log_x(ax)
         ax.set_title(title, fontsize=10)

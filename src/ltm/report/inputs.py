@@ -41,8 +41,8 @@ class RunArtifacts:
         return (self.eval.get("splits") or {}).get(name)
 
     @property
-    def T_train(self) -> int:
-        return int(self.eval.get("T_train") or 0)
+    def inner_steps(self) -> int:
+        return int(self.eval.get("inner_steps") or 0)
 
 
 @dataclass

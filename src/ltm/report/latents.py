@@ -87,9 +87,9 @@ def make_kl_vs_teval(inp: Inputs, out: Path) -> FigureInfo | None:
                 label="KL of the fitted q")
         ax.plot(T, [row["kl_likelihood_free"] for row in run.curve], "--", color="black", lw=1.2,
                 label="likelihood-free fast loop")
-        ax.axvline(run.T_train, color="grey", ls=":", lw=1.0, label="training T")
+        ax.axvline(run.inner_steps, color="grey", ls=":", lw=1.0, label="training T")
         ax.set_xscale("symlog", linthresh=1.0)
-        ticks = sorted(set(T) | {run.T_train})
+        ticks = sorted(set(T) | {run.inner_steps})
         ax.xaxis.set_major_locator(ticker.FixedLocator(ticks))
         ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         ax.xaxis.set_minor_locator(ticker.NullLocator())

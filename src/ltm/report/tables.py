@@ -93,7 +93,7 @@ def header(inp: Inputs) -> str:
     h = params_hash({k: v for k, v in params.items() if k != "runtime"})
     vals = [r.split(inp.split) for r in runs if family(r.family).has_latents and r.split(inp.split)]
     Ts = sorted({v["protocol"].get("T_eval") for v in vals} - {None})
-    at_train = all(r.split(inp.split)["protocol"].get("T_eval") == r.T_train
+    at_train = all(r.split(inp.split)["protocol"].get("T_eval") == r.inner_steps
                    for r in runs if family(r.family).has_latents and r.split(inp.split))
     Ks = sorted({v["protocol"].get("K") for v in vals} - {None})
     t_list = ", ".join(map(str, Ts)) or "—"
@@ -131,7 +131,7 @@ def run_table(inp: Inputs) -> str:
         rec = r.split(inp.split)
         bpb, of = best_bpb(rec)
         rows.append([r.name, family_label(r.family), num(r.train.get("params")), num(r.train.get("tokens")),
-                     num(r.train.get("inner_steps", r.T_train)), num(r.train.get("n_latents")),
+                     num(r.train.get("inner_steps", r.inner_steps)), num(r.train.get("n_latents")),
                      num(r.train.get("train_flops")), num(r.train.get("val_loss")),
                      str(r.train.get("val_loss_kind", "—")),
                      _ppl(rec, "iwae"), _ppl(rec, "fresh_elbo"), *(_ppl(rec, k) for k in extra), _ppl(rec, "exact"),

@@ -82,7 +82,7 @@ def train_and_score(params: dict, name: str, work: Path, t_evals: list[int]) -> 
     finally:
         trainer.close()
     return {"family": spec.family, "params": metrics["params"], "tokens": metrics["tokens"],
-            "T_train": spec.inner_steps, "window": spec.model["window"], "n_latents": spec.model["n_latents"],
+            "inner_steps": spec.inner_steps, "window": spec.model["window"], "n_latents": spec.model["n_latents"],
             "by_T_eval": records}
 
 

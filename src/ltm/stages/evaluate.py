@@ -36,7 +36,7 @@ def evaluate(params_path: str, run: str, model_dir: str, shards_dir: str, tokeni
                              token_bytes=token_bytes, rows_per_pass=micro, desc=f"evaluate {run} curve")
     for row in curve:  # one column every family has, for `dvc plots`: the honest headline bound
         row["bound"] = row[fam.curve_column]
-    metrics = {"run": run, "family": fam.name, "T_train": post_cfg.steps if post_cfg else 0,
+    metrics = {"run": run, "family": fam.name, "inner_steps": post_cfg.steps if post_cfg else 0,
                "n_latents": config["model"]["n_latents"], "tokens": config["tokens"],
                "params": config.get("params"), "train_flops": config.get("train_flops"), "splits": splits}
     out_dir = Path(out)

@@ -37,7 +37,7 @@ def collect_records(params: dict, eval_dir: Path) -> list[dict]:
         if split is None:
             raise LtmError(f"{path} has no split {fit['split']!r} (fit.split)")
         base = {"run": run, "family": m["family"], "params": m["params"], "tokens": m["tokens"],
-                "flops": m["train_flops"], "T": m["T_train"]}
+                "flops": m["train_flops"], "T": m["inner_steps"]}
         if m["n_latents"]:
             base["n_latents"] = m["n_latents"]
         for kind in fit["loss_kinds"]:
@@ -49,7 +49,7 @@ def collect_records(params: dict, eval_dir: Path) -> list[dict]:
                 lineage.check_file(eval_dir / run / "t_curve.tsv")
                 for row in read_curve(eval_dir / run / "t_curve.tsv"):
                     t = int(row["T_eval"])
-                    if t >= 1 and t != m["T_train"]:  # T_eval = T is the headline record above
+                    if t >= 1 and t != m["inner_steps"]:  # T_eval = T is the headline record above
                         records.append({**base, "loss_kind": kind, "loss": float(row[CURVE_COLUMN[kind]]),
                                         "T_eval": t})
     return records
