@@ -24,3 +24,14 @@ def eval_settings(**changes) -> EvalConfig:
 
 def diffusion_settings(**changes) -> DiffusionConfig:
     return replace(DiffusionConfig.from_params(PARAMS["diffusion"]), **changes)
+
+
+def data_settings(section: str, **changes) -> dict:
+    """One data section of params.yaml (corpus, tokenizer or shards) with `changes` applied."""
+    return {**PARAMS["data"][section], **changes}
+
+
+def topic_process(**changes):
+    from ltm.data.synthetic import TopicProcess
+
+    return TopicProcess.from_params({**PARAMS["data"]["corpus"]["synthetic"], **changes})

@@ -12,6 +12,7 @@ import pytest
 from ltm.data.corpus import build_corpus, iter_texts
 from ltm.errors import LtmError
 from ltm.io import sha256_file
+from settings import data_settings
 
 WORDS = "the a model latent thought vector token layer train data value small large fast slow".split()
 
@@ -49,7 +50,7 @@ def in_tmp(tmp_path, monkeypatch) -> Path:
 @pytest.fixture(scope="module")
 def builtin(tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("builtin") / "corpus"
-    return out, build_corpus({"source": "builtin", "val_fraction": 0.1, "seed": 1}, out)
+    return out, build_corpus({**data_settings("corpus"), "source": "builtin", "val_fraction": 0.1, "seed": 1}, out)
 
 
 def test_builtin_corpus_builds_with_heldout_lee(builtin):
@@ -160,7 +161,7 @@ def test_bad_parquet_column_and_settings(in_tmp):
     with pytest.raises(LtmError, match="val_fraction"):
         build_corpus(files_cfg("p.parquet", val_fraction=1.0), in_tmp / "out")
     with pytest.raises(LtmError, match="unknown corpus source"):
-        build_corpus({"source": "web", "val_fraction": 0.1, "seed": 0}, in_tmp / "out")
+        build_corpus({**data_settings("corpus"), "source": "web", "val_fraction": 0.1, "seed": 0}, in_tmp / "out")
 
 
 def test_hf_without_datasets_is_a_clear_error(in_tmp):
@@ -170,7 +171,7 @@ def test_hf_without_datasets_is_a_clear_error(in_tmp):
     except ImportError:
         pass
     with pytest.raises(LtmError) as err:
-        build_corpus({"source": "hf", "hf_path": "wikitext", "val_fraction": 0.1, "seed": 0}, in_tmp / "out")
+        build_corpus({**data_settings("corpus"), "source": "hf", "hf_path": "wikitext", "val_fraction": 0.1, "seed": 0}, in_tmp / "out")
     assert "datasets" in one_line_error(err)
 
 

@@ -17,6 +17,7 @@ from ltm.data.loader import BatchLoader, TokenShards, iter_eval_batches
 from ltm.data.shards import build_shards
 from ltm.data.tokenizer import build_tokenizer
 from ltm.errors import LtmError
+from settings import data_settings
 
 WORDS = "red green blue latent thought loader batch epoch rank shuffle resume".split()
 
@@ -28,9 +29,9 @@ def shards_dir(tmp_path_factory) -> Path:
     with open(root / "docs.jsonl", "w") as fh:
         for _ in range(80):
             fh.write(json.dumps({"text": " ".join(rng.choice(WORDS) for _ in range(rng.randint(5, 60)))}) + "\n")
-    build_corpus({"source": "files", "paths": [str(root / "docs.jsonl")], "val_fraction": 0.2, "seed": 0},
+    build_corpus({**data_settings("corpus"), "source": "files", "paths": [str(root / "docs.jsonl")], "val_fraction": 0.2, "seed": 0},
                  root / "corpus")
-    build_tokenizer({"kind": "bpe", "vocab_size": 300, "min_frequency": 2}, root / "corpus", root / "tok")
+    build_tokenizer({**data_settings("tokenizer"), "kind": "bpe", "vocab_size": 300, "min_frequency": 2}, root / "corpus", root / "tok")
     build_shards({"seq_len": 8, "rows_per_shard": 13, "dtype": "auto"}, root / "corpus", root / "tok", root / "shards")
     return root / "shards"
 

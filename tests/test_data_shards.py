@@ -17,6 +17,7 @@ from ltm.data.shards import build_shards, choose_dtype
 from ltm.data.tokenizer import build_tokenizer, load_tokenizer
 from ltm.errors import LtmError
 from ltm.io import sha256_file, write_json
+from settings import data_settings
 
 WORDS = "one two three latent thought shard arrow token row column file byte".split()
 SHARDS = {"seq_len": 16, "rows_per_shard": 20, "dtype": "auto"}
@@ -38,9 +39,9 @@ def built(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("shards")
     with open(root / "docs.jsonl", "w") as fh:
         fh.writelines(json.dumps({"text": d}) + "\n" for d in make_docs(60))
-    build_corpus({"source": "files", "paths": [str(root / "docs.jsonl")], "val_fraction": 0.25, "seed": 0},
+    build_corpus({**data_settings("corpus"), "source": "files", "paths": [str(root / "docs.jsonl")], "val_fraction": 0.25, "seed": 0},
                  root / "corpus")
-    build_tokenizer({"kind": "bpe", "vocab_size": 300, "min_frequency": 2}, root / "corpus", root / "tok")
+    build_tokenizer({**data_settings("tokenizer"), "kind": "bpe", "vocab_size": 300, "min_frequency": 2}, root / "corpus", root / "tok")
     build_shards(SHARDS, root / "corpus", root / "tok", root / "shards")
     return root
 
@@ -157,7 +158,7 @@ def test_long_documents_are_encoded_in_pieces_to_the_same_tokens(built, tmp_path
     doc = " ".join(rng.choice(WORDS) for _ in range(4000))
     with open(tmp_path / "docs.jsonl", "w") as fh:
         fh.writelines(json.dumps({"text": d}) + "\n" for d in [doc, *make_docs(20)])
-    build_corpus({"source": "files", "paths": [str(tmp_path / "docs.jsonl")], "val_fraction": 0.25, "seed": 0},
+    build_corpus({**data_settings("corpus"), "source": "files", "paths": [str(tmp_path / "docs.jsonl")], "val_fraction": 0.25, "seed": 0},
                  tmp_path / "corpus")
     build_shards(SHARDS, tmp_path / "corpus", built / "tok", tmp_path / "whole")
     monkeypatch.setattr(corpus_mod, "PIECE_CHARS", 64)

@@ -8,8 +8,9 @@ import pytest
 from ltm.data.corpus import build_corpus
 from ltm.data.synthetic import DocumentScorer, TopicProcess
 from ltm.errors import LtmError
+from settings import data_settings, topic_process
 
-SMALL = TopicProcess(documents=50, topics=3, words=6, words_per_doc=5, seed=3)
+SMALL = topic_process(documents=50, topics=3, words=6, words_per_doc=5, seed=3)
 
 
 def test_process_is_seeded_and_documents_parse_back():
@@ -18,7 +19,7 @@ def test_process_is_seeded_and_documents_parse_back():
     vocab = set(SMALL.vocabulary())
     assert len(vocab) == 6
     assert all(len(d.split(" ")) == 5 and set(d.split(" ")) <= vocab for d in a)
-    assert list(TopicProcess(documents=50, topics=3, words=6, words_per_doc=5, seed=4).sample()) != a
+    assert list(topic_process(documents=50, topics=3, words=6, words_per_doc=5, seed=4).sample()) != a
 
 
 def test_exact_log_probability_matches_direct_summation():
@@ -35,21 +36,22 @@ def test_exact_log_probability_matches_direct_summation():
 
 
 def test_all_documents_of_the_process_sum_to_probability_one():
-    tiny = TopicProcess(topics=2, words=3, words_per_doc=3, seed=1)
+    tiny = topic_process(topics=2, words=3, words_per_doc=3, seed=1)
     scorer, vocab = DocumentScorer(tiny), tiny.vocabulary()
     total = sum(math.exp(-scorer.nll(f"{a} {b} {c}")) for a in vocab for b in vocab for c in vocab)
     assert total == pytest.approx(1.0, rel=1e-12)
 
 
 def test_corpus_manifest_records_the_ground_truth(tmp_path):
-    cfg = {"source": "synthetic", "val_fraction": 0.2, "seed": 0, "synthetic": {"documents": 200, "words_per_doc": 20}}
+    synthetic = {**data_settings("corpus")["synthetic"], "documents": 200, "words_per_doc": 20}
+    cfg = data_settings("corpus", source="synthetic", val_fraction=0.2, seed=0, synthetic=synthetic)
     manifest = build_corpus(cfg, tmp_path / "corpus")
     truth = manifest["ground_truth"]["splits"]
     assert set(truth) == {"train", "val"}
     assert truth["train"]["documents"] + truth["val"]["documents"] == 200
     assert truth["val"]["bytes"] == manifest["splits"]["val"]["bytes"]
-    docs = list(TopicProcess(documents=200, words_per_doc=20).sample())
-    scorer = DocumentScorer(TopicProcess(documents=200, words_per_doc=20))
+    docs = list(topic_process(documents=200, words_per_doc=20).sample())
+    scorer = DocumentScorer(topic_process(documents=200, words_per_doc=20))
     assert truth["train"]["nats"] + truth["val"]["nats"] == pytest.approx(sum(map(scorer.nll, docs)))
     assert 0 < truth["val"]["bpb_stderr"] < truth["val"]["bpb"]
     assert json.loads((tmp_path / "corpus" / "manifest.json").read_text())["source"]["kind"] == "synthetic"
@@ -57,9 +59,9 @@ def test_corpus_manifest_records_the_ground_truth(tmp_path):
 
 def test_bad_process_settings_are_one_line_errors():
     with pytest.raises(LtmError, match="topic_weight"):
-        TopicProcess(topic_weight=1.5)
+        topic_process(topic_weight=1.5)
     with pytest.raises(LtmError, match="words must be at most"):
-        TopicProcess(words=10**6)
+        topic_process(words=10**6)
 
 
 @pytest.mark.usefixtures("one_thread")
@@ -99,4 +101,4 @@ def test_process_defaults_are_the_params_yaml_values():
     from conftest import ROOT
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())["data"]["corpus"]["synthetic"]
-    assert params == dataclasses.asdict(TopicProcess())
+    assert params == dataclasses.asdict(topic_process())

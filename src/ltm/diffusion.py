@@ -233,7 +233,7 @@ def infill(model: nn.Module, xt: Tensor, steps: int, *, temperature: float = 1.0
 
 
 @torch.no_grad()
-def sample(model: nn.Module, batch: int = 1, steps: int = 128, *, prompt: Tensor | None = None,
+def sample(model: nn.Module, batch: int, steps: int, *, prompt: Tensor | None = None,
            length: int | None = None, temperature: float = 1.0, top_k: int | None = None,
            top_p: float | None = None, generator: torch.Generator | None = None) -> Tensor:
     """(batch, length) token ids, no [MASK]: unconditional, or continuing a fixed prompt (P,) or (batch, P).

@@ -172,9 +172,8 @@ def _limit(docs: Iterable[str], max_docs: int, stats: Counter) -> Iterator[str]:
 def build_corpus(cfg: dict, out_dir: Path) -> dict:
     """Gather the documents named by `cfg`, split them, write `out_dir`; return the manifest."""
     out_dir = Path(out_dir)
-    val_fraction = float(cfg.get("val_fraction", 0.05))
-    seed = int(cfg.get("seed", 0))
-    max_docs = int(cfg.get("max_docs") or 0)
+    val_fraction, seed = float(cfg["val_fraction"]), int(cfg["seed"])
+    max_docs = int(cfg.get("max_docs") or 0)  # absent where a caller passes only what its source reads (demo)
     if not 0.0 < val_fraction < 1.0:
         raise LtmError(f"corpus val_fraction must be in (0, 1), got {val_fraction}")
     if max_docs < 0:
@@ -185,7 +184,7 @@ def build_corpus(cfg: dict, out_dir: Path) -> dict:
     for name in cfg.get("zeroshot") or []:  # the paper's zero-shot sets, as further held-out domains
         heldout[f"heldout-{name}"] = zeroshot_documents(name, max_docs)
 
-    truth = GroundTruth(TopicProcess.from_dict(cfg.get("synthetic"))) if description["kind"] == "synthetic" else None
+    truth = GroundTruth(TopicProcess.from_params(cfg["synthetic"])) if description["kind"] == "synthetic" else None
     with atomic_dir(out_dir, owner="corpus") as tmp:
         writers = {name: SplitWriter(tmp / f"{name}.arrow") for name in (TRAIN, VAL)}
         for text in progress(_limit(docs, max_docs, stats), desc="corpus", unit="doc"):

@@ -126,7 +126,7 @@ def build_shards(cfg: dict, corpus_dir: Path, tokenizer_dir: Path, out_dir: Path
     parallel tokenizers call ran earlier in this process. The output does not depend on it.
     """
     corpus_dir, out_dir = Path(corpus_dir), Path(out_dir)
-    seq_len, rows_per_shard = int(cfg.get("seq_len", 256)), int(cfg.get("rows_per_shard", 4096))
+    seq_len, rows_per_shard = int(cfg["seq_len"]), int(cfg["rows_per_shard"])
     if seq_len < 1 or rows_per_shard < 1:
         raise LtmError(f"shards seq_len and rows_per_shard must be >= 1, got {seq_len} and {rows_per_shard}")
     if threads is not None:
@@ -137,7 +137,7 @@ def build_shards(cfg: dict, corpus_dir: Path, tokenizer_dir: Path, out_dir: Path
     tok, tok_manifest = load_tokenizer(tokenizer_dir)
     tok.encode_special_tokens = True  # a literal "<|endoftext|>" in a document stays text
     vocab_size = tok_manifest["vocab_size"]
-    dtype = choose_dtype(cfg.get("dtype", "auto"), vocab_size)
+    dtype = choose_dtype(cfg["dtype"], vocab_size)
     row_len = seq_len + 1
 
     for name, split in corpus["splits"].items():  # cheap checks first, not after minutes of encoding

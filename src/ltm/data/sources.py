@@ -200,8 +200,7 @@ def hf_documents(cfg: dict, field: str) -> Iterator[str]:
     if not cfg.get("hf_path"):
         raise LtmError("corpus source 'hf' needs hf_path")
     try:
-        dataset = datasets.load_dataset(cfg["hf_path"], cfg.get("hf_name"), split=cfg.get("hf_split") or "train",
-                                        streaming=True)
+        dataset = datasets.load_dataset(cfg["hf_path"], cfg["hf_name"], split=cfg["hf_split"], streaming=True)
         for record in dataset:
             if not isinstance(record.get(field), str):
                 raise LtmError(f"dataset {cfg['hf_path']} has no string field {field!r}")
@@ -215,22 +214,22 @@ def hf_documents(cfg: dict, field: str) -> Iterator[str]:
 
 def open_source(cfg: dict, stats: Counter) -> tuple[dict[str, Any], Iterator[str], dict[str, Iterator[str]]]:
     """(description for the manifest, training documents, held-out domains) of the configured source."""
-    source = cfg.get("source", "builtin")
-    field = cfg.get("text_field") or "text"
+    source = cfg["source"]
     if source == "builtin":
         return builtin_description(), wiki_documents(stats), {"heldout-lee": lee_documents()}
     if source == "files":
-        files = resolve_paths(cfg.get("paths") or [])
+        files, field = resolve_paths(cfg["paths"]), cfg["text_field"]
         description = {"kind": "files", "text_field": field,
                        "files": [{"path": p.as_posix(), "sha256": sha256_file(p)} for p in files]}
         return description, file_documents(files, field, stats), {}
     if source == "synthetic":
         from ltm.data.synthetic import TopicProcess
 
-        process = TopicProcess.from_dict(cfg.get("synthetic"))
+        process = TopicProcess.from_params(cfg["synthetic"])
         return process.describe(), process.sample(), {}
     if source == "hf":
-        description = {"kind": "hf", "hf_path": cfg.get("hf_path"), "hf_name": cfg.get("hf_name"),
-                       "hf_split": cfg.get("hf_split") or "train", "text_field": field}
+        field = cfg["text_field"]
+        description = {"kind": "hf", "hf_path": cfg["hf_path"], "hf_name": cfg["hf_name"],
+                       "hf_split": cfg["hf_split"], "text_field": field}
         return description, hf_documents(cfg, field), {}
     raise LtmError(f"unknown corpus source {source!r}; expected builtin, files, hf or synthetic")

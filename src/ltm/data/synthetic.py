@@ -24,6 +24,7 @@ from typing import Any, Iterator
 import numpy as np
 from scipy.special import logsumexp
 
+from ltm.config import typed
 from ltm.errors import LtmError
 
 _ONSETS = "bdfgklmnprstvz"
@@ -32,14 +33,15 @@ _VOWELS = "aeiou"
 
 @dataclass(frozen=True)
 class TopicProcess:
-    documents: int = 3000
-    topics: int = 16
-    words: int = 128
-    words_per_doc: int = 120
-    concentration: float = 1.0  # of the background distribution
-    topic_concentration: float = 0.05  # of each topic's own distribution: small = few words per topic
-    topic_weight: float = 0.9  # defaults as in params.yaml data.corpus.synthetic
-    seed: int = 0
+    """The generating process of the synthetic corpus (params data.corpus.synthetic)."""
+    documents: int
+    topics: int
+    words: int
+    words_per_doc: int
+    concentration: float  # of the background distribution
+    topic_concentration: float  # of each topic's own distribution: small = few words per topic
+    topic_weight: float
+    seed: int
 
     def __post_init__(self) -> None:
         for name in ("documents", "topics", "words", "words_per_doc"):
@@ -55,8 +57,8 @@ class TopicProcess:
             raise LtmError(f"data.corpus.synthetic.topic_weight must be in [0, 1], got {self.topic_weight!r}")
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any] | None) -> "TopicProcess":
-        return cls(**(raw or {}))
+    def from_params(cls, section: dict[str, Any]) -> "TopicProcess":
+        return typed(cls, section)
 
     def vocabulary(self) -> list[str]:
         """Two-syllable pseudo-words: distinct, lowercase ASCII, no spaces."""

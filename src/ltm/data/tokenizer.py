@@ -49,11 +49,11 @@ def _gpt2() -> Tokenizer:
 
 
 def _bpe(cfg: dict, corpus_dir: Path) -> tuple[Tokenizer, dict]:
-    vocab_size = int(cfg.get("vocab_size", 4096))
+    vocab_size = int(cfg["vocab_size"])
     if vocab_size < MIN_VOCAB:
         raise LtmError(f"tokenizer vocab_size must be at least {MIN_VOCAB} (256 bytes + special tokens), "
                        f"got {vocab_size}")
-    min_frequency = int(cfg.get("min_frequency", 2))
+    min_frequency = int(cfg["min_frequency"])
     if min_frequency < 0:
         raise LtmError(f"tokenizer min_frequency must be >= 0, got {min_frequency}")
     corpus = load_corpus_manifest(corpus_dir)
@@ -75,7 +75,7 @@ def _bpe(cfg: dict, corpus_dir: Path) -> tuple[Tokenizer, dict]:
 def build_tokenizer(cfg: dict, corpus_dir: Path, out_dir: Path) -> dict:
     """Build the tokenizer named by `cfg` (bpe: trained on the train split of `corpus_dir`); return the manifest."""
     corpus_dir, out_dir = Path(corpus_dir), Path(out_dir)
-    kind = cfg.get("kind", "bpe")
+    kind = cfg["kind"]
     if kind == "bpe":
         tok, extra = _bpe(cfg, corpus_dir)
     elif kind == "gpt2":
