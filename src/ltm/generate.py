@@ -11,6 +11,7 @@ so fewer than max_new_tokens may come back; a prompt longer than seq_len is an e
 """
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -18,6 +19,23 @@ from torch import Tensor
 from ltm.errors import LtmError
 from ltm.model import Decoder, token_nll, upcast
 from ltm.posterior import Posterior, PosteriorConfig, eval_mode, fit_posterior
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How a family draws tokens: the sampling keys of params `generation:`, or `ltm generate`'s flags."""
+    temperature: float
+    top_p: float | None
+    top_k: int | None
+    greedy: bool
+    z_temperature: float  # LTM unconditional: z ~ N(0, t^2 I)
+    diffusion_steps: int  # the diffusion sampler's steps
+
+    @classmethod
+    def from_params(cls, generation: dict) -> "Sampling":
+        """The generation stage samples (never greedy, no top-k): the rest comes from params."""
+        return cls(temperature=generation["temperature"], top_p=generation["top_p"], top_k=None, greedy=False,
+                   z_temperature=generation["z_temperature"], diffusion_steps=generation["diffusion_steps"])
 
 
 def filter_logits(logits: Tensor, top_k: int | None = None, top_p: float | None = None) -> Tensor:

@@ -46,9 +46,9 @@ def t_curve(model, shards, ecfg, post_cfg, splits, **_) -> list[dict]:
     return flat_curve(ecfg, splits, "exact", "exact_nll", "nll")
 
 
-def sample(model, prompts, max_new, post_cfg, options: dict, generator, eos_id):
-    ids = gen.sample(model, prompts, max_new, None, temperature=options["temperature"], top_k=options.get("top_k"),
-                     top_p=options["top_p"], greedy=options.get("greedy", False), generator=generator, eos_id=eos_id)
+def sample(model, prompts, max_new, post_cfg, how: gen.Sampling, generator, eos_id):
+    ids = gen.sample(model, prompts, max_new, None, temperature=how.temperature, top_k=how.top_k, top_p=how.top_p,
+                     greedy=how.greedy, generator=generator, eos_id=eos_id)
     return ids, {}
 
 

@@ -8,7 +8,7 @@
     flops_model(model) -> the decoder whose matmuls a FLOP counter should see
     score_split(model, shards, ecfg, post_cfg, *, token_bytes, rows_per_pass, desc) -> eval split record
     t_curve(model, shards, ecfg, post_cfg, splits, *, token_bytes, rows_per_pass, desc) -> curve rows
-    sample(model, prompts, max_new, post_cfg, options, generator, eos_id) -> (ids, how they were made)
+    sample(model, prompts, max_new, post_cfg, how: generate.Sampling, generator, eos_id) -> (ids, a record of how)
     summary(run, split, record) -> one line for the terminal
 """
 from __future__ import annotations

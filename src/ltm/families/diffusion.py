@@ -7,6 +7,7 @@ from ltm import diffusion as mdlm
 from ltm.errors import LtmError
 from ltm.eval_diffusion import evaluate_diffusion_split
 from ltm.families.base import flat_curve
+from ltm.generate import Sampling
 from ltm.model import ModelConfig
 from ltm.seeds import derive_seed
 
@@ -49,14 +50,13 @@ def t_curve(model, shards, ecfg, post_cfg, splits, **_) -> list[dict]:
     return flat_curve(ecfg, splits, "diffusion_bound", "diffusion_nelbo", "nelbo")
 
 
-def sample(model, prompts, max_new, post_cfg, options: dict, generator, eos_id):
+def sample(model, prompts, max_new, post_cfg, how: Sampling, generator, eos_id):
     length = min(model.cfg.seq_len, prompts.shape[1] + max_new)
     if prompts.shape[1] >= length:
         raise LtmError(f"the prompt ({prompts.shape[1]} tokens) leaves no room in the context ({model.cfg.seq_len})")
-    steps = options["diffusion_steps"]
-    ids = mdlm.sample(model, len(prompts), steps, prompt=prompts, length=length, temperature=options["temperature"],
-                      top_k=options.get("top_k"), top_p=options["top_p"], generator=generator)
-    return ids, {"sampler": "ancestral", "steps": steps}
+    ids = mdlm.sample(model, len(prompts), how.diffusion_steps, prompt=prompts, length=length,
+                      temperature=how.temperature, top_k=how.top_k, top_p=how.top_p, generator=generator)
+    return ids, {"sampler": "ancestral", "steps": how.diffusion_steps}
 
 
 def summary(run: str, split: str, rec: dict) -> str:

@@ -63,13 +63,13 @@ def t_curve(model, shards, ecfg, post_cfg, splits, *, token_bytes, rows_per_pass
                         rows_per_pass=rows_per_pass, desc=desc)
 
 
-def sample(model, prompts, max_new, post_cfg, options: dict, generator, eos_id):
+def sample(model, prompts, max_new, post_cfg, how: gen.Sampling, generator, eos_id):
     """Unconditional (a BOS prompt): z from the tempered prior; prompted: z fitted on the prompt, then fixed."""
-    kw = {"temperature": options["temperature"], "top_k": options.get("top_k"), "top_p": options["top_p"],
-          "greedy": options.get("greedy", False), "generator": generator, "eos_id": eos_id}
+    kw = {"temperature": how.temperature, "top_k": how.top_k, "top_p": how.top_p, "greedy": how.greedy,
+          "generator": generator, "eos_id": eos_id}
     if prompts.shape[1] == 1:
-        z = gen.prior_z(model, len(prompts), options["z_temperature"], generator=generator)
-        return gen.sample(model, prompts, max_new, z, **kw), {"z": "prior", "z_temperature": options["z_temperature"]}
+        z = gen.prior_z(model, len(prompts), how.z_temperature, generator=generator)
+        return gen.sample(model, prompts, max_new, z, **kw), {"z": "prior", "z_temperature": how.z_temperature}
     ids, _ = gen.conditional_sample(model, prompts, max_new, post_cfg, fit_generator=generator, **kw)
     return ids, {"z": "fitted on the prompt", "T": post_cfg.steps}
 

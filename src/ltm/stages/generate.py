@@ -27,9 +27,9 @@ def generate(params_path: str, run: str, model_dir: str, tokenizer_dir: str, *, 
     g = torch.Generator(device).manual_seed(seed)
     ids = [bos] + (tok.encode(prompt).ids if prompt else [])
     prompt_ids = torch.tensor([ids] * n, device=device)
-    options = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "greedy": greedy,
-               "z_temperature": z_temperature, "diffusion_steps": diffusion_steps}
-    out_ids, how = family(config["family"]).impl.sample(model, prompt_ids, max_new, fast_loop(config), options, g, eos)
+    sampling = gen.Sampling(temperature=temperature, top_p=top_p, top_k=top_k, greedy=greedy,
+                            z_temperature=z_temperature, diffusion_steps=diffusion_steps)
+    out_ids, how = family(config["family"]).impl.sample(model, prompt_ids, max_new, fast_loop(config), sampling, g, eos)
     texts = [decode_text(tok, [t for t in row.tolist()[len(ids):] if t not in (bos, eos)]) for row in out_ids]
     if out:
         write_json(out, {"run": run, "family": config["family"], "prompt": prompt, "seed": seed, "temperature": temperature,

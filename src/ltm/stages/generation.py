@@ -45,10 +45,10 @@ def generation(params_path: str, run: str, model_dir: str, judge_dir: str, shard
     modes = {"unconditional": torch.full((cfg["samples"], 1), bos, device=device), "conditional": prompts}
     metrics = {"run": run, "family": config["family"], "judge": jconfig["run"],
                "protocol": {k: cfg[k] for k in sorted(cfg)}, "modes": {}}
-    samples, impl, post_cfg = {}, family(config["family"]).impl, fast_loop(config)
+    samples, impl, post_cfg, how = {}, family(config["family"]).impl, fast_loop(config), gen.Sampling.from_params(cfg)
     for mode, start in modes.items():
         g = torch.Generator(device).manual_seed(cfg["seed"])
-        ids, _ = impl.sample(model, start, new, post_cfg, cfg, g, eos)
+        ids, _ = impl.sample(model, start, new, post_cfg, how, g, eos)
         texts = [decode_text(tok, r[start.shape[1]:].tolist()) for r in ids]
         refs = [decode_text(tok, r.tolist()) for r in references] if mode == "conditional" else None
         metrics["modes"][mode] = gen.generation_metrics(ids, judge_model=judge, prompt_len=start.shape[1],
