@@ -36,3 +36,36 @@ def test_dvc_lock_rewritten_by_dvc_does_not_make_the_tree_dirty(tmp_path):
     assert lineage.git_state(tmp_path)["dirty"] is False
     (tmp_path / "code.py").write_text("x = 2\n")
     assert lineage.git_state(tmp_path)["dirty"] is True
+
+
+def test_a_chain_links_each_artifact_to_its_inputs_and_flags_what_changed(tmp_path):
+    import pytest
+
+    from ltm.errors import LtmError
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "train.arrow").write_bytes(b"documents")
+    lineage.write_record(corpus, stage="corpus", params={"data.corpus": {}}, inputs={}, started=lineage.now())
+    metrics = tmp_path / "eval" / "metrics.json"
+    metrics.parent.mkdir()
+    metrics.write_text('{"bpb": 1.0}\n')
+    lineage.write_record(metrics, stage="evaluate", params={"eval": {"seed": 0}}, inputs={"corpus": corpus},
+                         started=lineage.now(), record=metrics.parent / "lineage.json")
+    rec = lineage.read_record(metrics)
+    assert rec["inputs"]["corpus"]["sha256"] == lineage.content_hash(corpus)
+    assert rec["inputs"]["corpus"]["lineage"] == (corpus / "lineage.json").as_posix()
+    chain = [(depth, r["stage"], problems) for depth, r, problems in lineage.walk(metrics)]
+    assert chain == [(0, "evaluate", []), (1, "corpus", [])]
+    lineage.check_file(metrics)  # as written: accepted
+
+    (corpus / "train.arrow").write_bytes(b"other documents")
+    metrics.write_text('{"bpb": 0.5}\n')
+    problems = next(lineage.walk(metrics))[2]
+    assert any("changed since its stage wrote it" in p for p in problems)
+    assert any("input corpus" in p and "changed since this artifact was made" in p for p in problems)
+    assert "!! input corpus" in lineage.format_chain(metrics)
+    with pytest.raises(LtmError, match="was changed after stage evaluate wrote it"):
+        lineage.check_file(metrics)
+    with pytest.raises(LtmError, match="no lineage record"):
+        lineage.read_record(tmp_path / "nothing")
