@@ -24,8 +24,8 @@ from ltm.scaling.axes import (
     one_variable,
     teval_curves,
 )
-from ltm.scaling.blas import one_blas_thread
 from ltm.scaling.config import Settings, resolve
+from ltm.scaling.fit import one_blas_thread
 from ltm.scaling.frontier import crossover, optimal_allocation
 from ltm.scaling.nd import (
     CI_NARROW_FLAG,

@@ -11,10 +11,9 @@ import numpy as np
 
 from ltm.scaling.analyse import Design, Outcome, fit_checked, rows_for, run_law
 from ltm.scaling.config import Settings
-from ltm.scaling.fit import FitError, crosscheck_trust_region, grid_starts, multistart
+from ltm.scaling.fit import FitError, crosscheck_trust_region, multistart
 from ltm.scaling.frontier import chinchilla_G, exponents, fit_ctok, optimal_allocation
 from ltm.scaling.laws import ND, PUBLISHED_ND, Law
-from ltm.scaling.objective import Objective
 from ltm.scaling.quality import errors, split_mask
 from ltm.scaling.records import Points, concat
 
@@ -80,8 +79,7 @@ def delta_sensitivity(law: Law, p: Points, st: Settings, theta: np.ndarray) -> l
 
 def crosscheck(law: Law, p: Points, st: Settings, theta: np.ndarray) -> dict[str, Any]:
     """Trust-region least squares with a Huber loss, started where the main fit's best start was."""
-    x0, _ = grid_starts(Objective(law, p.cols(), p.lnL, st.fit.delta), 1)
-    th = crosscheck_trust_region(law, p.cols(), p.lnL, x0[0], st.fit.delta)
+    th = crosscheck_trust_region(law, p.cols(), p.lnL, st.fit.delta)
     d = {name: float(th[law.params.index(name)] - theta[law.params.index(name)]) for name in ("alpha", "beta")}
     return {"method": "scipy least_squares trf, loss=huber, f_scale=delta", "delta_alpha": d["alpha"],
             "delta_beta": d["beta"], "agrees": bool(max(map(abs, d.values())) <= CROSSCHECK_TOL)}
