@@ -97,14 +97,14 @@ def analyse_group(p_all: Points, st: Settings) -> tuple[dict[str, Any], list[Out
     for subset, mask in _config_masks(kept):
         sub = kept.take(np.nonzero(mask)[0])
         dsub = dropped.take(np.nonzero(_same_config(dropped, subset))[0])
-        out = analyse_nd(sub, dsub, st, subset, {**_tags(kept, subset), "law": "L(N,D)"})
+        out = analyse_nd(sub, dsub, st, subset, _tags(kept, subset))
         outcomes.append(("main", out))
         if out.accepted:
             nd_fits.append((p_all, subset, out))
         else:  # show what the grid does support
             outcomes += [("fallback", o) for o in one_variable(sub, st, _tags(kept, subset))]
     if len(kept):
-        outcomes.append(("envelope", envelope(kept, st, {**_tags(kept, {}), "law": "L(C) envelope"})))
+        outcomes.append(("envelope", envelope(kept, st, _tags(kept, {}))))
     axis_sel = []
     if FAMILIES[p_all.family].has_latents:
         for axis in ("T", "N_z"):
