@@ -14,25 +14,13 @@ import ltm
 from ltm.families import FAMILIES
 from ltm.io import atomic_path, sha256_bytes, write_json
 from ltm.progress import progress
+from ltm.scaling import axes
 from ltm.scaling.analyse import Outcome
-from ltm.scaling.axes import (
-    AXIS_MIN_SPAN,
-    AXIS_RUNS_PER_PARAM,
-    TEVAL_POINTS_PER_PARAM,
-    envelope,
-    extra_axis,
-    one_variable,
-    teval_curves,
-)
+from ltm.scaling.axes import envelope, extra_axis, one_variable, teval_curves
 from ltm.scaling.config import Settings, resolve
 from ltm.scaling.fit import one_blas_thread
 from ltm.scaling.frontier import crossover, optimal_allocation
-from ltm.scaling.nd import (
-    CI_NARROW_FLAG,
-    CROSSCHECK_TOL,
-    SENSITIVITY_DELTAS,
-    analyse_nd,
-)
+from ltm.scaling.nd import CI_NARROW_FLAG, CROSSCHECK_TOL, SENSITIVITY_DELTAS, analyse_nd
 from ltm.scaling.records import Points, group, is_bound, main_mask, normalize, to_points
 
 SCHEMA = "ltm.scaling.fit/1"
@@ -116,21 +104,12 @@ def analyse_group(p_all: Points, st: Settings) -> tuple[dict[str, Any], list[Out
         outcomes += [("teval", o) for o in sel.pop("outcomes").values()]
         teval_sel.append(sel)
     laws = [{"role": role, **o.entry} for role, o in outcomes]
-    entry = {
-        "family": p_all.family,
-        "loss_kind": p_all.loss_kind,
-        "loss_is_bound": is_bound(p_all.loss_kind),
-        "n_records": len(p_all),
-        "n_main": len(pm),
-        "n_fitted": len(kept),
-        "excluded": excluded_log,
-        "seed_noise": seed_noise(kept, st.fit.delta) if len(kept) else None,
-        "laws": laws,
-        "axis_selection": axis_sel,
-        "teval_selection": teval_sel,
-        "accepted": [" ".join([e["law"], *(f"{k}={v}" for k, v in e["subset"].items())])
-                     for e in laws if e["status"] == "accepted"],
-    }
+    entry = {"family": p_all.family, "loss_kind": p_all.loss_kind, "loss_is_bound": is_bound(p_all.loss_kind),
+             "n_records": len(p_all), "n_main": len(pm), "n_fitted": len(kept), "excluded": excluded_log,
+             "seed_noise": seed_noise(kept, st.fit.delta) if len(kept) else None, "laws": laws,
+             "axis_selection": axis_sel, "teval_selection": teval_sel,
+             "accepted": [" ".join([e["law"], *(f"{k}={v}" for k, v in e["subset"].items())])
+                          for e in laws if e["status"] == "accepted"]}
     return entry, [o for _, o in outcomes], nd_fits
 
 
@@ -188,8 +167,8 @@ def recorded_config(st: Settings) -> dict[str, Any]:
             "leave_one_size_out": True, "min_distinct": cs.min_distinct, "min_range_ratio": cs.min_range_flag,
             "identifiability_refuse": cs.id_refuse, "identifiability_flag": cs.id_flag,
             "exponent_range": list(cs.exponent_range),
-            "axis_min_span": AXIS_MIN_SPAN, "axis_runs_per_param": AXIS_RUNS_PER_PARAM,
-            "teval_points_per_param": TEVAL_POINTS_PER_PARAM, "max_loss": None, "use_checkpoints": False,
+            "axis_min_span": axes.AXIS_MIN_SPAN, "axis_runs_per_param": axes.AXIS_RUNS_PER_PARAM,
+            "teval_points_per_param": axes.TEVAL_POINTS_PER_PARAM, "max_loss": None, "use_checkpoints": False,
             "target_flops": []}
 
 
@@ -198,16 +177,10 @@ def run_scaling(records: list[dict[str, Any]], cfg: dict[str, Any] | None = None
     """Fit every law the records support, per (family, loss_kind); see the package docstring."""
     st = resolve(cfg)
     recs = normalize(records)
-    result: dict[str, Any] = {
-        "schema": SCHEMA,
-        "code_version": ltm.__version__,
-        "data_hash": sha256_bytes(json.dumps(recs, sort_keys=True, default=str).encode()),
-        "config": recorded_config(st),
-        "groups": [],
-        "comparisons": [],
-        "warnings": [],
-        "residual_rows": [],
-    }
+    result: dict[str, Any] = {"schema": SCHEMA, "code_version": ltm.__version__,
+                              "data_hash": sha256_bytes(json.dumps(recs, sort_keys=True, default=str).encode()),
+                              "config": recorded_config(st), "groups": [], "comparisons": [], "warnings": [],
+                              "residual_rows": []}
     nd_fits = []
     groups = group(recs)
     for (family, kind), grecs in progress(groups.items(), total=len(groups), desc="scaling: fit groups",

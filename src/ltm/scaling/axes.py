@@ -42,7 +42,8 @@ def one_variable(p: Points, st: Settings, tags: dict[str, Any]) -> list[Outcome]
             if distinct(x).size < st.checks.min_distinct:
                 continue  # cannot support any exponent: not worth a refusal line
             design = Design(axes={var: x})
-            outs.append(run_law(law, sub, st, {fixed: value}, design, tags, heldout=_leave_top_out(sub, design, x, var, st)))
+            split = _leave_top_out(sub, design, x, var, st)
+            outs.append(run_law(law, sub, st, {fixed: value}, design, tags, heldout=split))
     return outs
 
 

@@ -1,5 +1,4 @@
-"""Fitting one law: the summed Huber objective and multi-start L-BFGS-B with acceptance checks
-(docs/scaling.md §3.3-3.4).
+"""Fitting one law: summed Huber objective, multi-start L-BFGS-B, acceptance checks (docs/scaling.md §3.3-3.4).
 
 J(θ) = Σ_i w_i·ρ(r_i/δ), r_i = ℓ̂_i − ln L_i, ρ(u) = ½u² for |u| ≤ 1 else |u| − ½. Summing (not averaging)
 and dividing by δ² keeps J of order n, so L-BFGS-B's stopping rules, which are effectively absolute when
