@@ -14,9 +14,16 @@ import ltm
 from ltm.families import FAMILIES
 from ltm.io import atomic_path, sha256_bytes, write_json
 from ltm.progress import progress
-from ltm.scaling import axes
 from ltm.scaling.analyse import Outcome
-from ltm.scaling.axes import envelope, extra_axis, one_variable, teval_curves
+from ltm.scaling.axes import (
+    AXIS_MIN_SPAN,
+    AXIS_RUNS_PER_PARAM,
+    TEVAL_POINTS_PER_PARAM,
+    envelope,
+    extra_axis,
+    one_variable,
+    teval_curves,
+)
 from ltm.scaling.config import Settings, resolve
 from ltm.scaling.fit import one_blas_thread
 from ltm.scaling.frontier import crossover, optimal_allocation
@@ -167,8 +174,8 @@ def recorded_config(st: Settings) -> dict[str, Any]:
             "leave_one_size_out": True, "min_distinct": cs.min_distinct, "min_range_ratio": cs.min_range_flag,
             "identifiability_refuse": cs.id_refuse, "identifiability_flag": cs.id_flag,
             "exponent_range": list(cs.exponent_range),
-            "axis_min_span": axes.AXIS_MIN_SPAN, "axis_runs_per_param": axes.AXIS_RUNS_PER_PARAM,
-            "teval_points_per_param": axes.TEVAL_POINTS_PER_PARAM, "max_loss": None, "use_checkpoints": False,
+            "axis_min_span": AXIS_MIN_SPAN, "axis_runs_per_param": AXIS_RUNS_PER_PARAM,
+            "teval_points_per_param": TEVAL_POINTS_PER_PARAM, "max_loss": None, "use_checkpoints": False,
             "target_flops": []}
 
 
