@@ -25,10 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from ltm.scaling import run_scaling
-from ltm.scaling.blas import one_blas_thread
-from ltm.scaling.fit import FitSettings, fit_law
+from ltm.scaling.fit import FitSettings, Objective, fit_law, one_blas_thread
 from ltm.scaling.laws import ND, PUBLISHED_ND
-from ltm.scaling.objective import Objective
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the scaling tests' synthetic data
 from scaling_synthetic import CHINCHILLA_ROUNDED, grid_design, load_epoch, make_records, nd_loss, noisy  # noqa: E402
 from ltm.scaling.uncertainty import BootstrapSettings, bootstrap

@@ -5,7 +5,7 @@ import numpy  # noqa: F401  (loads the BLAS libraries threadpoolctl inspects)
 import scipy.linalg  # noqa: F401
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from ltm.scaling.blas import one_blas_thread
+from ltm.scaling.fit import one_blas_thread
 
 
 def blas_threads() -> list[int]:

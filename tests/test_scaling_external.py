@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 
 from ltm.scaling import run_scaling
-from ltm.scaling.fit import FitSettings, fit_law, multistart
+from ltm.scaling.fit import FitSettings, Objective, fit_law, multistart
 from ltm.scaling.laws import ND, PUBLISHED_ND
-from ltm.scaling.objective import Objective
 from scaling_synthetic import CHINCHILLA_ROUNDED, load_epoch, nd_theta
 from ltm.scaling.uncertainty import BootstrapSettings, bootstrap
 

@@ -5,10 +5,9 @@ import numpy as np
 import pytest
 from scipy.optimize import approx_fprime, least_squares
 
-from ltm.scaling.fit import FitError, FitSettings, check_acceptance, fit_law, multistart
+from ltm.scaling.fit import FitError, FitSettings, Objective, check_acceptance, fit_law, multistart
 from ltm.scaling.frontier import exponents
 from ltm.scaling.laws import ND, TEVAL_LAWS, extra_axis_laws
-from ltm.scaling.objective import Objective
 from scaling_synthetic import CHINCHILLA_ROUNDED, grid_design, nd_loss, nd_theta, noisy
 
 TRUTH = CHINCHILLA_ROUNDED

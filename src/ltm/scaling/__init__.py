@@ -11,10 +11,10 @@ T_eval missing or equal to T carry a run's headline loss; the other rows of one 
 loss-vs-T_eval curve), seed, final (False: a checkpoint, excluded), diverged (True: excluded).
 `cfg` is params.yaml's `fit` section (keys and defaults: `ltm.scaling.config.DEFAULTS`).
 
-Modules, lowest first: laws (the registry of forms, by law id), objective (summed Huber), fit (multi-start
-L-BFGS-B + acceptance), checks (design minimums, identifiability), uncertainty (bootstrap), quality
-(held-out error), frontier (compute-optimal N*, D*, crossover), records (input validation), config, analyse
-(one law → one JSON entry), nd (the main law), axes (the other laws), api (entry points), blas.
+Modules, lowest first: laws (the registry of forms, by law id), fit (objective, multi-start L-BFGS-B,
+acceptance, one BLAS thread), records (input validation), checks (design minimums, identifiability,
+held-out error), uncertainty (bootstrap), frontier (compute-optimal N*, D*, crossover), config, analyse
+(one law → one JSON entry), nd (the main law), axes (the other laws), api (entry points).
 """
 from ltm.scaling.api import format_summary, run_scaling, write_outputs
 from ltm.scaling.config import DEFAULTS

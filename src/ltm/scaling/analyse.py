@@ -7,37 +7,28 @@ entry says why; a refused entry never carries parameter estimates.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Iterable, NamedTuple
 
 import numpy as np
 
-from ltm.scaling.checks import check_design, fit_flags, require_identifiable
+from ltm.scaling.checks import Design, check_design, errors, fit_flags, require_identifiable
 from ltm.scaling.config import Settings
 from ltm.scaling.fit import FitError, FitResult, fit_law
 from ltm.scaling.laws import Law
-from ltm.scaling.quality import errors
 from ltm.scaling.records import Points
-from ltm.scaling.uncertainty import BootResult, BootstrapSettings, bootstrap, summarize
+from ltm.scaling.uncertainty import BootResult, bootstrap, summarize
 
 Derived = Callable[[np.ndarray], dict[str, np.ndarray]]  # θ rows (M, P) → name → (M,) values
 
 
-@dataclass
-class Design:
-    """What a law needs from the data: axes with ≥ min_distinct values, required spans, point counts."""
+class Split(NamedTuple):
+    """A held-out check: fit `train` under `design` (with every check), score `test`."""
 
-    axes: dict[str, np.ndarray] = field(default_factory=dict)
-    spans: dict[str, float] = field(default_factory=dict)
-    min_points: int | None = None
-    points_per_param: float | None = None
-    min_distinct: dict[str, int] = field(default_factory=dict)  # per-axis overrides
-
-    def restrict(self, mask: np.ndarray, **changes: Any) -> "Design":
-        """The same requirements on a subset of the rows (a training split)."""
-        kw = {"axes": {k: v[mask] for k, v in self.axes.items()}, "spans": self.spans, "min_points": self.min_points,
-              "points_per_param": self.points_per_param, "min_distinct": self.min_distinct}
-        return Design(**{**kw, **changes})
+    train: Points
+    test: Points
+    how: str
+    design: Design
 
 
 @dataclass
@@ -56,20 +47,12 @@ def describe(law: Law, st: Settings, subset: dict[str, Any], n: int, extra_start
     """The reporting-checklist fields every entry carries, accepted or not."""
     fs = st.fit
     return {
-        "law": law.name,
-        "law_id": law.id,
-        "form": law.form,
-        "parametrisation": law.parametrisation,
-        "subset": subset,
-        "n_points": n,
+        "law": law.name, "law_id": law.id, "form": law.form, "parametrisation": law.parametrisation,
+        "subset": subset, "n_points": n,
         "objective": {"type": "huber_log", "delta": fs.delta, "reduction": "sum", "scale": "1/delta^2"},
-        "optimizer": {
-            "method": "L-BFGS-B",
-            "jac": "analytic",
-            "starts": {"grid_points": int(np.prod([len(g) for g in law.grid])), "best_k": fs.n_starts,
-                       "extra": extra_starts},
-            "tolerances": fs.tolerances(),
-        },
+        "optimizer": {"method": "L-BFGS-B", "jac": "analytic", "tolerances": fs.tolerances(),
+                      "starts": {"grid_points": int(np.prod([len(g) for g in law.grid])), "best_k": fs.n_starts,
+                                 "extra": extra_starts}},
         "bounds": {p: list(b) for p, b in zip(law.params, law.bounds)},
     }
 
@@ -77,11 +60,9 @@ def describe(law: Law, st: Settings, subset: dict[str, Any], n: int, extra_start
 def fit_checked(law: Law, p: Points, st: Settings, design: Design,
                 extra_starts: Iterable[np.ndarray] = ()) -> tuple[FitResult, float, list[str]]:
     """Design checks, identifiability, accepted fit. Returns (fit, rho_id, flags); raises FitError."""
-    cols, lnL = p.cols(), p.lnL
-    flags = check_design(law, lnL, design.axes, st.checks, design.min_points, design.spans,
-                         design.points_per_param, design.min_distinct)
-    fit = fit_law(law, cols, lnL, st.fit, extra_starts=list(extra_starts))
-    rho = require_identifiable(law, fit.theta, cols, st.checks)
+    flags = check_design(law, p.lnL, design, st.checks)
+    fit = fit_law(law, p.cols(), p.lnL, st.fit, extra_starts=list(extra_starts))
+    rho = require_identifiable(law, fit.theta, p.cols(), st.checks)
     flags += fit_flags(law, fit.theta, rho, float(np.min(p.loss)), st.checks)
     return fit, rho, flags
 
@@ -94,27 +75,17 @@ def rows_for(law: Law, theta: np.ndarray, p: Points, role: str, split: str,
     pred = np.exp(law.predict(theta, p.cols()))
     nan = lambda v: None if not np.isfinite(v) else float(v)  # noqa: E731
     return [
-        {**tags, "law_id": law.id, "run": str(p.run[i]), "N": float(p.N[i]), "D": float(p.D[i]), "C": float(p.C_fit[i]),
-         "T": float(p.T[i]), "n_latents": nan(p.Nz[i]), "T_eval": nan(p.Teval[i]),
+        {**tags, "law": law.name, "law_id": law.id, "run": str(p.run[i]), "N": float(p.N[i]), "D": float(p.D[i]),
+         "C": float(p.C_fit[i]), "T": float(p.T[i]), "n_latents": nan(p.Nz[i]), "T_eval": nan(p.Teval[i]),
          "observed": float(p.loss[i]), "predicted": float(pred[i]),
          "residual": float(np.log(pred[i]) - np.log(p.loss[i])), "role": role, "split": split}
         for i in range(len(p))
     ]
 
 
-def run_law(
-    law: Law,
-    p: Points,
-    st: Settings,
-    subset: dict[str, Any],
-    design: Design,
-    tags: dict[str, Any],
-    extra_starts: Iterable[np.ndarray] = (),
-    derived: Derived | None = None,
-    heldout: tuple[np.ndarray, str] | tuple[np.ndarray, str, Design] | None = None,
-    residual_bootstrap: bool = False,
-    n_bootstrap: int | None = None,
-) -> Outcome:
+def run_law(law: Law, p: Points, st: Settings, subset: dict[str, Any], design: Design, tags: dict[str, Any],
+            extra_starts: Iterable[np.ndarray] = (), derived: Derived | None = None, heldout: Split | None = None,
+            residual_bootstrap: bool = False, n_bootstrap: int | None = None) -> Outcome:
     """Fit `law` to `p` with every check; bootstrap; held-out error. Refusals become entries."""
     extra = [np.asarray(x, float) for x in extra_starts]
     entry = describe(law, st, subset, len(p), len(extra))
@@ -123,41 +94,32 @@ def run_law(
     except FitError as err:
         entry.update(status="refused", reason=str(err), diagnostics=dict(err.diagnostics))
         return Outcome(entry)
-    cols, lnL = p.cols(), p.lnL
     entry.update(
-        status="accepted",
-        reason=None,
-        theta=dict(zip(law.params, map(float, fit.theta))),
+        status="accepted", reason=None, theta=dict(zip(law.params, map(float, fit.theta))),
         params={k: {"estimate": v} for k, v in fit.natural().items()},
         derived={k: {"estimate": float(v[0])} for k, v in derived(fit.theta[None, :]).items()} if derived else {},
-        bootstrap=None,
-        diagnostics={**fit.diagnostics, "rho_id": rho},
-        warnings=flags,
+        bootstrap=None, diagnostics={**fit.diagnostics, "rho_id": rho}, warnings=flags,
     )
     out = Outcome(entry, fit)
     B = st.boot.n if n_bootstrap is None else n_bootstrap
     if B > 0:
-        attach_bootstrap(out, law, p, st, B, derived, residual_bootstrap)
-    pred = law.predict(fit.theta, cols)
-    quality: dict[str, Any] = {"in_sample": errors(pred, lnL)}
-    rows = rows_for(law, fit.theta, p, "in_fit", "full", tags)
+        attach_bootstrap(out, p, st, B, derived, residual_bootstrap)
+    quality: dict[str, Any] = {"in_sample": errors(law.predict(fit.theta, p.cols()), p.lnL)}
+    out.rows = rows_for(law, fit.theta, p, "in_fit", "full", tags)
     if heldout is not None:
         # the training split starts from the grid (and published optima) only: no peeking at the full fit
-        quality["heldout"], hrows = heldout_error(law, p, st, design, heldout, extra, tags)
-        rows += hrows
+        quality["heldout"], hrows = heldout_error(law, heldout, st, extra, tags)
+        out.rows += hrows
     entry["fit_quality"] = quality
-    out.rows = rows
     return out
 
 
-def attach_bootstrap(out: Outcome, law: Law, p: Points, st: Settings, B: int,
-                     derived: Derived | None = None, residual: bool = False) -> None:
+def attach_bootstrap(out: Outcome, p: Points, st: Settings, B: int, derived: Derived | None = None,
+                     residual: bool = False) -> None:
     """Bootstrap an accepted fit and put percentile CIs on its parameters and derived quantities."""
     e, fit = out.entry, out.fit
-    if fit is None:
-        raise ValueError("attach_bootstrap needs an accepted fit")
-    bs = BootstrapSettings(n=B, check_every=st.boot.check_every, seed=st.boot.seed, n_jobs=st.boot.n_jobs)
-    boot = bootstrap(law, p.cols(), p.lnL, fit.theta, st.fit, bs, p.clusters(), residual)
+    law = fit.law
+    boot = bootstrap(law, p.cols(), p.lnL, fit.theta, st.fit, replace(st.boot, n=B), p.clusters(), residual)
     ok = boot.samples[boot.ok()]
     nat = [law.natural(t) for t in ok]
     e["params"] = {k: summarize(v, [d[k] for d in nat]) for k, v in fit.natural().items()}
@@ -176,23 +138,24 @@ def attach_bootstrap(out: Outcome, law: Law, p: Points, st: Settings, B: int,
     out.boot = boot
 
 
-def heldout_error(law: Law, p: Points, st: Settings, design: Design, split: tuple,
-                  extra: list[np.ndarray], tags: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Fit on the training part of a split (with every check) and score the held-out part.
-
-    split = (train mask, description[, design for the training part])."""
-    mask, how = split[0], split[1]
-    out: dict[str, Any] = {"split": how, "n_train": int(mask.sum()), "n_test": int((~mask).sum())}
-    if mask.all() or not mask.any():
+def heldout_error(law: Law, split: Split, st: Settings, extra: list[np.ndarray],
+                  tags: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Fit on the training part of a split (with every check) and score the held-out part."""
+    train, test = split.train, split.test
+    out: dict[str, Any] = {"split": split.how, "n_train": len(train), "n_test": len(test)}
+    if not len(train) or not len(test):
         out.update(available=False, reason="the split leaves no training or no test points")
         return out, []
-    train, test = p.take(np.nonzero(mask)[0]), p.take(np.nonzero(~mask)[0])
-    sub = split[2] if len(split) > 2 else design.restrict(mask)
     try:
-        fit, _, _ = fit_checked(law, train, st, sub, extra)
+        fit, _, _ = fit_checked(law, train, st, split.design, extra)
     except FitError as err:
         out.update(available=False, reason=f"training-split fit refused: {err}")
         return out, []
     out.update(available=True, **errors(law.predict(fit.theta, test.cols()), test.lnL))
     out["train_params"] = fit.natural()
     return out, rows_for(law, fit.theta, test, "held_out", "heldout", tags)
+
+
+def split_rows(p: Points, mask: np.ndarray, how: str, design: Design) -> Split:
+    """Train on the rows in `mask`, test on the others."""
+    return Split(p.take(np.nonzero(mask)[0]), p.take(np.nonzero(~mask)[0]), how, design)

@@ -24,15 +24,10 @@ from ltm.scaling.axes import (
     one_variable,
     teval_curves,
 )
-from ltm.scaling.blas import one_blas_thread
 from ltm.scaling.config import Settings, resolve
+from ltm.scaling.fit import one_blas_thread
 from ltm.scaling.frontier import crossover, optimal_allocation
-from ltm.scaling.nd import (
-    CI_NARROW_FLAG,
-    CROSSCHECK_TOL,
-    SENSITIVITY_DELTAS,
-    analyse_nd,
-)
+from ltm.scaling.nd import CI_NARROW_FLAG, CROSSCHECK_TOL, SENSITIVITY_DELTAS, analyse_nd
 from ltm.scaling.records import Points, group, is_bound, main_mask, normalize, to_points
 
 SCHEMA = "ltm.scaling.fit/1"
@@ -97,14 +92,14 @@ def analyse_group(p_all: Points, st: Settings) -> tuple[dict[str, Any], list[Out
     for subset, mask in _config_masks(kept):
         sub = kept.take(np.nonzero(mask)[0])
         dsub = dropped.take(np.nonzero(_same_config(dropped, subset))[0])
-        out = analyse_nd(sub, dsub, st, subset, {**_tags(kept, subset), "law": "L(N,D)"})
+        out = analyse_nd(sub, dsub, st, subset, _tags(kept, subset))
         outcomes.append(("main", out))
         if out.accepted:
             nd_fits.append((p_all, subset, out))
         else:  # show what the grid does support
             outcomes += [("fallback", o) for o in one_variable(sub, st, _tags(kept, subset))]
     if len(kept):
-        outcomes.append(("envelope", envelope(kept, st, {**_tags(kept, {}), "law": "L(C) envelope"})))
+        outcomes.append(("envelope", envelope(kept, st, _tags(kept, {}))))
     axis_sel = []
     if FAMILIES[p_all.family].has_latents:
         for axis in ("T", "N_z"):
@@ -116,21 +111,12 @@ def analyse_group(p_all: Points, st: Settings) -> tuple[dict[str, Any], list[Out
         outcomes += [("teval", o) for o in sel.pop("outcomes").values()]
         teval_sel.append(sel)
     laws = [{"role": role, **o.entry} for role, o in outcomes]
-    entry = {
-        "family": p_all.family,
-        "loss_kind": p_all.loss_kind,
-        "loss_is_bound": is_bound(p_all.loss_kind),
-        "n_records": len(p_all),
-        "n_main": len(pm),
-        "n_fitted": len(kept),
-        "excluded": excluded_log,
-        "seed_noise": seed_noise(kept, st.fit.delta) if len(kept) else None,
-        "laws": laws,
-        "axis_selection": axis_sel,
-        "teval_selection": teval_sel,
-        "accepted": [" ".join([e["law"], *(f"{k}={v}" for k, v in e["subset"].items())])
-                     for e in laws if e["status"] == "accepted"],
-    }
+    entry = {"family": p_all.family, "loss_kind": p_all.loss_kind, "loss_is_bound": is_bound(p_all.loss_kind),
+             "n_records": len(p_all), "n_main": len(pm), "n_fitted": len(kept), "excluded": excluded_log,
+             "seed_noise": seed_noise(kept, st.fit.delta) if len(kept) else None, "laws": laws,
+             "axis_selection": axis_sel, "teval_selection": teval_sel,
+             "accepted": [" ".join([e["law"], *(f"{k}={v}" for k, v in e["subset"].items())])
+                          for e in laws if e["status"] == "accepted"]}
     return entry, [o for _, o in outcomes], nd_fits
 
 
@@ -198,16 +184,10 @@ def run_scaling(records: list[dict[str, Any]], cfg: dict[str, Any] | None = None
     """Fit every law the records support, per (family, loss_kind); see the package docstring."""
     st = resolve(cfg)
     recs = normalize(records)
-    result: dict[str, Any] = {
-        "schema": SCHEMA,
-        "code_version": ltm.__version__,
-        "data_hash": sha256_bytes(json.dumps(recs, sort_keys=True, default=str).encode()),
-        "config": recorded_config(st),
-        "groups": [],
-        "comparisons": [],
-        "warnings": [],
-        "residual_rows": [],
-    }
+    result: dict[str, Any] = {"schema": SCHEMA, "code_version": ltm.__version__,
+                              "data_hash": sha256_bytes(json.dumps(recs, sort_keys=True, default=str).encode()),
+                              "config": recorded_config(st), "groups": [], "comparisons": [], "warnings": [],
+                              "residual_rows": []}
     nd_fits = []
     groups = group(recs)
     for (family, kind), grecs in progress(groups.items(), total=len(groups), desc="scaling: fit groups",

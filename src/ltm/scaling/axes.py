@@ -8,16 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from ltm.scaling.analyse import (
-    Design,
-    Outcome,
-    attach_bootstrap,
-    heldout_error,
-    run_law,
-)
+from ltm.scaling.analyse import Outcome, Split, attach_bootstrap, run_law, split_rows
+from ltm.scaling.checks import Design
 from ltm.scaling.config import Settings
 from ltm.scaling.laws import ENVELOPE, ONE_VARIABLE, TEVAL_LAWS, extra_axis_laws
-from ltm.scaling.quality import largest_value_mask
 from ltm.scaling.records import Points, distinct
 
 _AXIS = {"T": "T", "N_z": "Nz"}  # axis → Points attribute
@@ -48,17 +42,18 @@ def one_variable(p: Points, st: Settings, tags: dict[str, Any]) -> list[Outcome]
             if distinct(x).size < st.checks.min_distinct:
                 continue  # cannot support any exponent: not worth a refusal line
             design = Design(axes={var: x})
-            split = _leave_top_out(design, x, var, st)
-            outs.append(run_law(law, sub, st, {fixed: value}, design, {**tags, "law": law.name}, heldout=split))
+            split = _leave_top_out(sub, design, x, var, st)
+            outs.append(run_law(law, sub, st, {fixed: value}, design, tags, heldout=split))
     return outs
 
 
-def _leave_top_out(design: Design, x: np.ndarray, var: str, st: Settings) -> tuple[np.ndarray, str, Design]:
+def _leave_top_out(p: Points, design: Design, x: np.ndarray, var: str, st: Settings) -> Split:
     """Held-out split that predicts the largest value of x. Leaving it out removes one distinct value,
     so the training part may have one fewer than the full design needs."""
-    mask, top = largest_value_mask(x)
+    top = float(np.max(x))
+    mask = x < top * (1 - 1e-9)
     train = design.restrict(mask, spans={}, min_distinct={var: st.checks.min_distinct - 1})
-    return mask, f"train on {var} < {top:.4g}, predict {var} = {top:.4g}", train
+    return split_rows(p, mask, f"train on {var} < {top:.4g}, predict {var} = {top:.4g}", train)
 
 
 def pareto(p: Points) -> np.ndarray:
@@ -77,8 +72,8 @@ def envelope(p: Points, st: Settings, tags: dict[str, Any]) -> Outcome:
     sub = p.take(pareto(p))
     law = ENVELOPE
     design = Design(axes={"C": sub.C_fit})
-    out = run_law(law, sub, st, {"runs": "pareto-optimal"}, design, {**tags, "law": law.name},
-                  heldout=_leave_top_out(design, sub.C_fit, "C", st))
+    out = run_law(law, sub, st, {"runs": "pareto-optimal"}, design, tags,
+                  heldout=_leave_top_out(sub, design, sub.C_fit, "C", st))
     if out.accepted:  # Kaplan's names: gamma is alpha_C
         out.entry["note"] = "A_C = A, gamma = alpha in L = E + A/C^alpha"
     return out
@@ -108,8 +103,8 @@ def extra_axis(p: Points, axis: str, st: Settings, tags: dict[str, Any]) -> list
                        math.ceil(st.checks.min_points_per_param * 5) + AXIS_RUNS_PER_PARAM * k_extra)
             design = Design(axes={"N": sub.N, "D/N": sub.D / sub.N, axis: x}, spans={axis: AXIS_MIN_SPAN},
                             min_points=need)
-            outcomes[name] = run_law(law, sub, st, {other: other_value}, design, {**tags, "law": law.name},
-                                     heldout=_leave_top_out(design, x, axis, st), n_bootstrap=0)
+            outcomes[name] = run_law(law, sub, st, {other: other_value}, design, tags,
+                                     heldout=_leave_top_out(sub, design, x, axis, st), n_bootstrap=0)
         results.append(_select(outcomes, sub, st, axis, {other: other_value}))
     return results
 
@@ -136,7 +131,7 @@ def _select(outcomes: dict[str, Outcome], p: Points, st: Settings, axis: str,
     """Pick the form by held-out error; bootstrap only the winner (each form costs a multi-start fit)."""
     table, chosen = _choose(outcomes, p)
     if chosen is not None and st.boot.n > 0:
-        attach_bootstrap(outcomes[chosen], outcomes[chosen].fit.law, p, st, st.boot.n)
+        attach_bootstrap(outcomes[chosen], p, st, st.boot.n)
     return {
         "axis": axis,
         "subset": subset,
@@ -158,20 +153,14 @@ def teval_curves(p: Points, st: Settings, tags: dict[str, Any]) -> list[dict[str
             continue
         tmax = float(np.max(sub.Teval))
         # held out (docs/scaling.md §3.8.4): fit on T_eval <= T_max/4, predict the largest T_eval
-        split_p = sub.take(np.nonzero((sub.Teval <= tmax / 4) | (sub.Teval == tmax))[0])
-        split = (split_p.Teval <= tmax / 4, f"train on T_eval <= {tmax / 4:g}, predict T_eval = {tmax:g}")
-        outcomes = {}
-        for name, law in TEVAL_LAWS.items():
-            design = Design(axes={"T_eval": sub.Teval}, points_per_param=TEVAL_POINTS_PER_PARAM)
-            row_tags = {**tags, "law": law.name, "subset": f"run={run};tokens={tokens:g}"}
-            out = run_law(law, sub, st, {"run": run, "tokens": tokens}, design, row_tags, residual_bootstrap=True)
-            if out.accepted:
-                out.entry["fit_quality"]["heldout"], rows = heldout_error(
-                    law, split_p, st, Design(axes={"T_eval": split_p.Teval},
-                                             points_per_param=TEVAL_POINTS_PER_PARAM),
-                    split, [], row_tags)
-                out.rows += rows
-            outcomes[name] = out
+        train = sub.take(np.nonzero(sub.Teval <= tmax / 4)[0])
+        split = Split(train, sub.take(np.nonzero(sub.Teval == tmax)[0]),
+                      f"train on T_eval <= {tmax / 4:g}, predict T_eval = {tmax:g}",
+                      Design(axes={"T_eval": train.Teval}, points_per_param=TEVAL_POINTS_PER_PARAM))
+        design = Design(axes={"T_eval": sub.Teval}, points_per_param=TEVAL_POINTS_PER_PARAM)
+        row_tags = {**tags, "subset": f"run={run};tokens={tokens:g}"}
+        outcomes = {name: run_law(law, sub, st, {"run": run, "tokens": tokens}, design, row_tags, heldout=split,
+                                  residual_bootstrap=True) for name, law in TEVAL_LAWS.items()}
         table, chosen = _choose(outcomes, sub)
         sel = {"by": "held-out MAE at the largest T_eval", "chosen": chosen, "table": table}
         results.append({"run": run, "tokens": tokens, "selection": sel, "outcomes": outcomes})

@@ -1,10 +1,13 @@
-"""Design minimums, identifiability and post-fit flags (docs/scaling.md §3.7).
+"""What a design must offer a law, and how good a fit is (docs/scaling.md §3.6-3.7).
 
-Refusals raise `FitError` with a one-line reason; flags are returned as warning strings.
+Design minimums and identifiability refuse a law with a one-line `FitError`; weak designs and implausible
+optima are flagged as warning strings. Fit errors are in nats (loss units) and relative, with the sign
+convention predicted − observed; the primary check is extrapolation to held-out larger runs.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -23,6 +26,49 @@ class CheckSettings:
     exponent_range: tuple[float, float] = (0.05, 1.5)
 
 
+@dataclass(frozen=True)
+class Design:
+    """What a law needs from the data: axes (label → values) with ≥ min_distinct values each, required
+    spans (label → max/min ratio), and a point count (`min_points`, else points_per_param × parameters)."""
+
+    axes: dict[str, np.ndarray] = field(default_factory=dict)
+    spans: dict[str, float] = field(default_factory=dict)
+    min_points: int | None = None
+    points_per_param: float | None = None
+    min_distinct: dict[str, int] = field(default_factory=dict)  # per-axis overrides
+
+    def restrict(self, mask: np.ndarray, **changes: Any) -> "Design":
+        """The same requirements on a subset of the rows (a training split)."""
+        return replace(self, axes={k: v[mask] for k, v in self.axes.items()}, **changes)
+
+
+def check_design(law: Law, lnL: np.ndarray, design: Design, cs: CheckSettings) -> list[str]:
+    """Refuse designs that cannot support `law`; return flags for weak ones."""
+    n, p = lnL.size, law.n_params
+    need = design.min_points
+    if need is None:
+        need = int(np.ceil((design.points_per_param or cs.min_points_per_param) * p))
+    if n < need:
+        raise FitError(f"{law.name}: {n} points for {p} free parameters (need at least {need})")
+    if np.ptp(lnL) < 1e-12:
+        raise FitError(f"{law.name}: all losses are equal; there is nothing to fit")
+    warnings = []
+    for label, values in design.axes.items():
+        d = distinct(values)
+        need_distinct = design.min_distinct.get(label, cs.min_distinct)
+        if d.size < need_distinct:
+            raise FitError(f"{law.name}: only {d.size} distinct {label} value(s) (need {need_distinct}); "
+                           f"{label} is not varied enough to fit its exponent")
+        ratio = float(d[-1] / d[0]) if d[0] > 0 else float("inf")
+        required = design.spans.get(label)
+        if required is not None and ratio < required * (1 - 1e-9):
+            raise FitError(f"{law.name}: {label} spans only {ratio:.2g}x (need {required:g}x)")
+        if ratio < cs.min_range_flag:
+            warnings.append(f"{law.name}: {label} spans only {ratio:.2g}x (< {cs.min_range_flag:g}x): "
+                            "exponents are weakly constrained")
+    return warnings
+
+
 def identifiability(law: Law, theta: np.ndarray, cols: Cols) -> float:
     """ρ_id = s_min/s_max of the column-normalised Jacobian of ℓ̂ with respect to θ (0 if a column vanishes)."""
     J = law.log_jacobian(theta, cols)
@@ -37,52 +83,9 @@ def require_identifiable(law: Law, theta: np.ndarray, cols: Cols, cs: CheckSetti
     """ρ_id at the optimum; FitError below the refusal threshold."""
     rho = identifiability(law, theta, cols)
     if rho < cs.id_refuse:
-        raise FitError(
-            f"{law.name}: not identifiable (rho_id = {rho:.1e} < {cs.id_refuse:g} at the optimum); "
-            "the design cannot separate the parameters (collinear axes or a single size?)",
-            {"rho_id": rho},
-        )
+        raise FitError(f"{law.name}: not identifiable (rho_id = {rho:.1e} < {cs.id_refuse:g} at the optimum); "
+                       "the design cannot separate the parameters (collinear axes or a single size?)", {"rho_id": rho})
     return rho
-
-
-def check_design(
-    law: Law,
-    lnL: np.ndarray,
-    axes: dict[str, np.ndarray],
-    cs: CheckSettings,
-    min_points: int | None = None,
-    spans: dict[str, float] | None = None,
-    points_per_param: float | None = None,
-    min_distinct: dict[str, int] | None = None,
-) -> list[str]:
-    """Refuse designs that cannot support `law`; return flags for weak ones.
-
-    axes: label → values whose distinct count must reach `min_distinct` (e.g. 'N', 'D/N').
-    spans: label → minimum max/min ratio that is required (refused below it).
-    """
-    n, p = lnL.size, law.n_params
-    need = min_points if min_points is not None else int(np.ceil((points_per_param or cs.min_points_per_param) * p))
-    if n < need:
-        raise FitError(f"{law.name}: {n} points for {p} free parameters (need at least {need})")
-    if np.ptp(lnL) < 1e-12:
-        raise FitError(f"{law.name}: all losses are equal; there is nothing to fit")
-    warnings = []
-    for label, values in axes.items():
-        d = distinct(values)
-        need_distinct = (min_distinct or {}).get(label, cs.min_distinct)
-        if d.size < need_distinct:
-            raise FitError(
-                f"{law.name}: only {d.size} distinct {label} value(s) (need {need_distinct}); "
-                f"{label} is not varied enough to fit its exponent"
-            )
-        ratio = float(d[-1] / d[0]) if d[0] > 0 else float("inf")
-        required = (spans or {}).get(label)
-        if required is not None and ratio < required * (1 - 1e-9):
-            raise FitError(f"{law.name}: {label} spans only {ratio:.2g}x (need {required:g}x)")
-        if ratio < cs.min_range_flag:
-            warnings.append(f"{law.name}: {label} spans only {ratio:.2g}x (< {cs.min_range_flag:g}x): "
-                            "exponents are weakly constrained")
-    return warnings
 
 
 def fit_flags(law: Law, theta: np.ndarray, rho_id: float, min_loss: float, cs: CheckSettings) -> list[str]:
@@ -99,3 +102,23 @@ def fit_flags(law: Law, theta: np.ndarray, rho_id: float, min_loss: float, cs: C
         if name in nat and not lo <= nat[name] <= hi:
             out.append(f"{law.name}: {name} = {nat[name]:.4g} outside the plausible range [{lo:g}, {hi:g}]")
     return out
+
+
+def errors(pred_lnL: np.ndarray, obs_lnL: np.ndarray) -> dict[str, float]:
+    """MAE/RMSE/bias in nats, mean and max |relative error|, median |log residual|."""
+    pred, obs = np.exp(pred_lnL), np.exp(obs_lnL)
+    d = pred - obs
+    rel = np.abs(d) / obs
+    return {"n": int(d.size), "mae": float(np.mean(np.abs(d))), "rmse": float(np.sqrt(np.mean(d * d))),
+            "bias": float(np.mean(d)), "mean_abs_rel": float(np.mean(rel)), "max_abs_rel": float(np.max(rel)),
+            "median_abs_log_residual": float(np.median(np.abs(pred_lnL - obs_lnL)))}
+
+
+def split_mask(rule: str, fraction: float, C: np.ndarray, N: np.ndarray) -> tuple[np.ndarray, str]:
+    """Training mask and a description: 'compute' trains on C < fraction·C_max, 'largest_size' on every
+    size but the largest (the rule is validated in config)."""
+    if rule == "compute":
+        cut = fraction * float(np.max(C))
+        return C < cut, f"train on C < {fraction:g} * C_max = {cut:.4g} FLOPs, predict the rest"
+    top = float(np.max(N))
+    return N < top * (1 - 1e-9), f"train on N < {top:.4g}, predict the largest size"

@@ -9,13 +9,12 @@ from typing import Any
 
 import numpy as np
 
-from ltm.scaling.analyse import Design, Outcome, fit_checked, rows_for, run_law
+from ltm.scaling.analyse import Outcome, fit_checked, rows_for, run_law, split_rows
+from ltm.scaling.checks import Design, errors, split_mask
 from ltm.scaling.config import Settings
-from ltm.scaling.fit import FitError, crosscheck_trust_region, grid_starts, multistart
+from ltm.scaling.fit import FitError, crosscheck_trust_region, multistart
 from ltm.scaling.frontier import chinchilla_G, exponents, fit_ctok, optimal_allocation
 from ltm.scaling.laws import ND, PUBLISHED_ND, Law
-from ltm.scaling.objective import Objective
-from ltm.scaling.quality import errors, split_mask
 from ltm.scaling.records import Points, concat
 
 LOSO_MAX_BINS = 8  # leave-one-size-out over at most this many ln N bins (each bin = one refit)
@@ -80,8 +79,7 @@ def delta_sensitivity(law: Law, p: Points, st: Settings, theta: np.ndarray) -> l
 
 def crosscheck(law: Law, p: Points, st: Settings, theta: np.ndarray) -> dict[str, Any]:
     """Trust-region least squares with a Huber loss, started where the main fit's best start was."""
-    x0, _ = grid_starts(Objective(law, p.cols(), p.lnL, st.fit.delta), 1)
-    th = crosscheck_trust_region(law, p.cols(), p.lnL, x0[0], st.fit.delta)
+    th = crosscheck_trust_region(law, p.cols(), p.lnL, st.fit.delta)
     d = {name: float(th[law.params.index(name)] - theta[law.params.index(name)]) for name in ("alpha", "beta")}
     return {"method": "scipy least_squares trf, loss=huber, f_scale=delta", "delta_alpha": d["alpha"],
             "delta_beta": d["beta"], "agrees": bool(max(map(abs, d.values())) <= CROSSCHECK_TOL)}
@@ -120,8 +118,10 @@ def analyse_nd(p: Points, excluded: Points, st: Settings, subset: dict[str, Any]
     conv, conv_warn = compute_convention(p)
     targets = target_budgets(p)
     extra = [np.array(v) for v in PUBLISHED_ND.values()]
-    split = split_mask(st.cfg["heldout_rule"], st.cfg["heldout_fraction"], p.C_fit, p.N)
-    out = run_law(law, p, st, subset, nd_design(p), tags, extra, nd_derived(conv, targets), split)
+    mask, how = split_mask(st.cfg["heldout_rule"], st.cfg["heldout_fraction"], p.C_fit, p.N)
+    design = nd_design(p)
+    split = split_rows(p, mask, how, design.restrict(mask))
+    out = run_law(law, p, st, subset, design, tags, extra, nd_derived(conv, targets), split)
     e = out.entry
     e["compute_convention"] = conv
     if not out.accepted:

@@ -19,6 +19,11 @@ from ltm.families import FAMILIES
 from ltm.scaling.laws import Cols
 
 REQUIRED = ("run", "family", "loss_kind", "loss", "params", "tokens")
+# numeric keys: (key, must be > 0 (else >= 0), value when missing)
+_NUMBERS = (("loss", True, math.nan), ("params", True, math.nan), ("tokens", True, math.nan),
+            ("flops", True, math.nan), ("T", False, 0.0), ("n_latents", True, math.nan), ("T_eval", False, math.nan))
+# Points column → record key
+_COLUMNS = {"N": "params", "D": "tokens", "C": "flops", "T": "T", "Nz": "n_latents", "Teval": "T_eval", "loss": "loss"}
 
 
 def is_bound(loss_kind: str) -> bool:
@@ -57,21 +62,10 @@ def normalize(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             raise LtmError(f"{where}: loss_kind must be a non-empty string")
         if FAMILIES[name].has_latents and rec.get("T") is None:
             raise LtmError(f"{where}: an ltm record needs 'T' (inner steps during training)")
-        r = {
-            "run": str(rec["run"]),
-            "family": name,
-            "loss_kind": kind,
-            "loss": _num(rec, "loss", where),
-            "params": _num(rec, "params", where),
-            "tokens": _num(rec, "tokens", where),
-            "flops": _num(rec, "flops", where),
-            "T": _num(rec, "T", where, positive=False, default=0.0),
-            "n_latents": _num(rec, "n_latents", where),
-            "T_eval": _num(rec, "T_eval", where, positive=False),
-            "seed": rec.get("seed"),
-            "final": bool(rec.get("final", True)),
-            "diverged": bool(rec.get("diverged", False)),
-        }
+        r = {"run": str(rec["run"]), "family": name, "loss_kind": kind,
+             **{k: _num(rec, k, where, positive, default) for k, positive, default in _NUMBERS},
+             "seed": rec.get("seed"), "final": bool(rec.get("final", True)),
+             "diverged": bool(rec.get("diverged", False))}
         key = (kind, r["run"], r["tokens"], None if math.isnan(r["T_eval"]) else r["T_eval"])
         if key in seen:
             raise LtmError(f"{where}: duplicate record (same run, loss_kind, tokens and T_eval)")
@@ -111,10 +105,12 @@ class Points:
         """Training compute; 6ND where a record carries no `flops` (callers warn about it)."""
         return np.where(np.isnan(self.C), 6.0 * self.N * self.D, self.C)
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("family", "loss_kind")}
+
     def take(self, idx: np.ndarray) -> "Points":
         idx = np.asarray(idx)
-        arrays = {f.name: getattr(self, f.name)[idx] for f in fields(self) if f.name not in ("family", "loss_kind")}
-        return Points(self.family, self.loss_kind, **arrays)
+        return Points(self.family, self.loss_kind, **{k: v[idx] for k, v in self.arrays().items()})
 
     def cols(self) -> Cols:
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -142,21 +138,10 @@ def to_points(records: list[dict[str, Any]]) -> Points:
         raise LtmError(f"one fit got mixed loss kinds {kinds}: bounds and exact NLL are never fitted together")
     if len(fams) > 1:
         raise LtmError(f"one fit got mixed families {fams}: each family is fitted separately")
-    col = lambda k: np.array([r[k] for r in records], dtype=float)  # noqa: E731
-    return Points(
-        family=fams[0],
-        loss_kind=kinds[0],
-        run=np.array([r["run"] for r in records], dtype=object),
-        N=col("params"),
-        D=col("tokens"),
-        C=col("flops"),
-        T=col("T"),
-        Nz=col("n_latents"),
-        Teval=col("T_eval"),
-        loss=col("loss"),
-        final=np.array([r["final"] for r in records], dtype=bool),
-        diverged=np.array([r["diverged"] for r in records], dtype=bool),
-    )
+    return Points(fams[0], kinds[0], run=np.array([r["run"] for r in records], dtype=object),
+                  final=np.array([r["final"] for r in records], dtype=bool),
+                  diverged=np.array([r["diverged"] for r in records], dtype=bool),
+                  **{f: np.array([r[k] for r in records], dtype=float) for f, k in _COLUMNS.items()})
 
 
 def group(records: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
@@ -187,6 +172,5 @@ def distinct(x: np.ndarray, rel: float = 1e-6) -> np.ndarray:
 
 def concat(a: Points, b: Points) -> Points:
     """Rows of a then b (same family and loss kind)."""
-    arrays = {f.name: np.concatenate([getattr(a, f.name), getattr(b, f.name)])
-              for f in fields(a) if f.name not in ("family", "loss_kind")}
-    return Points(a.family, a.loss_kind, **arrays)
+    bb = b.arrays()
+    return Points(a.family, a.loss_kind, **{k: np.concatenate([v, bb[k]]) for k, v in a.arrays().items()})

@@ -15,10 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ltm.scaling.blas import one_blas_thread
-from ltm.scaling.fit import FitSettings, minimize_from, multistart
+from ltm.scaling.fit import FitSettings, Objective, minimize_from, multistart, one_blas_thread
 from ltm.scaling.laws import Cols, Law
-from ltm.scaling.objective import Objective
 
 
 @dataclass(frozen=True)
