@@ -28,7 +28,7 @@ from ltm.scaling import run_scaling
 from ltm.scaling.fit import FitSettings, Objective, fit_law, one_blas_thread
 from ltm.scaling.laws import ND, PUBLISHED_ND
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the scaling tests' synthetic data
-from scaling_synthetic import CHINCHILLA_ROUNDED, grid_design, load_epoch, make_records, nd_loss, noisy  # noqa: E402
+from scaling_synthetic import CHINCHILLA_ROUNDED, METHOD, grid_design, load_epoch, make_records, nd_loss, noisy  # noqa: E402
 from ltm.scaling.uncertainty import BootstrapSettings, bootstrap
 
 BUDGET_S = 60.0
@@ -77,7 +77,7 @@ def bench(name: str, recs: list[dict], B: int, repeat: int, cfg: dict) -> list[t
         lo, hi = np.percentile(boot.samples[boot.ok(), 3], [2.5, 97.5])
         rows.append((f"{name}: fit + {B} bootstrap, n_jobs={jobs}", t,
                      f"alpha 95% CI ({lo:.3f}, {hi:.3f}), failed {boot.n_failed}, {t / t_fit:.0f}x"))
-    t, res = _best_of(lambda: run_scaling(recs, {"n_bootstrap": B, **cfg}), repeat)
+    t, res = _best_of(lambda: run_scaling(recs, {**METHOD, "n_bootstrap": B, **cfg}), repeat)
     main = res["groups"][0]["laws"][0]
     rows.append((f"{name}: run_scaling (whole stage, as the pipeline runs it)", t, f"L(N,D) {main['status']}, {t / t_fit:.0f}x"))
     return rows

@@ -22,6 +22,7 @@ from ltm.io import write_json
 from ltm.report import build_report
 from ltm.report.laws import accepted_laws, read_residuals
 from ltm.scaling import run_scaling, write_outputs
+from scaling_synthetic import METHOD
 
 # The params sections the report reads (written out, not loaded: the report does not validate params).
 PARAMS = {
@@ -35,7 +36,7 @@ PARAMS = {
     "eval": {"samples": 4, "t_curve": [0, 1, 2, 3, 4, 6, 8, 12, 16], "t_curve_max_rows": 32},
     "fit": {"split": "val"},
 }
-SCALING_CFG = {"n_bootstrap": 10, "min_tokens_per_param": 0.0}
+SCALING_CFG = {**METHOD, "n_bootstrap": 10, "min_tokens_per_param": 0.0}
 POISON = {"alpha": 0.987654321, "a": 31.4159265, "J": 2.7182818}  # values only a refused entry carries
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -9,7 +9,7 @@ from ltm.scaling.axes import extra_axis, pareto
 from ltm.scaling.config import resolve
 from ltm.scaling.laws import extra_axis_laws
 from ltm.scaling.records import normalize, to_points
-from scaling_synthetic import CHINCHILLA_ROUNDED, grid_design, law_loss, make_records, nd_theta, noisy
+from scaling_synthetic import CHINCHILLA_ROUNDED, METHOD, grid_design, law_loss, make_records, nd_theta, noisy
 
 KAPPA = 0.3
 
@@ -28,7 +28,7 @@ def _axis_records(axis: str, seed: int, form: str = "eff_data_log", values=(4.0,
 
 
 def _select(records, axis, cfg=None):
-    st = resolve({"n_bootstrap": 0, "n_starts": 10, **(cfg or {})})
+    st = resolve({**METHOD, "n_bootstrap": 0, "n_starts": 10, **(cfg or {})})
     (res,) = extra_axis(to_points(normalize(records)), axis, st, {})
     return res
 
@@ -90,7 +90,7 @@ def _teval_records(kind: str, seed: int = 0):
     ("power", "saturating_power", "gamma", 0.5),
 ])
 def test_teval_curve_form_is_chosen_by_heldout_error(kind, chosen, name, value):
-    res = run_scaling(_teval_records(kind), {"n_bootstrap": 50})
+    res = run_scaling(_teval_records(kind), {**METHOD, "n_bootstrap": 50})
     (group,) = res["groups"]
     (sel,) = group["teval_selection"]
     assert sel["run"] == "ltm-a" and sel["selection"]["chosen"] == chosen

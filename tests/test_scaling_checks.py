@@ -7,13 +7,13 @@ import pytest
 from ltm.errors import LtmError
 from ltm.scaling import run_scaling
 from ltm.scaling.checks import identifiability
-from ltm.scaling.config import DEFAULTS, resolve
+from ltm.scaling.config import resolve
 from ltm.scaling.laws import ND
 from ltm.scaling.records import normalize, to_points
-from scaling_synthetic import (CHINCHILLA_ROUNDED, RATIOS_5, SIZES_5, grid_design, make_records, nd_loss,
+from scaling_synthetic import (CHINCHILLA_ROUNDED, METHOD, RATIOS_5, SIZES_5, grid_design, make_records, nd_loss,
                                    nd_theta, noisy)
 
-FAST = {"n_bootstrap": 0}
+FAST = {**METHOD, "n_bootstrap": 0}
 TH = nd_theta(CHINCHILLA_ROUNDED)
 
 
@@ -136,7 +136,9 @@ def test_mixed_loss_kinds_are_never_fitted_together():
 
 
 def test_config_validation_names_the_key():
-    assert resolve(None).cfg == DEFAULTS
+    assert resolve(METHOD).cfg == METHOD
+    with pytest.raises(LtmError, match="missing key.*min_tokens_per_param"):  # no defaults: params.yaml has them
+        resolve({k: v for k, v in METHOD.items() if k != "min_tokens_per_param"})
     with pytest.raises(LtmError, match="unknown key.*huber_dleta"):
         resolve({"huber_dleta": 1e-3})
     with pytest.raises(LtmError, match="fit.n_bootstrap"):
@@ -144,8 +146,8 @@ def test_config_validation_names_the_key():
     with pytest.raises(LtmError, match="unknown key.*grid"):  # the start grid is fixed, not a key
         resolve({"grid": {"alpha": [1.0]}})
     with pytest.raises(LtmError, match="heldout_rule"):
-        resolve({"heldout_rule": "random"})
-    st = resolve({"huber_delta": 1e-2, "n_starts": 5})
+        resolve({**METHOD, "heldout_rule": "random"})
+    st = resolve({**METHOD, "huber_delta": 1e-2, "n_starts": 5})
     assert st.fit.delta == 1e-2 and st.fit.n_starts == 5
 
 

@@ -13,7 +13,7 @@ import pytest
 from ltm.scaling import run_scaling
 from ltm.scaling.fit import FitSettings, Objective, fit_law, multistart
 from ltm.scaling.laws import ND, PUBLISHED_ND
-from scaling_synthetic import CHINCHILLA_ROUNDED, load_epoch, nd_theta
+from scaling_synthetic import CHINCHILLA_ROUNDED, METHOD, load_epoch, nd_theta
 from ltm.scaling.uncertainty import BootstrapSettings, bootstrap
 
 CSV = Path(__file__).resolve().parent / "data" / "chinchilla_approach3.csv"
@@ -21,7 +21,7 @@ CSV = Path(__file__).resolve().parent / "data" / "chinchilla_approach3.csv"
 DELTA2 = 1e-6  # our objective is Σ huber_δ/δ²; Epoch's numbers are Σ huber_δ
 EPOCH_CI95 = {"alpha": (0.317, 0.373), "beta": (0.331, 0.415), "E": (1.769, 1.871)}
 # the default exclusion rules differ from Epoch's (they drop the 5 highest losses, already done by load_epoch)
-AS_EPOCH = {"min_tokens_per_param": 0.0}
+AS_EPOCH = {**METHOD, "min_tokens_per_param": 0.0}
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +88,7 @@ def test_run_scaling_heldout_and_exclusion_report(epoch):
     losses are the 5 runs with the fewest tokens per parameter, D/N < 0.41; the next has 0.456) come back
     as excluded by the tokens-per-parameter cut and their effect is reported."""
     recs, _, _, C = epoch
-    cfg = {"min_tokens_per_param": 0.43, "n_bootstrap": 0, "heldout_fraction": 1.5e21 / C.max()}
+    cfg = {**METHOD, "min_tokens_per_param": 0.43, "n_bootstrap": 0, "heldout_fraction": 1.5e21 / C.max()}
     res = run_scaling(load_epoch(CSV, drop_highest=0), cfg)
     (group,) = res["groups"]
     assert group["n_fitted"] == 240 and len(group["excluded"]) == 5

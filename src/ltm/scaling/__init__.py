@@ -9,7 +9,7 @@ Records (one dict per evaluated run or checkpoint): run, family ('ltm' | 'ar' | 
 (training compute, 6ND when missing), T (inner steps, required for 'ltm'), n_latents, T_eval (rows with
 T_eval missing or equal to T carry a run's headline loss; the other rows of one (run, tokens) form its
 loss-vs-T_eval curve), seed, final (False: a checkpoint, excluded), diverged (True: excluded).
-`cfg` is params.yaml's `fit` section (keys and defaults: `ltm.scaling.config.DEFAULTS`).
+`cfg` is params.yaml's `fit` section without loss_kinds and split: every key of `ltm.scaling.config.KEYS`.
 
 Modules, lowest first: laws (the registry of forms, by law id), fit (objective, multi-start L-BFGS-B,
 acceptance, one BLAS thread), records (input validation), checks (design minimums, identifiability,
@@ -17,7 +17,7 @@ held-out error), uncertainty (bootstrap), frontier (compute-optimal N*, D*, cros
 (one law → one JSON entry), nd (the main law), axes (the other laws), api (entry points).
 """
 from ltm.scaling.api import format_summary, run_scaling, write_outputs
-from ltm.scaling.config import DEFAULTS
+from ltm.scaling.config import KEYS
 from ltm.scaling.fit import FitError
 
-__all__ = ["DEFAULTS", "FitError", "format_summary", "run_scaling", "write_outputs"]
+__all__ = ["KEYS", "FitError", "format_summary", "run_scaling", "write_outputs"]

@@ -1,8 +1,8 @@
-"""The `fit` section of params.yaml (workflow/schemas/params.schema.yaml): keys, defaults, validation.
+"""The `fit` section of params.yaml (workflow/schemas/params.schema.yaml): its keys and their checks.
 
 Only what params.yaml can set is a key; the method's fixed choices are named constants next to the code
-that uses them (fit.FitSettings, checks.CheckSettings, nd, axes). Unknown keys and wrong types are
-refused with a message naming the key.
+that uses them (fit.FitSettings, checks.CheckSettings, nd, axes). Every key must be given (the values
+live in params.yaml only); unknown or missing keys and wrong types are refused with a message naming them.
 """
 from __future__ import annotations
 
@@ -14,26 +14,22 @@ from ltm.scaling.checks import CheckSettings
 from ltm.scaling.fit import FitSettings
 from ltm.scaling.uncertainty import BootstrapSettings
 
-DEFAULTS: dict[str, Any] = {
-    "huber_delta": 1e-3,  # δ of the summed Huber objective (docs/scaling.md §3.3)
-    "n_starts": 20,  # L-BFGS-B runs from the best grid points (§3.4)
-    "n_bootstrap": 1000,  # replicates for the CIs (§3.5)
-    "seed": 0,
-    "heldout_rule": "compute",  # 'compute': train on C < heldout_fraction*C_max; 'largest_size' (§3.6)
-    "heldout_fraction": 0.25,
-    "min_points_per_param": 4.0,  # design minimum (§3.7)
-    "min_tokens_per_param": 1.0,  # exclude runs with D/N below this (§3.2)
+KEYS: dict[str, type] = {
+    "huber_delta": float,  # δ of the summed Huber objective (docs/scaling.md §3.3)
+    "n_starts": int,  # L-BFGS-B runs from the best grid points (§3.4)
+    "n_bootstrap": int,  # replicates for the CIs (§3.5)
+    "seed": int,
+    "heldout_rule": str,  # 'compute': train on C < heldout_fraction*C_max; 'largest_size' (§3.6)
+    "heldout_fraction": float,
+    "min_points_per_param": float,  # design minimum (§3.7)
+    "min_tokens_per_param": float,  # exclude runs with D/N below this (§3.2)
 }
 
 
-def _type_ok(default: Any, value: Any) -> bool:
+def _type_ok(kind: type, value: Any) -> bool:
     if isinstance(value, bool):
         return False
-    if isinstance(default, int):
-        return isinstance(value, int)
-    if isinstance(default, float):
-        return isinstance(value, (int, float))
-    return isinstance(value, str)
+    return isinstance(value, (int, float)) if kind is float else isinstance(value, kind)
 
 
 @dataclass(frozen=True)
@@ -45,15 +41,17 @@ class Settings:
 
 
 def resolve(cfg: dict[str, Any] | None) -> Settings:
-    """Validate the `fit` section and fill defaults."""
-    cfg = dict(cfg or {})
-    unknown = sorted(set(cfg) - set(DEFAULTS))
+    """Check the `fit` section (every key of KEYS, nothing else) and build the settings."""
+    full = dict(cfg or {})
+    unknown = sorted(set(full) - set(KEYS))
     if unknown:
         raise LtmError(f"fit: unknown key(s) {', '.join(unknown)}")
-    for k, v in cfg.items():
-        if not _type_ok(DEFAULTS[k], v):
-            raise LtmError(f"fit.{k}: wrong type or value {v!r} (default {DEFAULTS[k]!r})")
-    full = {**DEFAULTS, **cfg}
+    for k, v in full.items():
+        if not _type_ok(KEYS[k], v):
+            raise LtmError(f"fit.{k}: wrong type or value {v!r} (a {KEYS[k].__name__})")
+    missing = [k for k in KEYS if k not in full]
+    if missing:
+        raise LtmError(f"fit: missing key(s) {', '.join(missing)}")
     fit = FitSettings(delta=float(full["huber_delta"]), n_starts=full["n_starts"])
     if not fit.delta > 0:
         raise LtmError("fit.huber_delta must be > 0")
