@@ -7,7 +7,9 @@ TORCH ?= torch==2.13.0
 TORCH_INDEX ?=
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
-# the suite runs on this many processes (pytest-xdist); the end-to-end tests are single-threaded subprocesses
+# the suite runs on this many processes (pytest-xdist; the end-to-end tests are single-threaded subprocesses),
+# each test file on one of them: a module's built workspace is made once, and the Snakemake dry-runs in the
+# repository itself (tests/test_orchestrators.py) never run side by side
 TEST_WORKERS ?= 2
 
 .PHONY: install reproduce snakemake pipeline test test-fast bench clean-venv
@@ -31,10 +33,10 @@ snakemake: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores 2
 
 test: install
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-fast: install
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "not slow" $(PYTEST_ARGS)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow" $(PYTEST_ARGS)
 
 bench: install
 	for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

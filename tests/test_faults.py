@@ -22,9 +22,6 @@ import pytest
 
 from test_pipeline import BIN, edit_params, project_copy, sh
 
-# one DVC-built workspace (the module fixture) serves every kill: all on one test worker
-pytestmark = pytest.mark.xdist_group("faults")
-
 KILL_AT_RENAME = '''
 import os, signal, sys
 _at = int(os.environ.get("LTM_TEST_KILL_AT_RENAME", "0"))

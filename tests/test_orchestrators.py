@@ -12,9 +12,6 @@ from ltm.config import load_params
 from ltm.grid import all_runs
 from ltm.stage_params import leaf_keys, stage_params
 
-# Snakemake dry-runs in the repository itself: one at a time, on one test worker
-pytestmark = pytest.mark.xdist_group("orchestrators")
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
