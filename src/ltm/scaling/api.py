@@ -66,15 +66,9 @@ def seed_noise(p: Points, delta: float) -> dict[str, Any]:
     return out
 
 
-def _config_masks(p: Points) -> list[tuple[dict[str, Any], np.ndarray]]:
-    """(T, N_z) configurations; the main law is fitted per configuration."""
-    key = [(float(t), None if np.isnan(z) else float(z)) for t, z in zip(p.T, p.Nz)]
-    out = []
-    for k in sorted(set(key), key=lambda k: (k[0], -1 if k[1] is None else k[1])):
-        mask = np.array([x == k for x in key])
-        subset = {} if (not FAMILIES[p.family].has_latents and k == (0.0, None)) else {"T": k[0], "n_latents": k[1]}
-        out.append((subset, mask))
-    return out
+def _config_keys(p: Points) -> list[tuple[float, float | None]]:
+    """Each row's (T, N_z) configuration; the main law is fitted per configuration."""
+    return [(float(t), None if np.isnan(z) else float(z)) for t, z in zip(p.T, p.Nz)]
 
 
 def _tags(p: Points, subset: dict[str, Any]) -> dict[str, Any]:
@@ -89,9 +83,12 @@ def analyse_group(p_all: Points, st: Settings) -> tuple[dict[str, Any], list[Out
     kept, dropped = pm.take(np.nonzero(keep)[0]), pm.take(np.nonzero(~keep)[0])
     outcomes: list[tuple[str, Outcome]] = []
     nd_fits = []
-    for subset, mask in _config_masks(kept):
-        sub = kept.take(np.nonzero(mask)[0])
-        dsub = dropped.take(np.nonzero(_same_config(dropped, subset))[0])
+    keys, dropped_keys = _config_keys(kept), _config_keys(dropped)
+    for k in sorted(set(keys), key=lambda k: (k[0], -1 if k[1] is None else k[1])):
+        # a family without latents has one configuration, reported without a subset (and takes every dropped run)
+        subset = {} if (not FAMILIES[kept.family].has_latents and k == (0.0, None)) else {"T": k[0], "n_latents": k[1]}
+        sub = kept.take(np.nonzero([x == k for x in keys])[0])
+        dsub = dropped.take(np.nonzero([not subset or x == k for x in dropped_keys])[0])
         out = analyse_nd(sub, dsub, st, subset, _tags(kept, subset))
         outcomes.append(("main", out))
         if out.accepted:
@@ -120,14 +117,6 @@ def analyse_group(p_all: Points, st: Settings) -> tuple[dict[str, Any], list[Out
     return entry, [o for _, o in outcomes], nd_fits
 
 
-def _same_config(p: Points, subset: dict[str, Any]) -> np.ndarray:
-    if not subset:
-        return np.ones(len(p), bool)
-    z = subset["n_latents"]
-    zmask = np.isnan(p.Nz) if z is None else (p.Nz == z)
-    return (p.T == subset["T"]) & zmask
-
-
 def _frontier_fn(out: Outcome, theta: np.ndarray):
     conv = out.entry["compute_convention"]
     A, B, E, al, be = np.exp(theta[0]), np.exp(theta[1]), np.exp(theta[2]), theta[3], theta[4]
@@ -144,17 +133,16 @@ def comparisons(nd_fits: list[tuple], st: Settings) -> list[dict[str, Any]]:
             lo = math.log(min(pl.C_fit.min(), pa.C_fit.min()))
             hi = math.log(100 * max(pl.C_fit.max(), pa.C_fit.max()))
             c = crossover(_frontier_fn(ol, ol.fit.theta), _frontier_fn(oa, oa.fit.theta), (lo, hi))
+            kinds = [f"{q.loss_kind} ({'bound' if is_bound(q.loss_kind) else 'exact'})" for q in (pl, pa)]
             row: dict[str, Any] = {
                 "ltm": {"loss_kind": pl.loss_kind, "subset": sl}, "ar": {"loss_kind": pa.loss_kind},
-                "label": f"ltm {pl.loss_kind} ({'bound' if is_bound(pl.loss_kind) else 'exact'}) vs "
-                         f"ar {pa.loss_kind} ({'bound' if is_bound(pa.loss_kind) else 'exact'})",
+                "label": f"ltm {kinds[0]} vs ar {kinds[1]}",
                 "searched_flops": [math.exp(lo), math.exp(hi)], "crossover_flops": c,
             }
-            if ol.boot is not None and oa.boot is not None:
-                cs = []
-                for tl, ta in zip(ol.boot.samples, oa.boot.samples):
-                    if np.all(np.isfinite(tl)) and np.all(np.isfinite(ta)):
-                        cs.append(crossover(_frontier_fn(ol, tl), _frontier_fn(oa, ta), (lo, hi), 101))
+            if ol.boot is not None and oa.boot is not None:  # paired replicates (both have B of them)
+                ok = ol.boot.ok() & oa.boot.ok()
+                cs = [crossover(_frontier_fn(ol, tl), _frontier_fn(oa, ta), (lo, hi), 101)
+                      for tl, ta in zip(ol.boot.samples[ok], oa.boot.samples[ok])]
                 got = np.array([x for x in cs if x is not None])
                 row["bootstrap"] = {"n": len(cs), "n_no_crossing": len(cs) - got.size,
                                     "ci95": np.percentile(got, [2.5, 97.5]).tolist() if got.size > 1 else None}

@@ -95,9 +95,8 @@ def extra_axis(p: Points, axis: str, st: Settings, tags: dict[str, Any]) -> list
         x = getattr(sub, attr)
         if distinct(x).size < 2:
             continue
-        forms = extra_axis_laws(axis)
         outcomes: dict[str, Outcome] = {}
-        for name, law in forms.items():
+        for name, law in extra_axis_laws(axis).items():
             k_extra = law.n_params - 5
             need = max(math.ceil(st.checks.min_points_per_param * law.n_params),
                        math.ceil(st.checks.min_points_per_param * 5) + AXIS_RUNS_PER_PARAM * k_extra)
@@ -105,13 +104,17 @@ def extra_axis(p: Points, axis: str, st: Settings, tags: dict[str, Any]) -> list
                             min_points=need)
             outcomes[name] = run_law(law, sub, st, {other: other_value}, design, tags,
                                      heldout=_leave_top_out(sub, design, x, axis, st), n_bootstrap=0)
-        results.append(_select(outcomes, sub, st, axis, {other: other_value}))
+        sel = _choose(outcomes, sub, f"held-out MAE (largest {axis} left out)")
+        sel["reason"] = None if sel["chosen"] else "no form has an accepted fit with a held-out error"
+        if sel["chosen"] is not None and st.boot.n > 0:  # only the winner: each form costs a multi-start fit
+            attach_bootstrap(outcomes[sel["chosen"]], sub, st, st.boot.n)
+        results.append({"axis": axis, "subset": {other: other_value}, "selection": sel, "outcomes": outcomes})
     return results
 
 
-def _choose(outcomes: dict[str, Outcome], p: Points) -> tuple[list[dict[str, Any]], str | None]:
+def _choose(outcomes: dict[str, Outcome], p: Points, by: str) -> dict[str, Any]:
     """Table of candidate forms (status, held-out MAE, AIC/BIC) and the accepted one with the lowest
-    held-out MAE. AIC/BIC use a Gaussian likelihood of the log residuals and are reported, not used."""
+    held-out MAE (`chosen`). AIC/BIC use a Gaussian likelihood of the log residuals and are reported, not used."""
     table = []
     for name, out in outcomes.items():
         e = out.entry
@@ -123,22 +126,8 @@ def _choose(outcomes: dict[str, Outcome], p: Points) -> tuple[list[dict[str, Any
             row.update(_aic_bic(out.fit.law.predict(out.fit.theta, p.cols()) - p.lnL, out.fit.law.n_params))
         table.append(row)
     scored = [r for r in table if r.get("heldout_mae") is not None]
-    return table, (min(scored, key=lambda r: r["heldout_mae"])["form"] if scored else None)
-
-
-def _select(outcomes: dict[str, Outcome], p: Points, st: Settings, axis: str,
-            subset: dict[str, Any]) -> dict[str, Any]:
-    """Pick the form by held-out error; bootstrap only the winner (each form costs a multi-start fit)."""
-    table, chosen = _choose(outcomes, p)
-    if chosen is not None and st.boot.n > 0:
-        attach_bootstrap(outcomes[chosen], p, st, st.boot.n)
-    return {
-        "axis": axis,
-        "subset": subset,
-        "selection": {"by": f"held-out MAE (largest {axis} left out)", "chosen": chosen, "table": table,
-                      "reason": None if chosen else "no form has an accepted fit with a held-out error"},
-        "outcomes": outcomes,
-    }
+    return {"by": by, "chosen": min(scored, key=lambda r: r["heldout_mae"])["form"] if scored else None,
+            "table": table}
 
 
 def teval_curves(p: Points, st: Settings, tags: dict[str, Any]) -> list[dict[str, Any]]:
@@ -161,7 +150,6 @@ def teval_curves(p: Points, st: Settings, tags: dict[str, Any]) -> list[dict[str
         row_tags = {**tags, "subset": f"run={run};tokens={tokens:g}"}
         outcomes = {name: run_law(law, sub, st, {"run": run, "tokens": tokens}, design, row_tags, heldout=split,
                                   residual_bootstrap=True) for name, law in TEVAL_LAWS.items()}
-        table, chosen = _choose(outcomes, sub)
-        sel = {"by": "held-out MAE at the largest T_eval", "chosen": chosen, "table": table}
+        sel = _choose(outcomes, sub, "held-out MAE at the largest T_eval")
         results.append({"run": run, "tokens": tokens, "selection": sel, "outcomes": outcomes})
     return results

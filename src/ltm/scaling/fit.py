@@ -24,7 +24,7 @@ from scipy.optimize import least_squares, minimize
 from threadpoolctl import threadpool_limits
 
 from ltm.errors import LtmError
-from ltm.scaling.laws import Cols, Law
+from ltm.scaling.laws import Cols, Law, lse
 
 LS_SCALE = 1e-3  # δ-like unit for the least-squares objective, so J stays O(n)
 
@@ -84,10 +84,6 @@ class Objective:
     def _weighted(self, rho: np.ndarray) -> np.ndarray:
         return rho if self.weights is None else rho * self.weights
 
-    def value(self, theta: np.ndarray) -> float:
-        rho, _ = self._rho_psi(self.law.predict(theta, self.cols) - self.lnL)
-        return self.scale * float(self._weighted(rho).sum())
-
     def __call__(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         theta = np.asarray(theta, float)
         t = self.law.terms(theta[None, :], self.cols)[:, 0]
@@ -105,11 +101,12 @@ class Objective:
         step = max(1, chunk_elems // max(1, self.lnL.size))
         out = np.empty(len(thetas))
         for i in range(0, len(thetas), step):
-            t = self.law.terms(thetas[i : i + step], self.cols)  # (K, m, n)
-            m = t.max(axis=0)
-            rho, _ = self._rho_psi(m + np.log(np.exp(t - m).sum(axis=0)) - self.lnL)
+            rho, _ = self._rho_psi(lse(self.law.terms(thetas[i : i + step], self.cols)) - self.lnL)
             out[i : i + step] = self.scale * self._weighted(rho).sum(axis=1)
         return out
+
+    def value(self, theta: np.ndarray) -> float:
+        return float(self.grid_values(np.asarray(theta, float)[None, :])[0])
 
 
 @dataclass

@@ -120,17 +120,17 @@ class Law:
 
     def predict(self, theta: np.ndarray, cols: Cols) -> np.ndarray:
         """Predicted log loss ℓ̂ for one θ."""
-        return _lse(self.terms(np.asarray(theta, float)[None, :], cols)[:, 0])
+        return lse(self.terms(np.asarray(theta, float)[None, :], cols)[:, 0])
 
     def log_jacobian(self, theta: np.ndarray, cols: Cols) -> np.ndarray:
         """∂ℓ̂/∂θ, shape (n, P): softmax-weighted term derivatives."""
         theta = np.asarray(theta, float)
         t = self.terms(theta[None, :], cols)[:, 0]
-        w = np.exp(t - _lse(t))
+        w = np.exp(t - lse(t))
         return np.einsum("kn,kpn->np", w, self.jac(theta, cols))
 
 
-def _lse(t: np.ndarray) -> np.ndarray:
+def lse(t: np.ndarray) -> np.ndarray:
     m = t.max(axis=0)
     return m + np.log(np.exp(t - m).sum(axis=0))
 

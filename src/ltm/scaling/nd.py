@@ -12,7 +12,7 @@ import numpy as np
 from ltm.scaling.analyse import Outcome, fit_checked, rows_for, run_law, split_rows
 from ltm.scaling.checks import Design, errors, split_mask
 from ltm.scaling.config import Settings
-from ltm.scaling.fit import FitError, crosscheck_trust_region, multistart
+from ltm.scaling.fit import FitError, FitResult, crosscheck_trust_region, multistart
 from ltm.scaling.frontier import chinchilla_G, exponents, fit_ctok, optimal_allocation
 from ltm.scaling.laws import ND, PUBLISHED_ND, Law
 from ltm.scaling.records import Points, concat
@@ -85,6 +85,14 @@ def crosscheck(law: Law, p: Points, st: Settings, theta: np.ndarray) -> dict[str
             "delta_beta": d["beta"], "agrees": bool(max(map(abs, d.values())) <= CROSSCHECK_TOL)}
 
 
+def _refit(law: Law, p: Points, st: Settings, extra: list[np.ndarray]) -> tuple[FitResult | None, str | None]:
+    """A refit on other rows with every check: (fit, None), or (None, why it was refused)."""
+    try:
+        return fit_checked(law, p, st, nd_design(p), extra)[0], None
+    except FitError as err:
+        return None, str(err)
+
+
 def leave_one_size_out(law: Law, p: Points, st: Settings, extra: list[np.ndarray]) -> dict[str, Any]:
     """Refit without each model size (or size bin, when there are many) and predict it."""
     lnN = np.log(p.N)
@@ -100,10 +108,9 @@ def leave_one_size_out(law: Law, p: Points, st: Settings, extra: list[np.ndarray
         test = bins == b
         train = p.take(np.nonzero(~test)[0])
         fold = {"N_min": float(p.N[test].min()), "N_max": float(p.N[test].max()), "n_test": int(test.sum())}
-        try:
-            fit, _, _ = fit_checked(law, train, st, nd_design(train), extra)
-        except FitError as err:
-            folds.append({**fold, "available": False, "reason": str(err)})
+        fit, refused = _refit(law, train, st, extra)
+        if fit is None:
+            folds.append({**fold, "available": False, "reason": refused})
             continue
         pred[test] = law.predict(fit.theta, p.take(np.nonzero(test)[0]).cols())
         folds.append({**fold, "available": True, "mae": errors(pred[test], p.lnL[test])["mae"]})
@@ -150,10 +157,9 @@ def _with_excluded(law: Law, p: Points, excluded: Points, st: Settings, theta: n
                    extra: list[np.ndarray]) -> dict[str, Any]:
     """Fit again with the excluded runs put back and report how far the parameters move."""
     both = concat(p, excluded)
-    try:
-        fit, _, _ = fit_checked(law, both, st, nd_design(both), extra)
-    except FitError as err:
-        return {"n_points": len(both), "available": False, "reason": str(err)}
+    fit, refused = _refit(law, both, st, extra)
+    if fit is None:
+        return {"n_points": len(both), "available": False, "reason": refused}
     with_ex, without = fit.natural(), law.natural(theta)
     return {"n_points": len(both), "available": True, "params": with_ex,
             "shift": {k: with_ex[k] - without[k] for k in without}}

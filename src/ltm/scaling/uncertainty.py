@@ -30,13 +30,16 @@ class BootstrapSettings:
 @dataclass
 class BootResult:
     samples: np.ndarray  # (B, P) internal parameters, NaN rows for failed replicates
-    n_failed: int
     n_checked: int
     n_disagree: int
     method: str
 
     def ok(self) -> np.ndarray:
         return np.all(np.isfinite(self.samples), axis=1)
+
+    @property
+    def n_failed(self) -> int:
+        return int((~self.ok()).sum())
 
 
 def cluster_weights(clusters: np.ndarray, B: int, rng: np.random.Generator) -> np.ndarray:
@@ -108,9 +111,7 @@ def bootstrap(
     else:
         parts = [_replicates(*args[0])]
     flat = [r for part in parts for r in part]
-    samples = np.stack([r[0] for r in flat])
-    n_failed = int((~np.all(np.isfinite(samples), axis=1)).sum())
-    return BootResult(samples, n_failed, int(check.sum()), int(sum(r[1] for r in flat)), method)
+    return BootResult(np.stack([r[0] for r in flat]), int(check.sum()), int(sum(r[1] for r in flat)), method)
 
 
 def summarize(estimate: float, samples: np.ndarray) -> dict[str, object]:
