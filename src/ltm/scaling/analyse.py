@@ -158,4 +158,4 @@ def heldout_error(law: Law, split: Split, st: Settings, extra: list[np.ndarray],
 
 def split_rows(p: Points, mask: np.ndarray, how: str, design: Design) -> Split:
     """Train on the rows in `mask`, test on the others."""
-    return Split(p.take(np.nonzero(mask)[0]), p.take(np.nonzero(~mask)[0]), how, design)
+    return Split(p.take(mask), p.take(~mask), how, design)

@@ -78,17 +78,17 @@ def _tags(p: Points, subset: dict[str, Any]) -> dict[str, Any]:
 
 def analyse_group(p_all: Points, st: Settings) -> tuple[dict[str, Any], list[Outcome], list[tuple]]:
     """Every law one (family, loss_kind) group supports. Returns (group entry, outcomes, ND fits)."""
-    pm = p_all.take(np.nonzero(main_mask(p_all))[0])
+    pm = p_all.take(main_mask(p_all))
     keep, excluded_log = exclusions(pm, st)
-    kept, dropped = pm.take(np.nonzero(keep)[0]), pm.take(np.nonzero(~keep)[0])
+    kept, dropped = pm.take(keep), pm.take(~keep)
     outcomes: list[tuple[str, Outcome]] = []
     nd_fits = []
     keys, dropped_keys = _config_keys(kept), _config_keys(dropped)
     for k in sorted(set(keys), key=lambda k: (k[0], -1 if k[1] is None else k[1])):
         # a family without latents has one configuration, reported without a subset (and takes every dropped run)
         subset = {} if (not FAMILIES[kept.family].has_latents and k == (0.0, None)) else {"T": k[0], "n_latents": k[1]}
-        sub = kept.take(np.nonzero([x == k for x in keys])[0])
-        dsub = dropped.take(np.nonzero([not subset or x == k for x in dropped_keys])[0])
+        sub = kept.take(np.array([x == k for x in keys], bool))
+        dsub = dropped.take(np.array([not subset or x == k for x in dropped_keys], bool))
         out = analyse_nd(sub, dsub, st, subset, _tags(kept, subset))
         outcomes.append(("main", out))
         if out.accepted:

@@ -37,7 +37,7 @@ def one_variable(p: Points, st: Settings, tags: dict[str, Any]) -> list[Outcome]
     outs = []
     for (var, fixed), law in ONE_VARIABLE.items():
         for value, mask in _groups_by(by[fixed]):
-            sub = p.take(np.nonzero(mask)[0])
+            sub = p.take(mask)
             x = np.exp(sub.cols()[law.columns[0]])
             if distinct(x).size < st.checks.min_distinct:
                 continue  # cannot support any exponent: not worth a refusal line
@@ -91,7 +91,7 @@ def extra_axis(p: Points, axis: str, st: Settings, tags: dict[str, Any]) -> list
     other = "N_z" if axis == "T" else "T"
     results = []
     for other_value, mask in _groups_by(getattr(p, _AXIS[other])):
-        sub = p.take(np.nonzero(mask)[0])
+        sub = p.take(mask)
         x = getattr(sub, attr)
         if distinct(x).size < 2:
             continue
@@ -136,17 +136,15 @@ def teval_curves(p: Points, st: Settings, tags: dict[str, Any]) -> list[dict[str
     has = np.isfinite(p.Teval) & (p.Teval >= 1) & ~p.diverged
     keys = sorted({(str(r), float(d)) for r, d in zip(p.run[has], p.D[has])})
     for run, tokens in keys:
-        mask = has & (p.run.astype(str) == run) & (p.D == tokens)
-        sub = p.take(np.nonzero(mask)[0])
+        sub = p.take(has & (p.run.astype(str) == run) & (p.D == tokens))
         if distinct(sub.Teval).size < 2:
             continue
         tmax = float(np.max(sub.Teval))
-        # held out (docs/scaling.md §3.8.4): fit on T_eval <= T_max/4, predict the largest T_eval
-        train = sub.take(np.nonzero(sub.Teval <= tmax / 4)[0])
-        split = Split(train, sub.take(np.nonzero(sub.Teval == tmax)[0]),
-                      f"train on T_eval <= {tmax / 4:g}, predict T_eval = {tmax:g}",
-                      Design(axes={"T_eval": train.Teval}, points_per_param=TEVAL_POINTS_PER_PARAM))
         design = Design(axes={"T_eval": sub.Teval}, points_per_param=TEVAL_POINTS_PER_PARAM)
+        # held out (docs/scaling.md §3.8.4): fit on T_eval <= T_max/4, predict the largest T_eval
+        train = sub.Teval <= tmax / 4
+        split = Split(sub.take(train), sub.take(sub.Teval == tmax),
+                      f"train on T_eval <= {tmax / 4:g}, predict T_eval = {tmax:g}", design.restrict(train))
         row_tags = {**tags, "subset": f"run={run};tokens={tokens:g}"}
         outcomes = {name: run_law(law, sub, st, {"run": run, "tokens": tokens}, design, row_tags, heldout=split,
                                   residual_bootstrap=True) for name, law in TEVAL_LAWS.items()}

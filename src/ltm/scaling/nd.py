@@ -42,12 +42,6 @@ def compute_convention(p: Points) -> tuple[dict[str, Any], list[str]]:
     return {"source": "measured flops", **model}, warn
 
 
-def target_budgets(p: Points) -> list[float]:
-    """N*, D*, L* are reported at the group's largest compute and 10x it (§1.2)."""
-    cmax = float(np.max(p.C_fit))
-    return [cmax, 10.0 * cmax]
-
-
 def nd_derived(conv: dict[str, Any], targets: list[float]):
     """θ rows → a, b, G and N*, D*, D*/N*, L* at each target budget (vectorised over replicates)."""
     k, pw = conv["k"], conv["p"]
@@ -106,13 +100,13 @@ def leave_one_size_out(law: Law, p: Points, st: Settings, extra: list[np.ndarray
     pred = np.full(len(p), np.nan)
     for b in np.unique(bins):
         test = bins == b
-        train = p.take(np.nonzero(~test)[0])
+        train = p.take(~test)
         fold = {"N_min": float(p.N[test].min()), "N_max": float(p.N[test].max()), "n_test": int(test.sum())}
         fit, refused = _refit(law, train, st, extra)
         if fit is None:
             folds.append({**fold, "available": False, "reason": refused})
             continue
-        pred[test] = law.predict(fit.theta, p.take(np.nonzero(test)[0]).cols())
+        pred[test] = law.predict(fit.theta, p.take(test).cols())
         folds.append({**fold, "available": True, "mae": errors(pred[test], p.lnL[test])["mae"]})
     ok = np.isfinite(pred)
     summary = errors(pred[ok], p.lnL[ok]) if ok.any() else None
@@ -123,7 +117,7 @@ def analyse_nd(p: Points, excluded: Points, st: Settings, subset: dict[str, Any]
                tags: dict[str, Any]) -> Outcome:
     law = ND
     conv, conv_warn = compute_convention(p)
-    targets = target_budgets(p)
+    targets = [float(np.max(p.C_fit)), 10.0 * float(np.max(p.C_fit))]  # N*, D*, L* reported there (§1.2)
     extra = [np.array(v) for v in PUBLISHED_ND.values()]
     mask, how = split_mask(st.cfg["heldout_rule"], st.cfg["heldout_fraction"], p.C_fit, p.N)
     design = nd_design(p)

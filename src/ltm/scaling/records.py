@@ -109,6 +109,7 @@ class Points:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("family", "loss_kind")}
 
     def take(self, idx: np.ndarray) -> "Points":
+        """The rows at integer indices `idx`, or where the boolean mask `idx` is True (in order)."""
         idx = np.asarray(idx)
         return Points(self.family, self.loss_kind, **{k: v[idx] for k, v in self.arrays().items()})
 
