@@ -14,7 +14,8 @@ loss-vs-T_eval curve), seed, final (False: a checkpoint, excluded), diverged (Tr
 Modules, lowest first: laws (the registry of forms, by law id), fit (objective, multi-start L-BFGS-B,
 acceptance, one BLAS thread), records (input validation), checks (design minimums, identifiability,
 held-out error), uncertainty (bootstrap), frontier (compute-optimal N*, D*, crossover), config, analyse
-(one law → one JSON entry), nd (the main law), axes (the other laws), api (entry points).
+(one law → one JSON entry), nd (the main law), axes (the other laws), group (one family and loss kind:
+exclusions, seed noise, every law), api (entry points, crossovers, outputs).
 """
 from ltm.scaling.api import format_summary, run_scaling, write_outputs
 from ltm.scaling.config import KEYS
