@@ -61,6 +61,10 @@ class FitSettings:
     def tolerances(self) -> dict[str, float]:
         return {"ftol": self.ftol, "gtol": self.gtol, "maxiter": self.maxiter}
 
+    def beaten(self, J: float, best: float) -> bool:
+        """`best` is lower than J by more than the agreement tolerance (False when J is NaN)."""
+        return J - best > max(self.agree_rel * abs(best), self.agree_abs)
+
 
 class Objective:
     """J and ∇J for one law on one data set; call with θ of shape (P,)."""
@@ -171,7 +175,7 @@ def at_bounds(law: Law, theta: np.ndarray, tol: float) -> list[str]:
 def check_acceptance(law: Law, starts: list[Start], obj: Objective, s: FitSettings) -> dict[str, Any]:
     """The §3.4 acceptance rules. Returns diagnostics; raises FitError naming the first failed rule."""
     best = starts[0]
-    agree = [st for st in starts if st.J - best.J <= max(s.agree_rel * abs(best.J), s.agree_abs)]
+    agree = [st for st in starts if not s.beaten(st.J, best.J)]  # every start's J is finite
     spread = {p: float(np.ptp([st.theta[law.params.index(p)] for st in agree])) for p in law.shape}
     bound = at_bounds(law, best.theta, s.bound_tol)
     restart = minimize_from(obj, best.theta, s)

@@ -62,8 +62,7 @@ def _replicates(law: Law, cols: Cols, lnLs: np.ndarray, weights: np.ndarray | No
         disagree = False
         if check[i]:
             best = multistart(law, cols, lnLs[i], fs, w, scale, extra_starts=[theta_hat])[0]
-            if st.J - best.J > max(fs.agree_rel * abs(best.J), fs.agree_abs) and \
-                    np.max(np.abs(best.theta - st.theta)) > fs.agree_param:
+            if fs.beaten(st.J, best.J) and np.max(np.abs(best.theta - st.theta)) > fs.agree_param:
                 disagree, st = True, best
         good = np.all(np.isfinite(st.theta)) and np.isfinite(st.J) and st.nit < fs.maxiter
         out.append((st.theta if good else np.full(law.n_params, np.nan), disagree))
