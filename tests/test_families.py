@@ -30,6 +30,14 @@ def test_every_family_implements_the_whole_interface(name):
     assert missing == []
 
 
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_extra_tokens_are_the_rows_a_family_adds_to_the_vocabulary(name, params):
+    """What a model scores is checked against the data's vocabulary through `extra_tokens` (model_files)."""
+    preset = next(m for m in params["models"].values() if m["family"] == name)
+    cfg = family(name).impl.model_config(123, 16, {k: v for k, v in preset.items() if k != "family"})
+    assert cfg.vocab_size == 123 + family(name).extra_tokens
+
+
 def test_the_schema_admits_exactly_the_registered_families():
     schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "params.schema.yaml").read_text())
     assert sorted(schema["$defs"]["model"]["properties"]["family"]["enum"]) == sorted(FAMILIES)

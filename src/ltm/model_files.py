@@ -80,7 +80,7 @@ def _settings(cfg) -> dict | None:
 def check_compatible(config: dict, shards: TokenShards) -> None:
     """A model only scores data made with its own tokenizer and at most its context length."""
     manifest = shards.manifest
-    vocab = config["model"]["vocab_size"] - (1 if config.get("diffusion") else 0)  # the denoiser's [MASK]
+    vocab = config["model"]["vocab_size"] - family(config["family"]).extra_tokens
     if vocab != manifest["vocab_size"]:
         raise LtmError(f"model vocabulary ({vocab}) differs from the data's "
                        f"({manifest['vocab_size']}): it was trained on other data")

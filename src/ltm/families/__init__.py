@@ -25,6 +25,7 @@ class Family:
     headline: str               # key of its honest number in an eval split record
     curve_column: str           # that number's column in a T_eval curve row (nats per token)
     val_loss_kind: str          # what the trainer's validation loss is
+    extra_tokens: int           # embedding rows beyond the tokenizer's vocabulary (the denoiser's [MASK])
     color: str                  # its colour in the report's figures, and a colormap for several runs
     cmap: str
     module: str
@@ -37,13 +38,14 @@ class Family:
 
 FAMILIES: dict[str, Family] = {f.name: f for f in (
     Family("ltm", "LTM", "posterior", has_latents=True, exact_likelihood=False, left_to_right=True,
-           headline="iwae", curve_column="iwae_nelbo", val_loss_kind="nelbo_optim_noise",
+           headline="iwae", curve_column="iwae_nelbo", val_loss_kind="nelbo_optim_noise", extra_tokens=0,
            color="#1f77b4", cmap="Blues", module="ltm.families.ltm"),
     Family("ar", "AR", None, has_latents=False, exact_likelihood=True, left_to_right=True,
-           headline="exact", curve_column="exact_nll", val_loss_kind="nll_exact",
+           headline="exact", curve_column="exact_nll", val_loss_kind="nll_exact", extra_tokens=0,
            color="#ff7f0e", cmap="Oranges", module="ltm.families.ar"),
     Family("diffusion", "diffusion", "diffusion", has_latents=False, exact_likelihood=False, left_to_right=False,
            headline="diffusion_bound", curve_column="diffusion_nelbo", val_loss_kind="nelbo_diffusion_bound",
+           extra_tokens=1,
            color="#2ca02c", cmap="Greens", module="ltm.families.diffusion"),
 )}
 

@@ -8,16 +8,8 @@ import torch.nn.functional as F
 from ltm import flops
 from ltm import generate as gen
 from ltm.evaluate import evaluate_split, t_eval_curve
-from ltm.model import Decoder, ModelConfig
+from ltm.families.ar import build, flops_model, model_config  # noqa: F401  the same decoder, with latents
 from ltm.posterior import fit_posterior, kl_to_standard_normal
-
-
-def model_config(vocab_size: int, seq_len: int, preset: dict) -> ModelConfig:
-    return ModelConfig(vocab_size=vocab_size, seq_len=seq_len, **preset)
-
-
-def build(model_cfg: ModelConfig, process=None) -> Decoder:
-    return Decoder(model_cfg)
 
 
 def infer_z(trainer, x, y, stream: int, first_row: int):
@@ -47,10 +39,6 @@ def train_flops(shape, spec) -> tuple[float, float]:
     T = spec.posterior.steps
     return (flops.train_flops_per_token(*shape, steps=T),
             flops.train_flops_per_token(*shape, steps=T, latent_only=not spec.posterior.decoder_grads))
-
-
-def flops_model(model):
-    return model
 
 
 def score_split(model, shards, ecfg, post_cfg, *, token_bytes, rows_per_pass=None, desc=None) -> dict:
