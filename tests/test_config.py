@@ -175,3 +175,20 @@ def test_params_yaml_survives_dvc_exp_set_param(tmp_path):
     assert len(before) == len(after) and len(changed) == 1, changed or set(before) ^ set(after)
     assert "123456" in changed[0][1]
     assert yaml.safe_load(path.read_text())["data"]["corpus"]["hf_name"] is None
+
+
+def _merged(base: dict, over: dict) -> dict:
+    return {k: _merged(base[k], v) if isinstance(v, dict) and v and isinstance(base.get(k), dict) else v
+            for k, v in {**base, **over}.items()}
+
+
+def test_the_readmes_params_snippets_are_valid_params(tmp_path):
+    """Each yaml block of the README, applied in order over params.yaml as the README says, is accepted."""
+    blocks = (ROOT / "README.md").read_text().split("```yaml\n")[1:]
+    assert len(blocks) >= 2
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for block in blocks:
+        params = _merged(params, yaml.safe_load(block.split("```")[0]))
+        path = tmp_path / "params.yaml"
+        path.write_text(yaml.safe_dump(params))
+        load_params(path, env={})
