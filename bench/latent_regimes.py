@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 
 from ltm.latent_usage import paired_gap
-from ltm.runtime import configure_threads
+from ltm.runtime import Runtime, configure_threads
 from ltm.stages.demo import build_data, train_and_score
 
 SETTINGS = {
@@ -56,7 +56,7 @@ def main() -> int:
     params = yaml.safe_load(Path(args.params).read_text())
     params["data"]["corpus"]["source"] = args.source
     params["runtime"] = {"device": "cpu", "threads": 0, "micro_batch": 0, "compile": False}
-    params["eval"].update(max_rows=args.eval_rows, splits=["val"], steps=None)
+    params["eval"].update(max_rows=args.eval_rows, splits=["val"], t_eval=None)
     for item in args.set:
         key, _, value = item.partition("=")
         *path, leaf = key.split(".")
@@ -64,7 +64,8 @@ def main() -> int:
         for part in path:
             node = node[part]
         node[leaf] = yaml.safe_load(value)
-    configure_threads(params["runtime"])
+    runtime = Runtime.from_params(params["runtime"])
+    configure_threads(runtime)
     for name in ("ltm-tiny", "ar-tiny"):
         if args.window:
             params["models"][name]["window"] = args.window
@@ -75,7 +76,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         build_data(params, root)
-        ar = train_and_score(params, "ar", root, [0])
+        ar = train_and_score(params, runtime, "ar", root, [0])
         ar_rec = next(iter(ar["by_T_eval"].values()))
         ar_nll = ar_rec["exact"]["nll"]
         print(f"corpus {args.source}, {args.tokens} training tokens, window {params['models']['ltm-tiny']['window']}; "
@@ -88,7 +89,7 @@ def main() -> int:
             p["posterior"].update(SETTINGS[name])
             p["runs"] = {name: {"model": "ltm-tiny", "tokens": args.tokens}}
             t_evals = [p["posterior"]["inner_steps"] if t == "train" else int(t) for t in args.t_eval.split(",")]
-            out = train_and_score(p, name, root, t_evals)
+            out = train_and_score(p, runtime, name, root, t_evals)
             for rec in out["by_T_eval"].values():
                 use = rec["latent_usage"]
                 info, shuf = use["information_vs_prior"], use["information_vs_shuffled"]

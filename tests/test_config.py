@@ -102,13 +102,13 @@ def test_bad_runtime_overrides_are_one_line_errors(env, expected):
 def test_a_device_this_build_cannot_use_is_refused():
     import torch
 
-    from ltm.runtime import resolve_device
+    from ltm.runtime import Runtime, resolve_device
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     with pytest.raises(LtmError, match="sees no CUDA device"):
-        resolve_device({"device": "cuda"})
-    assert resolve_device({"device": "auto"}).type in {"cpu", "mps"}
+        resolve_device(Runtime("cuda", 0, 0, False))
+    assert resolve_device(Runtime("auto", 0, 0, False)).type in {"cpu", "mps"}
 
 
 def test_runtime_env_overrides_and_never_enters_a_hash():

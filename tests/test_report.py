@@ -432,7 +432,8 @@ def test_stage_entry_point_writes_the_report_and_its_lineage(artifacts, tmp_path
 
     root, params = artifacts
     import ltm.stage_run
-    monkeypatch.setattr(ltm.stage_run, "load_params", lambda path: {"runtime": {}, **copy.deepcopy(params)})
+    runtime = ltm.config.load_params(ltm.config.REPO_ROOT / "params.yaml", env={})["runtime"]
+    monkeypatch.setattr(ltm.stage_run, "load_params", lambda path: {"runtime": runtime, **copy.deepcopy(params)})
     out = tmp_path / "report"
     path = report("params.yaml", str(root / "runs"), str(root / "results" / "eval"),
                   str(root / "results" / "scaling"), str(out))

@@ -16,6 +16,7 @@ import torch
 from ltm.config import load_params
 from ltm.errors import LtmError
 from ltm.runs import resolve_run
+from ltm.runtime import Runtime
 from ltm.stages.train import train
 from ltm.trainer import Trainer
 
@@ -148,7 +149,7 @@ def test_non_finite_loss_stops_before_the_step(tiny_data, tmp_path):
     ws = workspace(tiny_data, tmp_path)
     params = load_params(ws / "params.yaml")
     trainer = in_dir(ws, Trainer, resolve_run(params, "ltm-tiny"), ws / "data/shards", ws / "runs/x",
-                     params["runtime"])
+                     Runtime.from_params(params["runtime"]))
     with torch.no_grad():
         trainer.model.norm.weight.fill_(float("nan"))
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}

@@ -67,7 +67,8 @@ TYPE_WORDS = {"array": "a list", "object": "a mapping", "integer": "an integer",
 
 def typed(cls: type, section: dict, **renamed: str):
     """A frozen dataclass built from one validated params section (lists become tuples); `renamed`
-    maps a field to the params key that holds it. Every field must be present: no defaults here."""
+    maps a field to the params key that holds it. Every field must be present, except those with a default:
+    they stand for a key the schema makes optional, whose absence means "no override" (demo:)."""
     values = {}
     for f in fields(cls):
         if not f.init:

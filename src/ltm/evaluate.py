@@ -46,7 +46,7 @@ PAPER_NOTE = ("paper protocol: q fitted on the scored sequences, NELBO with the 
 
 LR_SCHEDULES = {
     "respan": "fast lr cosine from lr_max to lr_min re-spanned over the T_eval steps",
-    "continue": "the training fast-lr cosine (over T_train steps) continued: lr_min after step T_train",
+    "continue": "the training fast-lr cosine (over inner_steps steps) continued: lr_min after step inner_steps",
 }
 
 

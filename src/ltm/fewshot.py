@@ -17,10 +17,28 @@ from dataclasses import dataclass
 import torch
 from tokenizers import Tokenizer
 
+from ltm.config import typed
 from ltm.errors import LtmError
 from ltm.generate import fit_prompt_z, sample
 from ltm.model import Decoder
 from ltm.posterior import PosteriorConfig
+
+
+@dataclass(frozen=True)
+class FewshotConfig:
+    """The `fewshot:` params section (validated there)."""
+    source: str  # arithmetic (seeded, offline) | gsm8k (HuggingFace datasets)
+    problems: int  # problems scored per k
+    pool: int  # problems the demonstrations are drawn from
+    k: tuple[int, ...]  # demonstrations per prompt
+    n: int  # tries per problem (pass@n)
+    seed: int
+    max_new_tokens: int
+    temperature: float  # the AR baseline's tries are samples at this temperature
+
+    @classmethod
+    def from_params(cls, section: dict) -> "FewshotConfig":
+        return typed(cls, section)
 
 
 @dataclass(frozen=True)

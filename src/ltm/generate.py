@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ltm.config import typed
 from ltm.errors import LtmError
 from ltm.model import Decoder, token_nll, upcast
 from ltm.posterior import Posterior, PosteriorConfig, eval_mode, fit_posterior
@@ -31,11 +32,28 @@ class Sampling:
     z_temperature: float  # LTM unconditional: z ~ N(0, t^2 I)
     diffusion_steps: int  # the diffusion sampler's steps
 
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    """The `generation:` params section (validated there): what the generation stage draws and scores."""
+    judge: str  # the named AR run whose exact likelihood scores every sample
+    samples: int
+    prompt_tokens: int
+    max_new_tokens: int
+    temperature: float
+    top_p: float | None
+    z_temperature: float
+    diffusion_steps: int
+    seed: int
+
     @classmethod
-    def from_params(cls, generation: dict) -> "Sampling":
-        """The generation stage samples (never greedy, no top-k): the rest comes from params."""
-        return cls(temperature=generation["temperature"], top_p=generation["top_p"], top_k=None, greedy=False,
-                   z_temperature=generation["z_temperature"], diffusion_steps=generation["diffusion_steps"])
+    def from_params(cls, section: dict) -> "GenerationConfig":
+        return typed(cls, section)
+
+    def sampling(self) -> Sampling:
+        """The stage samples (never greedy, no top-k); the rest comes from params."""
+        return Sampling(temperature=self.temperature, top_p=self.top_p, top_k=None, greedy=False,
+                        z_temperature=self.z_temperature, diffusion_steps=self.diffusion_steps)
 
 
 def filter_logits(logits: Tensor, top_k: int | None = None, top_p: float | None = None) -> Tensor:

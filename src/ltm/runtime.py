@@ -2,15 +2,31 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import torch
 
+from ltm.config import typed
 from ltm.errors import LtmError
 
 
-def configure_threads(runtime: dict) -> int | None:
+@dataclass(frozen=True)
+class Runtime:
+    """The `runtime:` params section with its LTM_* environment overrides applied (ltm.config.load_params).
+    None of it enters a params hash: it changes where and how fast, not what is computed."""
+    device: str  # auto | cpu | mps | cuda | cuda:N
+    threads: int  # torch and tokenizer CPU threads; 0 = the library default
+    micro_batch: int  # sequences per forward/backward; 0 = the whole per-rank batch
+    compile: bool  # torch.compile the decoder
+
+    @classmethod
+    def from_params(cls, section: dict) -> "Runtime":
+        return typed(cls, section)
+
+
+def configure_threads(runtime: Runtime) -> int | None:
     """Apply runtime.threads to torch and the tokenizer pool; return it (None = library default)."""
-    threads = runtime.get("threads") or None
+    threads = runtime.threads or None
     if threads:
         torch.set_num_threads(threads)
         # Read by the tokenizers Rust pool when it first starts.
@@ -18,8 +34,8 @@ def configure_threads(runtime: dict) -> int | None:
     return threads
 
 
-def resolve_device(runtime: dict) -> torch.device:
-    name = runtime.get("device", "auto")
+def resolve_device(runtime: Runtime) -> torch.device:
+    name = runtime.device
     if name == "auto":
         if torch.cuda.is_available():
             name = "cuda"

@@ -9,7 +9,7 @@ from pathlib import Path
 from ltm import lineage
 from ltm.config import load_params, subset
 from ltm.io import check_out_folder
-from ltm.runtime import configure_threads
+from ltm.runtime import Runtime, configure_threads
 from ltm.stage_params import stage_params
 
 
@@ -17,6 +17,7 @@ from ltm.stage_params import stage_params
 class StageRun:
     name: str
     params: dict
+    runtime: Runtime
     threads: int | None
     started: str
     run: str | None = None
@@ -35,8 +36,9 @@ class StageRun:
 def begin(name: str, params_path: str, *, out: str | Path | None = None, run: str | None = None) -> StageRun:
     """Start stage `name`; `out`: a folder the stage writes files into (checked now, not after the work)."""
     params = load_params(params_path)
-    threads = configure_threads(params["runtime"])
+    runtime = Runtime.from_params(params["runtime"])
+    threads = configure_threads(runtime)
     started = lineage.now()
     if out is not None:
         check_out_folder(Path(out))
-    return StageRun(name, params, threads, started, run)
+    return StageRun(name, params, runtime, threads, started, run)

@@ -31,7 +31,7 @@ from ltm.optim import make_optimizer, make_scheduler
 from ltm.posterior import kl_to_standard_normal
 from ltm.progress import progress
 from ltm.runs import RunSpec
-from ltm.runtime import resolve_device
+from ltm.runtime import Runtime, resolve_device
 from ltm.seeds import derive_seed
 from ltm.tracking import Tracker, summary
 
@@ -54,7 +54,7 @@ class TrainState:
 
 
 class Trainer:
-    def __init__(self, spec: RunSpec, shards_dir: Path, run_dir: Path, runtime: dict, resume: str = "auto"):
+    def __init__(self, spec: RunSpec, shards_dir: Path, run_dir: Path, runtime: Runtime, resume: str = "auto"):
         self.spec, self.run_dir, self.runtime = spec, Path(run_dir), runtime
         self.dist, self.device = init_distributed(resolve_device(runtime))
         self.train_data = TokenShards(shards_dir, "train")
@@ -71,14 +71,14 @@ class Trainer:
             raise LtmError(f"the global batch ({self.global_rows} sequences) must divide evenly over "
                            f"{self.dist.world_size} ranks")
         self.rank_rows = self.global_rows // self.dist.world_size
-        self.micro = runtime.get("micro_batch") or self.rank_rows
+        self.micro = runtime.micro_batch or self.rank_rows
         if self.rank_rows % self.micro:
             raise LtmError(f"runtime.micro_batch ({self.micro}) must divide the per-rank batch ({self.rank_rows})")
         self.total_steps = spec.total_steps(self.seq_len)
 
         torch.manual_seed(derive_seed(spec.seed, 0))
         self.model = self.impl.build(self.model_cfg, spec.diffusion).to(self.device)
-        if runtime.get("compile"):
+        if runtime.compile:
             self.model.compile()
         self.ddp = DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None) \
             if self.dist.enabled else None

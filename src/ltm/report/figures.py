@@ -147,7 +147,7 @@ def make_ppl_vs_teval(inp: Inputs, out: Path) -> FigureInfo | None:
         ax.xaxis.set_minor_locator(ticker.NullLocator())
         ax.set_xlim(-0.25 if min(ticks) <= 0 else 0.8 * min(ticks), 1.12 * max(ticks))
         ax.set_yscale("log")
-        ax.set_title(f"{run.name} (T_train={run.inner_steps})", fontsize=10)
+        ax.set_title(f"{run.name} (inner_steps={run.inner_steps})", fontsize=10)
         ax.set_xlabel("inference steps T_eval")
         ax.set_ylabel(f"{inp.split} perplexity (per token)")
         ax.grid(True, which="both", alpha=0.25)

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import copy
 import tempfile
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ltm.config import typed
 from ltm.data.corpus import build_corpus
 from ltm.data.loader import TokenShards
 from ltm.data.shards import build_shards
@@ -25,31 +26,48 @@ from ltm.families import family
 from ltm.io import write_json
 from ltm.latent_usage import paired_gap
 from ltm.runs import resolve_run
+from ltm.runtime import Runtime
 from ltm.stage_run import begin
 from ltm.trainer import Trainer
 
 
+@dataclass(frozen=True)
+class DemoConfig:
+    """The `demo:` params section (validated there); the optional keys override the presets and params."""
+    models: tuple[str, ...]  # presets trained on the synthetic corpus
+    tokens: int  # training tokens per model
+    window: int  # attention window: shorter than a document, so only a latent can carry its topic
+    t_eval: tuple[int, ...]  # T_eval values the LTM runs are scored at
+    n_latents: int | None = None  # absent: each LTM preset's own N_z
+    batch_tokens: int | None = None  # absent: train.batch_tokens
+    posterior: dict = field(default_factory=dict)  # fast-loop keys that replace posterior:'s
+
+    @classmethod
+    def from_params(cls, section: dict) -> "DemoConfig":
+        return typed(cls, section)
+
+
 def demo_params(params: dict) -> dict:
     """params with the synthetic source, the demo's window and one run per demo model."""
-    cfg = params["demo"]
+    cfg = DemoConfig.from_params(params["demo"])
     p = copy.deepcopy(params)
     corpus = params["data"]["corpus"]  # only what the synthetic source reads (see stage_params)
     p["data"]["corpus"] = {"source": "synthetic", "synthetic": corpus["synthetic"],
                            "val_fraction": corpus["val_fraction"], "seed": corpus["seed"]}
     p["runs"] = {}
-    for name in cfg["models"]:
+    for name in cfg.models:
         if name not in p["models"]:
             raise LtmError(f"demo.models: unknown model preset {name!r}")
         fam = family(p["models"][name]["family"])
         if not fam.left_to_right:
             raise LtmError(f"demo.models: {name} is a {fam.name} model; the demo compares LTM and AR")
-        p["models"][name]["window"] = cfg["window"]
-        if cfg.get("n_latents") and fam.has_latents:
-            p["models"][name]["n_latents"] = cfg["n_latents"]
-        p["runs"][name] = {"model": name, "tokens": cfg["tokens"]}
-    if cfg.get("batch_tokens"):
-        p["train"]["batch_tokens"] = cfg["batch_tokens"]
-    p["posterior"].update(cfg.get("posterior") or {})
+        p["models"][name]["window"] = cfg.window
+        if cfg.n_latents and fam.has_latents:
+            p["models"][name]["n_latents"] = cfg.n_latents
+        p["runs"][name] = {"model": name, "tokens": cfg.tokens}
+    if cfg.batch_tokens:
+        p["train"]["batch_tokens"] = cfg.batch_tokens
+    p["posterior"].update(cfg.posterior)
     p["sweep"] = {}
     return p
 
@@ -63,10 +81,10 @@ def build_data(params: dict, work: Path) -> dict:
     return corpus
 
 
-def train_and_score(params: dict, name: str, work: Path, t_evals: list[int]) -> dict:
+def train_and_score(params: dict, runtime: Runtime, name: str, work: Path, t_evals: list[int]) -> dict:
     spec = resolve_run(params, name)
     shards = work / "shards"
-    trainer = Trainer(spec, shards, work / "runs" / name, params["runtime"], resume="never")
+    trainer = Trainer(spec, shards, work / "runs" / name, runtime, resume="never")
     try:
         metrics = trainer.fit()
         model = trainer.model.eval()
@@ -103,14 +121,16 @@ def attach_gaps(runs: dict) -> None:
 def demo(params_path: str, out: str) -> dict:
     stage = begin("demo", params_path, out=out)
     params = stage.params
+    cfg = DemoConfig.from_params(params["demo"])
     p = demo_params(params)
     with tempfile.TemporaryDirectory(prefix="ltm-demo-") as tmp:
         work = Path(tmp)
         corpus = build_data(p, work)
-        runs = {name: train_and_score(p, name, work, list(params["demo"]["t_eval"])) for name in p["runs"]}
+        runs = {name: train_and_score(p, stage.runtime, name, work, list(cfg.t_eval))
+                for name in p["runs"]}
     attach_gaps(runs)
     metrics = {"corpus": corpus["source"], "ground_truth": corpus["ground_truth"]["splits"]["val"],
-               "window": params["demo"]["window"], "posterior": p["posterior"],
+               "window": cfg.window, "posterior": p["posterior"],
                "batch_tokens": p["train"]["batch_tokens"], "runs": runs}
     out_dir = Path(out)
     write_json(out_dir / "metrics.json", metrics)

@@ -18,12 +18,12 @@ def evaluate(params_path: str, run: str, model_dir: str, shards_dir: str, tokeni
     stage = begin("evaluate", params_path, out=out)
     params = stage.params
     ecfg = EvalConfig.from_params(params["eval"])
-    device = resolve_device(params["runtime"])
+    device = resolve_device(stage.runtime)
     model, config = load_model(Path(model_dir), device)
     fam = family(config["family"])
     post_cfg = fast_loop(config)
     token_bytes = load_token_byte_lengths(Path(tokenizer_dir))
-    micro = params["runtime"].get("micro_batch") or None
+    micro = stage.runtime.micro_batch or None
 
     splits = {}
     for split in ecfg.splits:

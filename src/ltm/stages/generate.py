@@ -11,7 +11,7 @@ from ltm.data.tokenizer import decode_text, load_tokenizer
 from ltm.families import family
 from ltm.io import write_json
 from ltm.model_files import fast_loop, load_model
-from ltm.runtime import configure_threads, resolve_device
+from ltm.runtime import Runtime, configure_threads, resolve_device
 
 
 def generate(params_path: str, run: str, model_dir: str, tokenizer_dir: str, *, prompt: str | None, n: int,
@@ -19,8 +19,9 @@ def generate(params_path: str, run: str, model_dir: str, tokenizer_dir: str, *, 
              z_temperature: float, diffusion_steps: int | None, seed: int, out: str | None) -> list[str]:
     params = load_params(params_path)
     diffusion_steps = diffusion_steps or params["generation"]["diffusion_steps"]
-    configure_threads(params["runtime"])
-    device = resolve_device(params["runtime"])
+    runtime = Runtime.from_params(params["runtime"])
+    configure_threads(runtime)
+    device = resolve_device(runtime)
     model, config = load_model(Path(model_dir), device)
     tok, manifest = load_tokenizer(Path(tokenizer_dir))
     bos, eos = manifest["bos_id"], manifest["eos_id"]

@@ -6,6 +6,7 @@ its perplexity of the generated tokens and their unigram entropy are reported pe
 """
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -25,8 +26,8 @@ def generation(params_path: str, run: str, model_dir: str, judge_dir: str, shard
                out: str) -> dict:
     stage = begin("generation", params_path, out=out)
     params = stage.params
-    cfg = params["generation"]
-    device = resolve_device(params["runtime"])
+    cfg = gen.GenerationConfig.from_params(params["generation"])
+    device = resolve_device(stage.runtime)
     model, config = load_model(Path(model_dir), device)
     judge, jconfig = load_model(Path(judge_dir), device)
     if not family(jconfig["family"]).exact_likelihood:
@@ -35,19 +36,19 @@ def generation(params_path: str, run: str, model_dir: str, judge_dir: str, shard
         raise LtmError("the judge and the scored run use different tokenizers")
     tok, manifest = load_tokenizer(Path(tokenizer_dir))
     bos, eos = manifest["bos_id"], manifest["eos_id"]
-    P, new = cfg["prompt_tokens"], cfg["max_new_tokens"]
+    P, new = cfg.prompt_tokens, cfg.max_new_tokens
     if P + new > min(model.cfg.seq_len, judge.cfg.seq_len):
         raise LtmError(f"prompt_tokens + max_new_tokens ({P + new}) exceed the context ({model.cfg.seq_len})")
-    rows = torch.from_numpy(TokenShards(Path(shards_dir), "val").gather(range(cfg["samples"])).astype("int64"))
-    if len(rows) < cfg["samples"]:
-        raise LtmError(f"the val split has {len(rows)} rows, generation.samples asks for {cfg['samples']}")
+    rows = torch.from_numpy(TokenShards(Path(shards_dir), "val").gather(range(cfg.samples)).astype("int64"))
+    if len(rows) < cfg.samples:
+        raise LtmError(f"the val split has {len(rows)} rows, generation.samples asks for {cfg.samples}")
     prompts, references = rows[:, :P].to(device), rows[:, P:P + new]
-    modes = {"unconditional": torch.full((cfg["samples"], 1), bos, device=device), "conditional": prompts}
+    modes = {"unconditional": torch.full((cfg.samples, 1), bos, device=device), "conditional": prompts}
     metrics = {"run": run, "family": config["family"], "judge": jconfig["run"],
-               "protocol": {k: cfg[k] for k in sorted(cfg)}, "modes": {}}
-    samples, impl, post_cfg, how = {}, family(config["family"]).impl, fast_loop(config), gen.Sampling.from_params(cfg)
+               "protocol": dict(sorted(asdict(cfg).items())), "modes": {}}
+    samples, impl, post_cfg, how = {}, family(config["family"]).impl, fast_loop(config), cfg.sampling()
     for mode, start in modes.items():
-        g = torch.Generator(device).manual_seed(cfg["seed"])
+        g = torch.Generator(device).manual_seed(cfg.seed)
         ids, _ = impl.sample(model, start, new, post_cfg, how, g, eos)
         texts = [decode_text(tok, r[start.shape[1]:].tolist()) for r in ids]
         refs = [decode_text(tok, r.tolist()) for r in references] if mode == "conditional" else None

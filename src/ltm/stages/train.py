@@ -25,7 +25,7 @@ def train(params_path: str, run: str, shards_dir: str, out: str, resume: str = "
 
 
 def _train(stage: StageRun, spec, shards_dir: str, out_dir: Path, resume: str) -> dict:
-    trainer = Trainer(spec, Path(shards_dir), out_dir, stage.params["runtime"], resume=resume)
+    trainer = Trainer(spec, Path(shards_dir), out_dir, stage.runtime, resume=resume)
     try:
         metrics = trainer.fit()
         if trainer.dist.is_main:
