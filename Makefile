@@ -38,8 +38,11 @@ test: install
 test-fast: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not slow" $(PYTEST_ARGS)
 
+# every bench runs to its end even when an earlier one fails; the failures are named at the end
 bench: install
-	for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@failed=""; for b in bench/bench_*.py; do echo "== $$b"; \
+	  PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python $$b || failed="$$failed $$b"; done; \
+	  if [ -n "$$failed" ]; then echo "failed:$$failed"; exit 1; fi
 
 clean-venv:
 	rm -rf $(VENV)

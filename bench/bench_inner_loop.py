@@ -1,37 +1,70 @@
-"""Time one dual-rate training step on a tiny CPU LTM: latent-only inner gradients vs a full backward.
+"""One dual-rate training step on a tiny CPU LTM against a step built the way the public LTM code builds it.
 
-    python bench/bench_inner_loop.py [--steps 16] [--repeats 5] [--threads N]
+    python bench/bench_inner_loop.py [--steps 4 16] [--repeats 5] [--threads 1]
 
-Both variants run the same model, batch and seeds; the reference is the public code's inner loop
-(every inner step calls backward() through the decoder weights, decoder_grads=True). The slow step
-is a plain AdamW step on the mean token cross-entropy at the detached z. Variants are interleaved and
-the median is reported, so background load affects both alike.
+Variants, on the same model, batch and seeds, interleaved (median of --repeats, so background load
+touches all alike):
+  * ours: the fast loop differentiates only the latents (`latent_grads`), no scoring pass, boolean
+    sliding-window mask; then the slow step (AdamW on the token cross-entropy at the detached z);
+  * full inner backward: the same, but every inner step runs `backward()` through the decoder weights
+    (`decoder_grads: true`);
+  * public-code style (the reference): full inner backward, an extra forward that scores the fitted
+    posterior, and an explicit float (0 / -inf) attention mask instead of a boolean one.
+The FLOP floor is what a latent-only inner loop saves by FLOP count alone: in forward-pass units an
+inner step costs 2 (forward + activation gradients) instead of 3, the slow step 3, so ours / reference
+>= (2T + 3) / (3T + 3). Issue target: <= 0.55x the reference at T = 4 and T = 16.
 """
 
 import argparse
+import contextlib
+import os
 import statistics
 import time
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from defaults import fast_loop
 
+import ltm.model
 from ltm.model import Decoder, ModelConfig
 from ltm.posterior import fit_posterior, latent_grads
 
+from defaults import fast_loop
+
 CFG = ModelConfig(vocab_size=4096, seq_len=128, d_model=256, n_layers=4, n_heads=4, n_latents=8, window=64)
 BATCH = 4
+TARGET = 0.55
 
 
-def train_step(model: Decoder, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor,
-               steps: int, decoder_grads: bool) -> None:
+@contextlib.contextmanager
+def float_mask():
+    """The decoder builds an additive float mask (0 where allowed, -inf elsewhere), as the public code does."""
+    boolean = ltm.model.window_mask
+
+    def additive(*args, **kw):
+        allowed = boolean(*args, **kw)
+        return torch.zeros(allowed.shape).masked_fill(~allowed, float("-inf"))
+
+    ltm.model.window_mask = additive
+    try:
+        yield
+    finally:
+        ltm.model.window_mask = boolean
+
+
+def train_step(model: Decoder, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, steps: int,
+               decoder_grads: bool, score: bool) -> None:
     post = fit_posterior(model, x, y, fast_loop(steps=steps, decoder_grads=decoder_grads),
-                         generator=torch.Generator().manual_seed(0), score=False)
+                         generator=torch.Generator().manual_seed(0), score=score)
     loss = F.cross_entropy(model(x, post.z).flatten(0, 1), y.flatten())
     loss.backward()
     opt.step()
     opt.zero_grad(set_to_none=True)
+
+
+def public_style_step(model, opt, x, y, steps) -> None:
+    with float_mask():
+        train_step(model, opt, x, y, steps, decoder_grads=True, score=True)
 
 
 def median_seconds(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
@@ -48,7 +81,7 @@ def median_seconds(fns: dict[str, Callable[[], object]], repeats: int) -> dict[s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=16, help="inner steps T")
+    parser.add_argument("--steps", type=int, nargs="+", default=[4, 16], help="inner steps T")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is steadiest on a shared CPU)")
     args = parser.parse_args()
@@ -57,11 +90,24 @@ def main() -> None:
     model = Decoder(CFG)
     opt = torch.optim.AdamW(model.parameters(), lr=4e-4, betas=(0.9, 0.95), weight_decay=0.1)
     x, y = torch.randint(0, CFG.vocab_size, (2, BATCH, CFG.seq_len))
+    load = os.getloadavg()[0]
 
-    steps = median_seconds({
-        "latent-only": lambda: train_step(model, opt, x, y, args.steps, decoder_grads=False),
-        "full backward": lambda: train_step(model, opt, x, y, args.steps, decoder_grads=True),
-    }, args.repeats)
+    print(f"config: {CFG}\nbatch {BATCH}, threads {args.threads}, median of {args.repeats} interleaved runs, "
+          f"load average {load:.1f}")
+    print(f"{'T':>3s} {'training step (T inner + slow)':44s} {'ms':>9s} {'x ref':>7s}")
+    for T in args.steps:
+        secs = median_seconds({
+            "ours (latent-only, no scoring pass)": lambda: train_step(model, opt, x, y, T, False, False),
+            "full inner backward": lambda: train_step(model, opt, x, y, T, True, False),
+            "public-code style (reference)": lambda: public_style_step(model, opt, x, y, T),
+        }, args.repeats)
+        ref = secs["public-code style (reference)"]
+        for name, sec in secs.items():
+            print(f"{T:3d} {name:44s} {sec * 1e3:9.1f} {sec / ref:7.3f}")
+        ratio, floor = secs["ours (latent-only, no scoring pass)"] / ref, (2 * T + 3) / (3 * T + 3)
+        verdict = "below" if ratio < floor else "above"
+        print(f"{T:3d} {'FLOP floor (2T+3)/(3T+3)':44s} {'':9s} {floor:7.3f}  ours is {verdict} it; "
+              f"target <= {TARGET} {'met' if ratio <= TARGET else 'NOT met'}")
 
     shape = (BATCH, CFG.n_latents, CFG.d_model)
     mu, logvar = torch.zeros(shape, requires_grad=True), torch.full(shape, -5.0, requires_grad=True)
@@ -82,14 +128,9 @@ def main() -> None:
         "inner step, latent-only": lambda: latent_grads(model, x, y, mu, logvar, eps),
         "inner step, full backward": full_step,
     }, args.repeats * 4)
-
-    print(f"config: {CFG}\nbatch {BATCH}, T {args.steps}, threads {args.threads}, median of {args.repeats}")
-    print(f"{'training step (T inner + slow)':34s} {'ms':>9s} {'ratio':>7s}")
-    for name, sec in steps.items():
-        print(f"{name:34s} {sec * 1e3:9.1f} {sec / steps['full backward']:7.3f}")
-    print(f"{'one pass':34s} {'ms':>9s} {'x fwd':>7s}")
+    print(f"{'one pass':48s} {'ms':>9s} {'x fwd':>7s}")
     for name, sec in parts.items():
-        print(f"{name:34s} {sec * 1e3:9.1f} {sec / parts['forward']:7.2f}")
+        print(f"{name:48s} {sec * 1e3:9.1f} {sec / parts['forward']:7.2f}")
 
 
 if __name__ == "__main__":
