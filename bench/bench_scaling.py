@@ -102,9 +102,10 @@ def main() -> None:
     print(f"{'case':<{width}}  {'seconds':>8}  note")
     for label, t, note in rows:
         print(f"{label:<{width}}  {t:8.2f}  {note}")
-    worst = max(float(note.split("per replicate ")[1].split("x")[0]) for label, _, note in rows if "bootstrap" in label)
+    worst = max(float(note.split("per replicate ")[1].split("x")[0]) for label, _, note in rows
+                if "bootstrap, n_jobs=1" in label)  # as the stage runs it; 2 workers pay their start-up
     verdict = "PASS" if worst <= REPLICATE_TARGET else "FAIL"
-    print(f"{verdict}: the costliest bootstrap replicate is {worst:.3f}x one multi-start fit "
+    print(f"{verdict}: the costliest bootstrap replicate (n_jobs=1) is {worst:.3f}x one multi-start fit "
           f"(target <= {REPLICATE_TARGET:.3f}x)")
 
 
