@@ -107,8 +107,8 @@ def test_a_device_this_build_cannot_use_is_refused():
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     with pytest.raises(LtmError, match="sees no CUDA device"):
-        resolve_device(Runtime("cuda", 0, 0, False))
-    assert resolve_device(Runtime("auto", 0, 0, False)).type in {"cpu", "mps"}
+        resolve_device(Runtime("cuda", 0, 0, False, "auto"))
+    assert resolve_device(Runtime("auto", 0, 0, False, "auto")).type in {"cpu", "mps"}
 
 
 def test_runtime_env_overrides_and_never_enters_a_hash():
@@ -116,6 +116,9 @@ def test_runtime_env_overrides_and_never_enters_a_hash():
     assert params["runtime"] == {**params["runtime"], "device": "cpu", "threads": 3, "compile": True}
     with pytest.raises(LtmError, match="LTM_THREADS"):
         load_params(ROOT / "params.yaml", env={"LTM_THREADS": "many"})
+    assert load_params(ROOT / "params.yaml", env={"LTM_PRECISION": "bf16"})["runtime"]["precision"] == "bf16"
+    with pytest.raises(LtmError, match="LTM_PRECISION='fp16'.*precision must be auto, fp32 or bf16"):
+        load_params(ROOT / "params.yaml", env={"LTM_PRECISION": "fp16"})
     with pytest.raises(ValueError):
         params_hash(params)
 

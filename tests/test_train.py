@@ -84,6 +84,25 @@ def test_micro_batch_is_a_hardware_knob(tiny_data, tmp_path):
     assert m1["val_loss"] == pytest.approx(m2["val_loss"], rel=1e-4)
 
 
+def test_bf16_autocast_on_cpu_is_a_recorded_knob_that_changes_numbers_slightly(tiny_data, tmp_path):
+    from ltm.runtime import Runtime, autocast_dtype
+
+    try:
+        autocast_dtype(Runtime("cpu", 0, 0, False, "bf16"), torch.device("cpu"))
+    except LtmError as exc:
+        pytest.skip(str(exc))
+    short = {"runs": {"ltm-tiny": {"model": "ltm-tiny", "tokens": 512 * 4}, "ar-tiny": {"model": "ar-tiny", "tokens": 512}}}
+    fp32 = workspace(tiny_data, tmp_path / "fp32", short)
+    bf16 = workspace(tiny_data, tmp_path / "bf16", {**short, "runtime": {"precision": "bf16"}})
+    m1 = in_dir(fp32, train, "params.yaml", "ltm-tiny", "data/shards", "runs/ltm-tiny")
+    m2 = in_dir(bf16, train, "params.yaml", "ltm-tiny", "data/shards", "runs/ltm-tiny")
+    assert (m1["autocast"], m2["autocast"]) == (None, "bfloat16")
+    assert m1["run_hash"] == m2["run_hash"]  # a hardware setting, recorded in the metrics instead
+    a, b = final_weights(fp32, "ltm-tiny"), final_weights(bf16, "ltm-tiny")
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    assert m2["val_loss"] == pytest.approx(m1["val_loss"], rel=2e-2)
+
+
 def final_weights(ws: Path, run: str) -> dict:
     return torch.load(ws / f"runs/{run}/model/model.pt", weights_only=True)
 

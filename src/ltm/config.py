@@ -33,6 +33,7 @@ RUNTIME_ENV = {
     "threads": ("LTM_THREADS", int),
     "micro_batch": ("LTM_MICRO_BATCH", int),
     "compile": ("LTM_COMPILE", lambda s: s.strip().lower() in {"1", "true", "yes", "on"}),
+    "precision": ("LTM_PRECISION", str),
 }
 
 
@@ -168,6 +169,8 @@ def runtime_settings(runtime: dict, env: dict) -> dict:
         value = runtime.get(key)
         if key == "device" and not DEVICE_NAME.match(str(value)):
             raise LtmError(f"{where}: device must be auto, cpu, mps, cuda or cuda:N")
+        if key == "precision" and value not in ("auto", "fp32", "bf16"):
+            raise LtmError(f"{where}: precision must be auto, fp32 or bf16")
         if key in ("threads", "micro_batch") and (not isinstance(value, int) or value < 0):
             raise LtmError(f"{where}: {key} must be an integer >= 0 (0 = default)")
     return runtime

@@ -17,11 +17,27 @@ class Runtime:
     device: str  # auto | cpu | mps | cuda | cuda:N
     threads: int  # torch and tokenizer CPU threads; 0 = the library default
     micro_batch: int  # sequences per forward/backward; 0 = the whole per-rank batch
-    compile: bool  # torch.compile the decoder
+    compile: bool  # torch.compile the decoder (every forward, the fast loop's included)
+    precision: str  # auto (bf16 autocast on CUDA, fp32 elsewhere) | fp32 | bf16
 
     @classmethod
     def from_params(cls, section: dict) -> "Runtime":
         return typed(cls, section)
+
+
+def autocast_dtype(runtime: Runtime, device: torch.device) -> torch.dtype | None:
+    """The dtype training matmuls autocast to on `device` (None: plain fp32). bf16 changes the numbers
+    (bench/bench_inner_loop.py measures by how much), so a run's metrics record what it used."""
+    choice = runtime.precision
+    if choice == "auto":
+        return torch.bfloat16 if device.type == "cuda" else None
+    if choice == "fp32":
+        return None
+    if device.type == "cpu" and not torch.backends.mkldnn.is_available():
+        raise LtmError("runtime.precision bf16 on CPU needs oneDNN (mkldnn), which this torch build lacks")
+    if device.type == "cpu" and not (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()):
+        raise LtmError("runtime.precision bf16: this CPU has neither AVX512-BF16 nor AMX; use auto or fp32")
+    return torch.bfloat16
 
 
 def configure_threads(runtime: Runtime) -> int | None:

@@ -31,7 +31,7 @@ from ltm.optim import make_optimizer, make_scheduler
 from ltm.posterior import kl_to_standard_normal
 from ltm.progress import progress
 from ltm.runs import RunSpec
-from ltm.runtime import Runtime, resolve_device
+from ltm.runtime import Runtime, autocast_dtype, resolve_device
 from ltm.seeds import derive_seed
 from ltm.tracking import Tracker, summary
 
@@ -57,6 +57,7 @@ class Trainer:
     def __init__(self, spec: RunSpec, shards_dir: Path, run_dir: Path, runtime: Runtime, resume: str = "auto"):
         self.spec, self.run_dir, self.runtime = spec, Path(run_dir), runtime
         self.dist, self.device = init_distributed(resolve_device(runtime))
+        self.autocast_dtype = autocast_dtype(runtime, self.device)
         self.train_data = TokenShards(shards_dir, "train")
         self.val_data = TokenShards(shards_dir, "val")
         manifest = self.train_data.manifest
@@ -135,8 +136,8 @@ class Trainer:
 
     # ---------------------------------------------------------------- math
     def autocast(self):
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+        if self.autocast_dtype is not None:
+            return torch.autocast(self.device.type, dtype=self.autocast_dtype)
         return contextlib.nullcontext()
 
     def row_noise(self, stream: int, first_row: int, n: int) -> torch.Tensor:
@@ -279,6 +280,7 @@ class Trainer:
             "flops_per_token_measured": self.flops_measured,
             "train_flops": self.state.tokens * self.flops_formula,
             "device": str(self.device), "world_size": self.dist.world_size,
+            "autocast": None if self.autocast_dtype is None else str(self.autocast_dtype).removeprefix("torch."),
             # measured speed differs on every run: the train stage keeps it apart (metrics.run.json)
             "timing": {"seconds": elapsed, "tokens_per_s": rate,
                        "mfu": rate * self.flops_formula / self.peak if rate and self.peak else None},
