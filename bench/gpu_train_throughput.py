@@ -1,9 +1,17 @@
 """Training throughput and MFU of LTM-M (paper config) on one GPU: bf16, eager vs torch.compile.
 
-Usage (device run, < 5 min):  python bench/gpu_train_throughput.py
+Usage (device run, < 5 min):  python bench/gpu_train_throughput.py [--steps 20] [--peak-tflops X]
 CPU smoke test of the script:  python bench/gpu_train_throughput.py --tiny
-One training step = T inner latent-only steps + the slow step, on random tokens; tokens/s counts the
-sequence tokens of the batch; MFU = tokens/s x the paper's (T + 1)(6P + 6LdS) / dense bf16 peak.
+
+One training step = T latent-only inner steps + the slow step, on random tokens; tokens/s counts the
+sequence tokens of the batch. Two MFUs, both over the part's dense bf16 peak (ltm.flops.PEAK_BF16_TFLOPS,
+looked up per exact part, or --peak-tflops):
+  * `MFU paper`: tokens/s x the paper's (T + 1)(6P + 6LdS) per token, the figure papers quote;
+  * `MFU exec`: tokens/s x the FLOPs one step really executes, counted by FlopCounterMode on the model
+    (latent-only inner backward, cross-attention keys/values on the latents, attention as the kernel
+    is charged: the full S x S score matrix under a sliding-window mask).
+The memory peak is reset before each configuration; the compiled variant reports the graphs compiled
+and the graph breaks seen after its warm-up (a recompile or a fallback to eager would show there).
 """
 from __future__ import annotations
 
@@ -12,17 +20,25 @@ import time
 
 import torch
 import torch.nn.functional as F
-from defaults import fast_loop
 
-from ltm.flops import flop_shape, train_flops_per_token
+from ltm.flops import flop_shape, measure_flops_per_token, peak_bf16_flops, train_flops_per_token
 from ltm.model import Decoder, ModelConfig
 from ltm.posterior import fit_posterior
-from ltm.trainer import peak_flops
+
+from defaults import fast_loop
 
 
-def run(cfg: ModelConfig, T: int, batch: int, steps: int, compile_model: bool, device: torch.device) -> dict:
+def dynamo_counts() -> tuple[int, int]:
+    """(graphs compiled, graph breaks) so far in this process."""
+    from torch._dynamo.utils import counters
+    return int(counters["stats"]["unique_graphs"]), int(sum(counters["graph_break"].values()))
+
+
+def run(cfg: ModelConfig, T: int, batch: int, steps: int, compile_model: bool, device: torch.device,
+        peak: float | None) -> dict:
     torch.manual_seed(0)
     model = Decoder(cfg).to(device)
+    executed = measure_flops_per_token(model, fast_loop(steps=T), train=True)  # eager, before compiling
     if compile_model:
         model.compile()
     opt = torch.optim.AdamW(model.parameters(), lr=4e-4, betas=(0.9, 0.95), fused=device.type == "cuda")
@@ -38,29 +54,36 @@ def run(cfg: ModelConfig, T: int, batch: int, steps: int, compile_model: bool, d
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    for _ in range(2):  # warm-up (and compilation)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    for _ in range(3):  # warm-up (and compilation)
         step()
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     sync()
+    graphs0, breaks0 = dynamo_counts()
     t0 = time.perf_counter()
     for _ in range(steps):
         step()
     sync()
     dt = (time.perf_counter() - t0) / steps
+    graphs1, breaks1 = dynamo_counts()
     tok_s = batch * cfg.seq_len / dt
-    fpt = train_flops_per_token(*flop_shape(cfg), steps=T)
-    peak = peak_flops(device)
+    formula = train_flops_per_token(*flop_shape(cfg), steps=T)
     mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
-    return {"compile": compile_model, "step_s": dt, "tokens_per_s": tok_s,
-            "mfu": tok_s * fpt / peak if peak else float("nan"), "mem_gib": mem}
+    nan = float("nan")
+    return {"compile": compile_model, "step_s": dt, "tokens_per_s": tok_s, "mem_gib": mem,
+            "mfu_paper": tok_s * formula / peak if peak else nan, "mfu_exec": tok_s * executed / peak if peak else nan,
+            "exec_over_formula": executed / formula, "graphs": graphs0, "new_graphs": graphs1 - graphs0,
+            "breaks": breaks1}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tiny", action="store_true", help="a tiny config (CPU smoke test)")
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--steps", type=int, default=20, help="timed steps per configuration")
     ap.add_argument("--T", type=int, default=16)
+    ap.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak, if the part is not known")
     args = ap.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if args.tiny:
@@ -68,17 +91,21 @@ def main() -> None:
         args.batch, args.steps, args.T = 2, 2, 2
     else:  # LTM-M of the paper
         cfg = ModelConfig(vocab_size=50258, seq_len=1024, d_model=512, n_layers=6, n_heads=8, n_latents=24, window=256)
+    name = "cpu"
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         name = torch.cuda.get_device_name(device)
-    else:
-        name = "cpu"
-    print(f"device: {name}; model: d={cfg.d_model} L={cfg.n_layers} N_z={cfg.n_latents} S={cfg.seq_len} "
-          f"V={cfg.vocab_size}; T={args.T}; batch={args.batch}")
-    print(f"{'compile':>8} {'step s':>8} {'tokens/s':>10} {'MFU':>6} {'mem GiB':>8}")
+    peak = args.peak_tflops * 1e12 if args.peak_tflops else peak_bf16_flops(name)
+    print(f"device: {name} (dense bf16 peak {peak / 1e12 if peak else float('nan'):.0f} TFLOP/s); model: "
+          f"d={cfg.d_model} L={cfg.n_layers} N_z={cfg.n_latents} S={cfg.seq_len} V={cfg.vocab_size}; T={args.T}; "
+          f"batch={args.batch}; {args.steps} timed steps")
+    print(f"{'compile':>8} {'step s':>8} {'tokens/s':>10} {'MFU paper':>10} {'MFU exec':>9} {'exec/paper':>10} "
+          f"{'mem GiB':>8} {'graphs':>7} {'recompiles':>10} {'breaks':>7}")
     for compiled in (False, True) if device.type == "cuda" or args.tiny else (False,):
-        r = run(cfg, args.T, args.batch, args.steps, compiled, device)
-        print(f"{str(r['compile']):>8} {r['step_s']:8.3f} {r['tokens_per_s']:10.0f} {r['mfu']:6.3f} {r['mem_gib']:8.2f}")
+        r = run(cfg, args.T, args.batch, args.steps, compiled, device, peak)
+        print(f"{str(r['compile']):>8} {r['step_s']:8.3f} {r['tokens_per_s']:10.0f} {r['mfu_paper']:10.3f} "
+              f"{r['mfu_exec']:9.3f} {r['exec_over_formula']:10.3f} {r['mem_gib']:8.2f} {r['graphs']:7d} "
+              f"{r['new_graphs']:10d} {r['breaks']:7d}")
 
 
 if __name__ == "__main__":

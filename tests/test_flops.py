@@ -121,3 +121,15 @@ def test_measurement_leaves_the_model_untouched(ltm):
     measure_flops_per_token(ltm, fast_loop(steps=2, decoder_grads=True))
     assert all(p.grad is None for p in ltm.parameters())
     assert all(torch.equal(before[k], v) for k, v in ltm.state_dict().items())
+
+
+def test_the_bf16_peak_is_looked_up_per_exact_part():
+    from ltm.flops import peak_bf16_flops
+
+    assert peak_bf16_flops("NVIDIA H100 80GB HBM3") == 989e12  # the SXM part
+    assert peak_bf16_flops("NVIDIA H100 PCIe") == 756e12
+    assert peak_bf16_flops("NVIDIA H100 NVL") == 835e12
+    assert peak_bf16_flops("NVIDIA H200") == 989e12
+    assert peak_bf16_flops("NVIDIA A100-SXM4-80GB") == 312e12
+    assert peak_bf16_flops("NVIDIA L40S") == 362e12 and peak_bf16_flops("NVIDIA L4") == 121e12
+    assert peak_bf16_flops("Some Future GPU") is None  # unknown: no MFU rather than a wrong one

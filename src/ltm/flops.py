@@ -33,6 +33,19 @@ from ltm.errors import LtmError
 from ltm.model import Decoder, ModelConfig, count_parameters
 from ltm.posterior import PosteriorConfig, fit_posterior
 
+# Dense (no sparsity) bf16 tensor-core peaks, TFLOP/s, from the vendors' data sheets, matched against
+# torch.cuda.get_device_name() most specific first: an H100 PCIe is not an SXM part.
+PEAK_BF16_TFLOPS = (
+    ("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H200 NVL", 835.0), ("GH200", 989.0), ("H100", 989.0),
+    ("H200", 989.0), ("B200", 2250.0), ("A100", 312.0), ("L40S", 362.0), ("L4", 121.0),
+)
+
+
+def peak_bf16_flops(device_name: str) -> float | None:
+    """The dense bf16 peak of a GPU part in FLOP/s (e.g. 'NVIDIA H100 80GB HBM3' is the SXM's 989e12),
+    None when the part is not in PEAK_BF16_TFLOPS (MFU is then not reported)."""
+    return next((tflops * 1e12 for part, tflops in PEAK_BF16_TFLOPS if part in device_name), None)
+
 
 def flop_shape(cfg: ModelConfig) -> tuple[int, int, int, int]:
     """(P, L, d, S) of a config, the arguments of the per-token formulas."""

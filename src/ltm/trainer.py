@@ -35,16 +35,6 @@ from ltm.runtime import Runtime, autocast_dtype, resolve_device
 from ltm.seeds import derive_seed
 from ltm.tracking import Tracker, summary
 
-# Dense bf16 peak of common accelerators, for MFU; None elsewhere.
-PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12}
-
-
-def peak_flops(device: torch.device) -> float | None:
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    return next((v for k, v in PEAK_BF16_FLOPS.items() if k in name), None)
-
 
 @dataclass
 class TrainState:
@@ -95,7 +85,8 @@ class Trainer:
         # the latent-only inner loop really does less, recorded beside it.
         self.flops_formula, self.flops_latent_only = self.impl.train_flops(flops.flop_shape(self.model_cfg), spec)
         self.flops_measured: float | None = None
-        self.peak = peak_flops(self.device)
+        self.peak = flops.peak_bf16_flops(torch.cuda.get_device_name(self.device)) if self.device.type == "cuda" \
+            else None
 
     # ---------------------------------------------------------------- state
     def state_dict(self) -> dict:
@@ -149,9 +140,12 @@ class Trainer:
         return torch.stack(rows, dim=1).to(self.device, non_blocking=True)
 
     def train_step(self) -> dict:
+        """One slow step. Returns the step's numbers still on the device (`log_row` reads them): the
+        host waits for the device once per step, for the finiteness check that guards the update."""
         step, accum = self.state.step, self.rank_rows // self.micro
         x_all, y_all = (t.to(self.device, non_blocking=True) for t in next(self.loader))
         sums = torch.zeros(4, device=self.device)  # nll, kl, first-step nelbo, tokens
+        finite = torch.ones((), dtype=torch.bool, device=self.device)
         for i in range(accum):
             x, y = x_all[i * self.micro:(i + 1) * self.micro], y_all[i * self.micro:(i + 1) * self.micro]
             first_row = self.dist.rank * self.rank_rows + i * self.micro  # position in the global batch
@@ -159,9 +153,7 @@ class Trainer:
             with (contextlib.nullcontext() if sync else self.ddp.no_sync()), self.autocast():
                 # LTM: the fast loop fits q(z|x) first, the loss is the decoder's at that z (families.ltm)
                 loss, post = self.impl.train_loss(self, self.ddp or self.model, x, y, step, first_row)
-            if not torch.isfinite(loss):
-                raise LtmError(f"non-finite loss at step {step}: stopped before the optimizer step; "
-                               f"last good checkpoint: {self.last_good()}")
+            finite &= torch.isfinite(loss.detach())
             (loss / accum).backward()
             n = y.numel()
             sums[0] += loss.detach() * n
@@ -171,16 +163,21 @@ class Trainer:
                 sums[2] += post.nelbo_trace[0] if len(post.nelbo_trace) else loss.detach() * n
         clip = self.spec.train.grad_clip
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip if clip > 0 else math.inf)
-        if not torch.isfinite(norm):
-            raise LtmError(f"non-finite gradient norm at step {step}: stopped before the optimizer step; "
+        if not bool(finite & torch.isfinite(norm)):  # the one host sync of a step
+            what = "loss" if not bool(finite) else "gradient norm"
+            raise LtmError(f"non-finite {what} at step {step}: stopped before the optimizer step; "
                            f"last good checkpoint: {self.last_good()}")
         lr = self.sched.get_last_lr()[0]
         self.opt.step()
         self.sched.step()
         self.opt.zero_grad(set_to_none=True)
-        sums = mean_across(sums, self.dist)
+        return {"sums": sums, "grad_norm": norm, "lr": lr}
+
+    def log_row(self, stats: dict) -> dict:
+        """A step's numbers as plain floats (a device sync and, under DDP, an all-reduce: log steps only)."""
+        sums = mean_across(stats["sums"], self.dist)
         tok = sums[3].item()
-        row = {"loss": sums[0].item() / tok, "lr": lr, "grad_norm": norm.item()}
+        row = {"loss": sums[0].item() / tok, "lr": stats["lr"], "grad_norm": stats["grad_norm"].item()}
         if self.family.has_latents:
             post_cfg = self.spec.posterior
             row.update(nll=row["loss"], kl=sums[1].item() / tok, nelbo_first=sums[2].item() / tok,
@@ -238,13 +235,14 @@ class Trainer:
                          "grad_norm": 0.0, "tokens_per_s": 0.0})
         try:
             while self.state.step < self.total_steps:
-                row = self.train_step()
+                stats = self.train_step()
                 self.state.step += 1
                 self.state.tokens += tokens_per_step
                 bar.update(1)
                 step = self.state.step
                 last = step == self.total_steps
                 if step % tcfg.log_every == 0 or step % tcfg.eval_every == 0 or last:
+                    row = self.log_row(stats)
                     rate = (self.state.tokens - tokens0) / max(1e-9, time.time() - t0)
                     row.update(step=step, tokens=self.state.tokens, flops=self.state.tokens * self.flops_formula,
                                tokens_per_s=rate)
@@ -282,8 +280,12 @@ class Trainer:
             "device": str(self.device), "world_size": self.dist.world_size,
             "autocast": None if self.autocast_dtype is None else str(self.autocast_dtype).removeprefix("torch."),
             # measured speed differs on every run: the train stage keeps it apart (metrics.run.json)
+            # MFU two ways: the paper's formula, and the FLOPs a counted step really executes (latent-only
+            # inner loop, cross-attention keys/values on the latents), both over the part's dense bf16 peak
             "timing": {"seconds": elapsed, "tokens_per_s": rate,
-                       "mfu": rate * self.flops_formula / self.peak if rate and self.peak else None},
+                       "mfu_paper_formula": rate * self.flops_formula / self.peak if rate and self.peak else None,
+                       "mfu_executed": rate * self.flops_measured / self.peak
+                       if rate and self.peak and self.flops_measured else None},
         }
         return metrics
 
