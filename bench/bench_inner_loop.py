@@ -12,7 +12,7 @@ touches all alike):
     posterior, and an explicit float (0 / -inf) attention mask instead of a boolean one;
   * ours + `runtime.compile` (torch.compile of the decoder: the first step compiles, ~1 min on 2 cores;
     the graphs compiled are counted before and after the timed runs, so a recompile per T shows);
-  * ours + `runtime.precision: bf16` (CPU autocast, where the CPU has AVX512-BF16 or AMX).
+  * ours + `runtime.precision: bf16` (CPU autocast, where the CPU has AVX512-BF16 or AMX), and both knobs.
 The numeric effect of each knob is the relative difference of the fast loop's latent gradients from fp32
 eager at the same point, ||g - g_fp32|| / ||g_fp32||.
 The FLOP floor is what a latent-only inner loop saves by FLOP count alone: in forward-pass units an
@@ -136,6 +136,8 @@ def main() -> None:
         try:
             autocast_dtype(Runtime("cpu", 0, 0, False, "bf16"), torch.device("cpu"))
             extra["ours + runtime.precision bf16"] = lambda T: train_step(model, opt, x, y, T, False, False, True)
+            if not args.no_compile:
+                extra["ours + compile + bf16"] = lambda T: train_step(compiled, copt, x, y, T, False, False, True)
             effects.append(("runtime.precision bf16", lambda: grad_difference(model, model, x, y, autocast=True)))
         except LtmError as exc:
             print(f"bf16 variant skipped: {exc}")
