@@ -14,10 +14,11 @@ import time
 from collections.abc import Callable
 
 import torch
-from defaults import fast_loop
 
 from ltm.bounds import ar_nll, draw_samples, fit_for_eval, score_batch
 from ltm.model import Decoder, ModelConfig
+
+from defaults import fast_loop
 
 LTM = ModelConfig(vocab_size=4096, seq_len=128, d_model=64, n_layers=2, n_heads=4, n_latents=8, window=64)
 BATCH = 16

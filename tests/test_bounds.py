@@ -4,7 +4,6 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from settings import fast_loop
 
 from ltm.bounds import (
     Samples,
@@ -20,6 +19,8 @@ from ltm.bounds import (
 )
 from ltm.errors import LtmError
 from ltm.model import Decoder, ModelConfig
+
+from settings import fast_loop
 
 # One latent vector of width 2: z lives in R^2, so p(x) = integral of p(x|z) N(z; 0, I) is a 2-D quadrature.
 TOY = ModelConfig(vocab_size=4, seq_len=8, d_model=2, n_layers=1, n_heads=1, n_latents=1, window=8)

@@ -8,11 +8,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from settings import data_settings
 
 from ltm.data.corpus import build_corpus, iter_texts
 from ltm.errors import LtmError
 from ltm.io import sha256_file
+
+from settings import data_settings
 
 WORDS = "the a model latent thought vector token layer train data value small large fast slow".split()
 

@@ -11,13 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from settings import data_settings
 
 from ltm.data.corpus import build_corpus
 from ltm.data.loader import BatchLoader, TokenShards, iter_eval_batches
 from ltm.data.shards import build_shards
 from ltm.data.tokenizer import build_tokenizer
 from ltm.errors import LtmError
+
+from settings import data_settings
 
 WORDS = "red green blue latent thought loader batch epoch rank shuffle resume".split()
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-from settings import data_settings
 from tokenizers import Tokenizer
 
 from ltm.data.corpus import build_corpus, iter_texts
@@ -18,6 +17,8 @@ from ltm.data.shards import build_shards, choose_dtype
 from ltm.data.tokenizer import build_tokenizer, load_tokenizer
 from ltm.errors import LtmError
 from ltm.io import sha256_file, write_json
+
+from settings import data_settings
 
 WORDS = "one two three latent thought shard arrow token row column file byte".split()
 SHARDS = {"seq_len": 16, "rows_per_shard": 20, "dtype": "auto"}

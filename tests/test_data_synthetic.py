@@ -4,11 +4,12 @@ import math
 
 import numpy as np
 import pytest
-from settings import data_settings, topic_process
 
 from ltm.data.corpus import build_corpus
-from ltm.data.synthetic import DocumentScorer, TopicProcess
+from ltm.data.synthetic import DocumentScorer
 from ltm.errors import LtmError
+
+from settings import data_settings, topic_process
 
 SMALL = topic_process(documents=50, topics=3, words=6, words_per_doc=5, seed=3)
 
@@ -67,13 +68,13 @@ def test_bad_process_settings_are_one_line_errors():
 @pytest.mark.usefixtures("one_thread")
 def test_no_bound_goes_below_the_ground_truth(tmp_path, monkeypatch):
     """Tiny AR and LTM runs on the synthetic corpus: exact NLL and LTM bounds stay above the truth."""
-    from conftest import write_params
-
     from ltm.stages.corpus import corpus
     from ltm.stages.evaluate import evaluate
     from ltm.stages.shards import shards
     from ltm.stages.tokenizer import tokenizer
     from ltm.stages.train import train
+
+    from conftest import write_params
 
     params = str(write_params(tmp_path, {
         "data": {"corpus": {"source": "synthetic", "val_fraction": 0.2,
@@ -99,6 +100,7 @@ def test_process_defaults_are_the_params_yaml_values():
     import dataclasses
 
     import yaml
+
     from conftest import ROOT
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())["data"]["corpus"]["synthetic"]

@@ -6,13 +6,14 @@ import random
 from pathlib import Path
 
 import pytest
-from settings import data_settings
 from tokenizers import Tokenizer
 
 from ltm.data.corpus import SplitWriter, build_corpus
 from ltm.data.tokenizer import build_tokenizer, load_tokenizer
 from ltm.errors import LtmError
 from ltm.io import write_json
+
+from settings import data_settings
 
 WORDS = "alpha beta gamma delta latent thought model token vector inference posterior prior".split()
 

@@ -3,10 +3,11 @@ import json
 
 import pytest
 
-from conftest import write_params
 from ltm.errors import LtmError
 from ltm.report.latents import demo_section
 from ltm.stages.demo import demo
+
+from conftest import write_params
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from settings import diffusion_settings
 
 from ltm import flops
 from ltm.diffusion import (
@@ -24,6 +23,8 @@ from ltm.diffusion import (
 )
 from ltm.errors import LtmError
 from ltm.model import Decoder, ModelConfig, count_parameters, window_mask
+
+from settings import diffusion_settings
 
 TINY = dict(d_model=16, n_layers=1, n_heads=2)
 

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from settings import eval_settings, fast_loop
 
 from ltm.bounds import score_batch
 from ltm.data.loader import TokenShards, iter_eval_batches
@@ -16,6 +15,8 @@ from ltm.eval_bytes import bytes_per_token, load_token_byte_lengths, token_byte_
 from ltm.evaluate import evaluate_split, t_eval_curve
 from ltm.model import Decoder, ModelConfig
 from ltm.seeds import derive_seed
+
+from settings import eval_settings, fast_loop
 
 CFG = eval_settings(max_rows=10, batch_size=4, t_eval=2, samples=3, seed=5)
 POST = fast_loop(steps=3)

@@ -2,7 +2,6 @@ import random
 
 import pytest
 import torch
-from settings import fast_loop
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from ltm.errors import LtmError
@@ -17,6 +16,8 @@ from ltm.fewshot import (
     select_demonstrations,
 )
 from ltm.model import Decoder, ModelConfig
+
+from settings import fast_loop
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -1,6 +1,5 @@
 import pytest
 import torch
-from settings import fast_loop
 
 from ltm.errors import LtmError
 from ltm.flops import (
@@ -10,6 +9,8 @@ from ltm.flops import (
     train_flops_per_token,
 )
 from ltm.model import Decoder, ModelConfig
+
+from settings import fast_loop
 
 PAPER = dict(vocab_size=50258, seq_len=1024, d_model=512, n_heads=8, n_latents=24)
 TINY = ModelConfig(vocab_size=128, seq_len=32, d_model=32, n_layers=2, n_heads=4, n_latents=4, window=8)

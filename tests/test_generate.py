@@ -2,7 +2,6 @@ import math
 
 import pytest
 import torch
-from settings import fast_loop
 
 from ltm.errors import LtmError
 from ltm.generate import (
@@ -18,6 +17,8 @@ from ltm.generate import (
     unigram_entropy,
 )
 from ltm.model import Decoder, ModelConfig
+
+from settings import fast_loop
 
 # init_std 0.3: at the default 0.02 a random tied-embedding model greedily repeats one token forever,
 # which would make the cache-equality tests trivially true

@@ -4,7 +4,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from settings import fast_loop
 
 from ltm.bounds import score_batch
 from ltm.latent_usage import (
@@ -17,6 +16,8 @@ from ltm.latent_usage import (
 )
 from ltm.model import Decoder, ModelConfig
 from ltm.posterior import Posterior, fit_posterior
+
+from settings import fast_loop
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -10,7 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 from conftest import ROOT, write_params
 
 BIN = str(Path(sys.executable).parent)

@@ -2,7 +2,6 @@ import dataclasses
 
 import pytest
 import torch
-from settings import fast_loop
 
 from ltm.errors import LtmError
 from ltm.model import Decoder, ModelConfig
@@ -12,6 +11,8 @@ from ltm.posterior import (
     latent_grads,
     nelbo_terms,
 )
+
+from settings import fast_loop
 
 CFG = ModelConfig(vocab_size=64, seq_len=32, d_model=32, n_layers=2, n_heads=4, n_latents=4, window=8)
 

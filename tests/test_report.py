@@ -22,6 +22,7 @@ from ltm.io import write_json
 from ltm.report import build_report
 from ltm.report.laws import accepted_laws, read_residuals
 from ltm.scaling import run_scaling, write_outputs
+
 from scaling_synthetic import METHOD
 
 # The params sections the report reads (written out, not loaded: the report does not validate params).
