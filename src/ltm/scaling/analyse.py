@@ -51,7 +51,7 @@ def describe(law: Law, st: Settings, subset: dict[str, Any], n: int, extra_start
         "subset": subset, "n_points": n,
         "objective": {"type": "huber_log", "delta": fs.delta, "reduction": "sum", "scale": "1/delta^2"},
         "optimizer": {"method": "L-BFGS-B", "jac": "analytic", "tolerances": fs.tolerances(),
-                      "starts": {"grid_points": int(np.prod([len(g) for g in law.grid])), "best_k": fs.n_starts,
+                      "starts": {"grid_points": len(law.grid_points()), "best_k": fs.n_starts,
                                  "extra": extra_starts}},
         "bounds": {p: list(b) for p, b in zip(law.params, law.bounds)},
     }

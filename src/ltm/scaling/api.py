@@ -109,19 +109,15 @@ def run_scaling(records: list[dict[str, Any]], cfg: dict[str, Any] | None = None
 
 
 def _clean(obj: Any) -> Any:
-    """JSON-safe copy: numpy scalars → Python, NaN/inf → None."""
+    """JSON-safe copy: numpy scalars and arrays → Python, NaN/inf → None."""
     if isinstance(obj, dict):
         return {str(k): _clean(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_clean(v) for v in obj]
-    if isinstance(obj, np.ndarray):
+    if isinstance(obj, (np.ndarray, np.generic)):
         return _clean(obj.tolist())
-    if isinstance(obj, (np.floating, float)):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
     return obj
 
 

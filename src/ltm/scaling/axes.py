@@ -11,7 +11,7 @@ import numpy as np
 from ltm.scaling.analyse import Outcome, Split, attach_bootstrap, run_law, split_rows
 from ltm.scaling.checks import Design
 from ltm.scaling.config import Settings
-from ltm.scaling.laws import ENVELOPE, ONE_VARIABLE, TEVAL_LAWS, extra_axis_laws
+from ltm.scaling.laws import AXIS_LAWS, ENVELOPE, ONE_VARIABLE, TEVAL_LAWS
 from ltm.scaling.records import Points, distinct
 
 _AXIS = {"T": "T", "N_z": "Nz"}  # axis → Points attribute
@@ -96,7 +96,7 @@ def extra_axis(p: Points, axis: str, st: Settings, tags: dict[str, Any]) -> list
         if distinct(x).size < 2:
             continue
         outcomes: dict[str, Outcome] = {}
-        for name, law in extra_axis_laws(axis).items():
+        for name, law in AXIS_LAWS[axis].items():
             k_extra = law.n_params - 5
             need = max(math.ceil(st.checks.min_points_per_param * law.n_params),
                        math.ceil(st.checks.min_points_per_param * 5) + AXIS_RUNS_PER_PARAM * k_extra)

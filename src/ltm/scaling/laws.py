@@ -72,10 +72,6 @@ class Law:
         return tuple(p.bounds for p in self.table)
 
     @property
-    def grid(self) -> tuple[tuple[float, ...], ...]:
-        return tuple(p.grid for p in self.table)
-
-    @property
     def columns(self) -> tuple[str, ...]:
         cols = [t.column for t in self.spec if t.column] + [t.shift[2] for t in self.spec if t.shift]
         return tuple(dict.fromkeys(cols))
@@ -85,7 +81,7 @@ class Law:
         return len(self.table)
 
     def grid_points(self) -> np.ndarray:
-        return np.array(list(itertools.product(*self.grid)), dtype=float)
+        return np.array(list(itertools.product(*(p.grid for p in self.table))), dtype=float)
 
     def natural(self, theta: np.ndarray) -> dict[str, float]:
         return {p.natural: float(np.exp(v)) if p.log else float(v) for p, v in zip(self.table, theta)}
@@ -193,6 +189,7 @@ _AXIS_FORMS = {
 }
 _AXIS_ID = {"T": "t", "N_z": "nz"}
 _AXIS_COLUMN = {"T": "lnT1", "N_z": "lnZ1"}
+# the four candidate forms for axis 'T' (inner steps) or 'N_z' (number of latents), by form name
 AXIS_LAWS = {axis: {form: Law(f"{_AXIS_ID[axis]}_{form}", f"L(N,D,{axis}) {form}", formula.format(x=axis),
                               param, _ND_TABLE + extra, terms(_AXIS_COLUMN[axis]), ("alpha", "beta"))
                     for form, (formula, param, extra, terms) in _AXIS_FORMS.items()}
@@ -222,7 +219,3 @@ LAWS: dict[str, Law] = {law.id: law for law in (
     ND, *ONE_VARIABLE.values(), ENVELOPE, *AXIS_LAWS["T"].values(), *AXIS_LAWS["N_z"].values(),
     *TEVAL_LAWS.values())}
 
-
-def extra_axis_laws(axis: str) -> dict[str, Law]:
-    """The four candidate forms for axis 'T' (inner steps) or 'N_z' (number of latents), by form name."""
-    return AXIS_LAWS[axis]

@@ -15,7 +15,7 @@ from ltm.scaling.config import Settings
 from ltm.scaling.fit import FitError, FitResult, crosscheck_trust_region, multistart
 from ltm.scaling.frontier import chinchilla_G, exponents, fit_ctok, optimal_allocation
 from ltm.scaling.laws import ND, PUBLISHED_ND, Law
-from ltm.scaling.records import Points, concat
+from ltm.scaling.records import Points
 
 LOSO_MAX_BINS = 8  # leave-one-size-out over at most this many ln N bins (each bin = one refit)
 SENSITIVITY_DELTAS = (1e-4, 1e-2)  # refits reported beside the main δ, plus plain least squares (§3.3)
@@ -150,7 +150,7 @@ def analyse_nd(p: Points, excluded: Points, st: Settings, subset: dict[str, Any]
 def _with_excluded(law: Law, p: Points, excluded: Points, st: Settings, theta: np.ndarray,
                    extra: list[np.ndarray]) -> dict[str, Any]:
     """Fit again with the excluded runs put back and report how far the parameters move."""
-    both = concat(p, excluded)
+    both = p.concat(excluded)
     fit, refused = _refit(law, both, st, extra)
     if fit is None:
         return {"n_points": len(both), "available": False, "reason": refused}
