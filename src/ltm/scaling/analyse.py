@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterable, NamedTuple
 
 import numpy as np
 
-from ltm.scaling.checks import Design, check_design, errors, fit_flags, require_identifiable
+from ltm.scaling.checks import Design, check_design, check_optimum, errors
 from ltm.scaling.config import Settings
 from ltm.scaling.fit import FitError, FitResult, fit_law
 from ltm.scaling.laws import Law
@@ -43,28 +43,22 @@ class Outcome:
         return self.entry["status"] == "accepted"
 
 
-def describe(law: Law, st: Settings, subset: dict[str, Any], n: int, extra_starts: int = 0) -> dict[str, Any]:
-    """The reporting-checklist fields every entry carries, accepted or not."""
-    fs = st.fit
-    return {
-        "law": law.name, "law_id": law.id, "form": law.form, "parametrisation": law.parametrisation,
-        "subset": subset, "n_points": n,
-        "objective": {"type": "huber_log", "delta": fs.delta, "reduction": "sum", "scale": "1/delta^2"},
-        "optimizer": {"method": "L-BFGS-B", "jac": "analytic", "tolerances": fs.tolerances(),
-                      "starts": {"grid_points": len(law.grid_points()), "best_k": fs.n_starts,
-                                 "extra": extra_starts}},
-        "bounds": {p: list(b) for p, b in zip(law.params, law.bounds)},
-    }
-
-
 def fit_checked(law: Law, p: Points, st: Settings, design: Design,
                 extra_starts: Iterable[np.ndarray] = ()) -> tuple[FitResult, float, list[str]]:
     """Design checks, identifiability, accepted fit. Returns (fit, rho_id, flags); raises FitError."""
     flags = check_design(law, p.lnL, design, st.checks)
     fit = fit_law(law, p.cols(), p.lnL, st.fit, extra_starts=list(extra_starts))
-    rho = require_identifiable(law, fit.theta, p.cols(), st.checks)
-    flags += fit_flags(law, fit.theta, rho, float(np.min(p.loss)), st.checks)
-    return fit, rho, flags
+    rho, more = check_optimum(law, fit.theta, p.cols(), float(np.min(p.loss)), st.checks)
+    return fit, rho, flags + more
+
+
+def try_fit(law: Law, p: Points, st: Settings, design: Design,
+            extra_starts: Iterable[np.ndarray] = ()) -> tuple[FitResult | None, str | None]:
+    """A fit with every check (for a split or a refit): (fit, None), or (None, why it was refused)."""
+    try:
+        return fit_checked(law, p, st, design, extra_starts)[0], None
+    except FitError as err:
+        return None, str(err)
 
 
 def rows_for(law: Law, theta: np.ndarray, p: Points, role: str, split: str,
@@ -88,7 +82,15 @@ def run_law(law: Law, p: Points, st: Settings, subset: dict[str, Any], design: D
             residual_bootstrap: bool = False, n_bootstrap: int | None = None) -> Outcome:
     """Fit `law` to `p` with every check; bootstrap; held-out error. Refusals become entries."""
     extra = [np.asarray(x, float) for x in extra_starts]
-    entry = describe(law, st, subset, len(p), len(extra))
+    fs = st.fit
+    entry: dict[str, Any] = {  # the reporting-checklist fields every entry carries, accepted or not
+        "law": law.name, "law_id": law.id, "form": law.form, "parametrisation": law.parametrisation,
+        "subset": subset, "n_points": len(p),
+        "objective": {"type": "huber_log", "delta": fs.delta, "reduction": "sum", "scale": "1/delta^2"},
+        "optimizer": {"method": "L-BFGS-B", "jac": "analytic", "tolerances": fs.tolerances(),
+                      "starts": {"grid_points": len(law.grid_points()), "best_k": fs.n_starts, "extra": len(extra)}},
+        "bounds": {name: list(b) for name, b in zip(law.params, law.bounds)},
+    }
     try:
         fit, rho, flags = fit_checked(law, p, st, design, extra)
     except FitError as err:
@@ -146,16 +148,10 @@ def heldout_error(law: Law, split: Split, st: Settings, extra: list[np.ndarray],
     if not len(train) or not len(test):
         out.update(available=False, reason="the split leaves no training or no test points")
         return out, []
-    try:
-        fit, _, _ = fit_checked(law, train, st, split.design, extra)
-    except FitError as err:
-        out.update(available=False, reason=f"training-split fit refused: {err}")
+    fit, refused = try_fit(law, train, st, split.design, extra)
+    if fit is None:
+        out.update(available=False, reason=f"training-split fit refused: {refused}")
         return out, []
     out.update(available=True, **errors(law.predict(fit.theta, test.cols()), test.lnL))
     out["train_params"] = fit.natural()
     return out, rows_for(law, fit.theta, test, "held_out", "heldout", tags)
-
-
-def split_rows(p: Points, mask: np.ndarray, how: str, design: Design) -> Split:
-    """Train on the rows in `mask`, test on the others."""
-    return Split(p.take(mask), p.take(~mask), how, design)

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ltm.scaling.analyse import Outcome, Split, attach_bootstrap, run_law, split_rows
+from ltm.scaling.analyse import Outcome, Split, attach_bootstrap, run_law
 from ltm.scaling.checks import Design
 from ltm.scaling.config import Settings
 from ltm.scaling.laws import AXIS_LAWS, ENVELOPE, ONE_VARIABLE, TEVAL_LAWS
@@ -53,7 +53,7 @@ def _leave_top_out(p: Points, design: Design, x: np.ndarray, var: str, st: Setti
     top = float(np.max(x))
     mask = x < top * (1 - 1e-9)
     train = design.restrict(mask, spans={}, min_distinct={var: st.checks.min_distinct - 1})
-    return split_rows(p, mask, f"train on {var} < {top:.4g}, predict {var} = {top:.4g}", train)
+    return Split(p.take(mask), p.take(~mask), f"train on {var} < {top:.4g}, predict {var} = {top:.4g}", train)
 
 
 def pareto(p: Points) -> np.ndarray:

@@ -79,17 +79,15 @@ def identifiability(law: Law, theta: np.ndarray, cols: Cols) -> float:
     return float(s[-1] / s[0])
 
 
-def require_identifiable(law: Law, theta: np.ndarray, cols: Cols, cs: CheckSettings) -> float:
-    """ρ_id at the optimum; FitError below the refusal threshold."""
-    rho = identifiability(law, theta, cols)
-    if rho < cs.id_refuse:
-        raise FitError(f"{law.name}: not identifiable (rho_id = {rho:.1e} < {cs.id_refuse:g} at the optimum); "
-                       "the design cannot separate the parameters (collinear axes or a single size?)", {"rho_id": rho})
-    return rho
-
-
-def fit_flags(law: Law, theta: np.ndarray, rho_id: float, min_loss: float, cs: CheckSettings) -> list[str]:
-    """Post-fit flags: weak identification, E above the data, exponents outside a plausible range."""
+def check_optimum(law: Law, theta: np.ndarray, cols: Cols, min_loss: float,
+                  cs: CheckSettings) -> tuple[float, list[str]]:
+    """ρ_id at the optimum (FitError below the refusal threshold) and the post-fit flags: weak identification,
+    E above the data, exponents outside a plausible range."""
+    rho_id = identifiability(law, theta, cols)
+    if rho_id < cs.id_refuse:
+        raise FitError(f"{law.name}: not identifiable (rho_id = {rho_id:.1e} < {cs.id_refuse:g} at the optimum); "
+                       "the design cannot separate the parameters (collinear axes or a single size?)",
+                       {"rho_id": rho_id})
     out = []
     nat = law.natural(theta)
     if rho_id < cs.id_flag:
@@ -101,7 +99,7 @@ def fit_flags(law: Law, theta: np.ndarray, rho_id: float, min_loss: float, cs: C
     for name in ("alpha", "beta"):
         if name in nat and not lo <= nat[name] <= hi:
             out.append(f"{law.name}: {name} = {nat[name]:.4g} outside the plausible range [{lo:g}, {hi:g}]")
-    return out
+    return rho_id, out
 
 
 def errors(pred_lnL: np.ndarray, obs_lnL: np.ndarray) -> dict[str, float]:

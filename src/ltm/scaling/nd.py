@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from ltm.scaling.analyse import Outcome, fit_checked, rows_for, run_law, split_rows
+from ltm.scaling.analyse import Outcome, Split, rows_for, run_law, try_fit
 from ltm.scaling.checks import Design, errors, split_mask
 from ltm.scaling.config import Settings
-from ltm.scaling.fit import FitError, FitResult, crosscheck_trust_region, multistart
+from ltm.scaling.fit import crosscheck_trust_region, multistart
 from ltm.scaling.frontier import chinchilla_G, exponents, fit_ctok, optimal_allocation
 from ltm.scaling.laws import ND, PUBLISHED_ND, Law
 from ltm.scaling.records import Points
@@ -79,14 +79,6 @@ def crosscheck(law: Law, p: Points, st: Settings, theta: np.ndarray) -> dict[str
             "delta_beta": d["beta"], "agrees": bool(max(map(abs, d.values())) <= CROSSCHECK_TOL)}
 
 
-def _refit(law: Law, p: Points, st: Settings, extra: list[np.ndarray]) -> tuple[FitResult | None, str | None]:
-    """A refit on other rows with every check: (fit, None), or (None, why it was refused)."""
-    try:
-        return fit_checked(law, p, st, nd_design(p), extra)[0], None
-    except FitError as err:
-        return None, str(err)
-
-
 def leave_one_size_out(law: Law, p: Points, st: Settings, extra: list[np.ndarray]) -> dict[str, Any]:
     """Refit without each model size (or size bin, when there are many) and predict it."""
     lnN = np.log(p.N)
@@ -102,7 +94,7 @@ def leave_one_size_out(law: Law, p: Points, st: Settings, extra: list[np.ndarray
         test = bins == b
         train = p.take(~test)
         fold = {"N_min": float(p.N[test].min()), "N_max": float(p.N[test].max()), "n_test": int(test.sum())}
-        fit, refused = _refit(law, train, st, extra)
+        fit, refused = try_fit(law, train, st, nd_design(train), extra)
         if fit is None:
             folds.append({**fold, "available": False, "reason": refused})
             continue
@@ -121,7 +113,7 @@ def analyse_nd(p: Points, excluded: Points, st: Settings, subset: dict[str, Any]
     extra = [np.array(v) for v in PUBLISHED_ND.values()]
     mask, how = split_mask(st.cfg["heldout_rule"], st.cfg["heldout_fraction"], p.C_fit, p.N)
     design = nd_design(p)
-    split = split_rows(p, mask, how, design.restrict(mask))
+    split = Split(p.take(mask), p.take(~mask), how, design.restrict(mask))
     out = run_law(law, p, st, subset, design, tags, extra, nd_derived(conv, targets), split)
     e = out.entry
     e["compute_convention"] = conv
@@ -151,7 +143,7 @@ def _with_excluded(law: Law, p: Points, excluded: Points, st: Settings, theta: n
                    extra: list[np.ndarray]) -> dict[str, Any]:
     """Fit again with the excluded runs put back and report how far the parameters move."""
     both = p.concat(excluded)
-    fit, refused = _refit(law, both, st, extra)
+    fit, refused = try_fit(law, both, st, nd_design(both), extra)
     if fit is None:
         return {"n_points": len(both), "available": False, "reason": refused}
     with_ex, without = fit.natural(), law.natural(theta)

@@ -130,7 +130,8 @@ class Points:
     def concat(self, other: "Points") -> "Points":
         """Rows of self then other (same family and loss kind)."""
         more = other.arrays()
-        return Points(self.family, self.loss_kind, **{k: np.concatenate([v, more[k]]) for k, v in self.arrays().items()})
+        return Points(self.family, self.loss_kind,
+                      **{k: np.concatenate([v, more[k]]) for k, v in self.arrays().items()})
 
 
 def to_points(records: list[dict[str, Any]]) -> Points:

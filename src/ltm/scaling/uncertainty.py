@@ -1,11 +1,7 @@
-"""Bootstrap uncertainty (docs/scaling.md §3.5).
-
-Nonparametric bootstrap over runs: a replicate resamples whole clusters (all checkpoints of one run
-together) and enters the objective as integer weights. Each replicate warm-starts from the full-data
-optimum with the tight tolerances; every `check_every`-th replicate also runs the full multi-start and
-we count how often it found a better optimum (a warm start that never moves is the fake-narrow-CI bug).
-Curves on one fixed checkpoint (loss vs T_eval) have no independent runs: they use a residual bootstrap.
-No Hessian covariance: the Huber curvature is piecewise and the numerical Hessian comes out indefinite.
+"""Bootstrap uncertainty (docs/scaling.md §3.5): whole runs resampled as integer weights, each replicate
+warm-started from the full-data optimum; every `check_every`-th one also runs the full multi-start, counted
+when it finds a better optimum (a warm start that never moves is the fake-narrow-CI bug). Curves on one
+checkpoint use a residual bootstrap. No Hessian covariance: the Huber curvature is piecewise.
 """
 from __future__ import annotations
 
@@ -42,14 +38,6 @@ class BootResult:
         return int((~self.ok()).sum())
 
 
-def cluster_weights(clusters: np.ndarray, B: int, rng: np.random.Generator) -> np.ndarray:
-    """(B, n) row weights: each replicate draws as many clusters as there are, with replacement."""
-    n_cl = int(clusters.max()) + 1
-    draws = rng.integers(0, n_cl, size=(B, n_cl))
-    counts = np.stack([np.bincount(d, minlength=n_cl) for d in draws])
-    return counts[:, clusters].astype(float)
-
-
 @one_blas_thread()
 def _replicates(law: Law, cols: Cols, lnLs: np.ndarray, weights: np.ndarray | None, theta_hat: np.ndarray,
                 fs: FitSettings, check: np.ndarray, scale: float) -> list[tuple[np.ndarray, bool]]:
@@ -69,17 +57,8 @@ def _replicates(law: Law, cols: Cols, lnLs: np.ndarray, weights: np.ndarray | No
     return out
 
 
-def bootstrap(
-    law: Law,
-    cols: Cols,
-    lnL: np.ndarray,
-    theta_hat: np.ndarray,
-    fs: FitSettings,
-    bs: BootstrapSettings,
-    clusters: np.ndarray | None = None,
-    residual: bool = False,
-    scale: float = 1.0,
-) -> BootResult:
+def bootstrap(law: Law, cols: Cols, lnL: np.ndarray, theta_hat: np.ndarray, fs: FitSettings, bs: BootstrapSettings,
+              clusters: np.ndarray | None = None, residual: bool = False, scale: float = 1.0) -> BootResult:
     """Run `bs.n` replicates (cluster bootstrap, or residual bootstrap when `residual`).
     `scale` multiplies the objective (only the Chinchilla-bug regression test changes it)."""
     rng = np.random.default_rng(bs.seed)
@@ -91,7 +70,9 @@ def bootstrap(
         weights, method = None, "residual (points on one checkpoint are not independent runs)"
     else:
         clusters = np.arange(n) if clusters is None else clusters
-        weights = cluster_weights(clusters, bs.n, rng)
+        n_cl = int(clusters.max()) + 1  # (B, n) row weights: each replicate draws n_cl clusters with replacement
+        draws = rng.integers(0, n_cl, size=(bs.n, n_cl))
+        weights = np.stack([np.bincount(d, minlength=n_cl) for d in draws])[:, clusters].astype(float)
         lnLs = np.broadcast_to(lnL, (bs.n, n))
         method = "nonparametric over runs (cluster resampling), warm-started"
     check = np.zeros(bs.n, bool)
