@@ -79,12 +79,6 @@ def envelope(p: Points, st: Settings, tags: dict[str, Any]) -> Outcome:
     return out
 
 
-def _aic_bic(resid: np.ndarray, k: int) -> dict[str, float]:
-    n = resid.size
-    ll = n * math.log(max(float(np.mean(resid**2)), 1e-300))
-    return {"aic": ll + 2 * k, "bic": ll + k * math.log(n)}
-
-
 def extra_axis(p: Points, axis: str, st: Settings, tags: dict[str, Any]) -> list[dict[str, Any]]:
     """For each value of the other axis, fit every candidate form in `axis` and pick by held-out error."""
     attr = _AXIS[axis]
@@ -123,7 +117,9 @@ def _choose(outcomes: dict[str, Outcome], p: Points, by: str) -> dict[str, Any]:
             h = e["fit_quality"].get("heldout", {})
             row["heldout_mae"] = h.get("mae") if h.get("available") else None
             row["heldout_reason"] = None if h.get("available") else h.get("reason")
-            row.update(_aic_bic(out.fit.law.predict(out.fit.theta, p.cols()) - p.lnL, out.fit.law.n_params))
+            resid, k = out.fit.law.predict(out.fit.theta, p.cols()) - p.lnL, out.fit.law.n_params
+            ll = resid.size * math.log(max(float(np.mean(resid**2)), 1e-300))
+            row.update(aic=ll + 2 * k, bic=ll + k * math.log(resid.size))
         table.append(row)
     scored = [r for r in table if r.get("heldout_mae") is not None]
     return {"by": by, "chosen": min(scored, key=lambda r: r["heldout_mae"])["form"] if scored else None,

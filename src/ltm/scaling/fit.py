@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
 import numpy as np
-from scipy.optimize import least_squares, minimize
+from scipy.optimize import minimize
 from threadpoolctl import threadpool_limits
 
 from ltm.errors import LtmError
@@ -192,13 +192,3 @@ def fit_law(law: Law, cols: Cols, lnL: np.ndarray, s: FitSettings, weights: np.n
     diag = check_acceptance(law, starts, Objective(law, cols, lnL, s.delta, weights, scale), s)
     return FitResult(law, starts[0].theta, starts[0].J, starts, diag)
 
-
-@one_blas_thread()
-def crosscheck_trust_region(law: Law, cols: Cols, lnL: np.ndarray, delta: float) -> np.ndarray:
-    """An independent optimiser (trust-region least squares with a Huber loss) from the best grid point."""
-    lo, hi = np.array(law.bounds).T
-    x0 = np.clip(grid_starts(Objective(law, cols, lnL, delta), 1)[0], lo + 1e-9, hi - 1e-9)
-    res = least_squares(lambda th: law.predict(th, cols) - lnL, x0, jac=lambda th: law.log_jacobian(th, cols),
-                        bounds=(lo, hi), loss="huber", f_scale=delta, method="trf", xtol=1e-15, ftol=1e-15,
-                        gtol=1e-15, max_nfev=20_000)
-    return np.asarray(res.x, float)

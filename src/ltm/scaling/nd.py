@@ -8,11 +8,12 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
+from scipy.optimize import least_squares
 
 from ltm.scaling.analyse import Outcome, Split, rows_for, run_law, try_fit
 from ltm.scaling.checks import Design, errors, split_mask
 from ltm.scaling.config import Settings
-from ltm.scaling.fit import crosscheck_trust_region, multistart
+from ltm.scaling.fit import Objective, grid_starts, multistart
 from ltm.scaling.frontier import chinchilla_G, exponents, fit_ctok, optimal_allocation
 from ltm.scaling.laws import ND, PUBLISHED_ND, Law
 from ltm.scaling.records import Points
@@ -72,8 +73,13 @@ def delta_sensitivity(law: Law, p: Points, st: Settings, theta: np.ndarray) -> l
 
 
 def crosscheck(law: Law, p: Points, st: Settings, theta: np.ndarray) -> dict[str, Any]:
-    """Trust-region least squares with a Huber loss, started where the main fit's best start was."""
-    th = crosscheck_trust_region(law, p.cols(), p.lnL, st.fit.delta)
+    """An independent optimiser, trust-region least squares with a Huber loss, from the best grid point."""
+    cols, lnL, delta = p.cols(), p.lnL, st.fit.delta
+    lo, hi = np.array(law.bounds).T
+    x0 = np.clip(grid_starts(Objective(law, cols, lnL, delta), 1)[0], lo + 1e-9, hi - 1e-9)
+    th = least_squares(lambda t: law.predict(t, cols) - lnL, x0, jac=lambda t: law.log_jacobian(t, cols),
+                       bounds=(lo, hi), loss="huber", f_scale=delta, method="trf", xtol=1e-15, ftol=1e-15,
+                       gtol=1e-15, max_nfev=20_000).x
     d = {name: float(th[law.params.index(name)] - theta[law.params.index(name)]) for name in ("alpha", "beta")}
     return {"method": "scipy least_squares trf, loss=huber, f_scale=delta", "delta_alpha": d["alpha"],
             "delta_beta": d["beta"], "agrees": bool(max(map(abs, d.values())) <= CROSSCHECK_TOL)}
@@ -82,11 +88,9 @@ def crosscheck(law: Law, p: Points, st: Settings, theta: np.ndarray) -> dict[str
 def leave_one_size_out(law: Law, p: Points, st: Settings, extra: list[np.ndarray]) -> dict[str, Any]:
     """Refit without each model size (or size bin, when there are many) and predict it."""
     lnN = np.log(p.N)
-    edges = np.unique(np.quantile(lnN, np.linspace(0, 1, LOSO_MAX_BINS + 1)))
-    sizes = np.unique(np.round(lnN, 6))
-    if sizes.size <= LOSO_MAX_BINS:
-        bins = np.searchsorted(sizes, np.round(lnN, 6))
-    else:
+    sizes, bins = np.unique(np.round(lnN, 6), return_inverse=True)
+    if sizes.size > LOSO_MAX_BINS:  # quantile bins of ln N
+        edges = np.unique(np.quantile(lnN, np.linspace(0, 1, LOSO_MAX_BINS + 1)))
         bins = np.clip(np.searchsorted(edges, lnN, side="right") - 1, 0, edges.size - 2)
     folds = []
     pred = np.full(len(p), np.nan)
