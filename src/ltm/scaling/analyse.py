@@ -1,9 +1,6 @@
-"""Fit one law to one set of points and describe the outcome as a JSON-ready entry.
-
-The sequence is the same for every law: design checks (points per parameter, distinct values per axis,
-spans) → multi-start fit with acceptance checks → identifiability at the optimum → flags → bootstrap CIs
-(also for derived quantities) → in-sample and held-out error. Any refusal stops the sequence and the
-entry says why; a refused entry never carries parameter estimates.
+"""Fit one law to one set of points and describe the outcome as a JSON-ready entry: design checks →
+multi-start fit with acceptance checks → identifiability and flags → bootstrap CIs (also for derived
+quantities) → in-sample and held-out error. A refusal stops it; a refused entry never carries estimates.
 """
 from __future__ import annotations
 
@@ -119,8 +116,7 @@ def run_law(law: Law, p: Points, st: Settings, subset: dict[str, Any], design: D
 def attach_bootstrap(out: Outcome, p: Points, st: Settings, B: int, derived: Derived | None = None,
                      residual: bool = False) -> None:
     """Bootstrap an accepted fit and put percentile CIs on its parameters and derived quantities."""
-    e, fit = out.entry, out.fit
-    law = fit.law
+    e, fit, law = out.entry, out.fit, out.fit.law
     boot = bootstrap(law, p.cols(), p.lnL, fit.theta, st.fit, replace(st.boot, n=B), p.clusters(), residual)
     ok = boot.samples[boot.ok()]
     nat = [law.natural(t) for t in ok]
@@ -144,14 +140,11 @@ def heldout_error(law: Law, split: Split, st: Settings, extra: list[np.ndarray],
                   tags: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Fit on the training part of a split (with every check) and score the held-out part."""
     train, test = split.train, split.test
-    out: dict[str, Any] = {"split": split.how, "n_train": len(train), "n_test": len(test)}
+    out: dict[str, Any] = {"split": split.how, "n_train": len(train), "n_test": len(test), "available": False}
     if not len(train) or not len(test):
-        out.update(available=False, reason="the split leaves no training or no test points")
-        return out, []
+        return {**out, "reason": "the split leaves no training or no test points"}, []
     fit, refused = try_fit(law, train, st, split.design, extra)
     if fit is None:
-        out.update(available=False, reason=f"training-split fit refused: {refused}")
-        return out, []
-    out.update(available=True, **errors(law.predict(fit.theta, test.cols()), test.lnL))
-    out["train_params"] = fit.natural()
+        return {**out, "reason": f"training-split fit refused: {refused}"}, []
+    out.update(available=True, **errors(law.predict(fit.theta, test.cols()), test.lnL), train_params=fit.natural())
     return out, rows_for(law, fit.theta, test, "held_out", "heldout", tags)

@@ -34,7 +34,7 @@ def _frontier_fn(out: Outcome, theta: np.ndarray):
     return lambda lnC: optimal_allocation(A, B, E, al, be, np.exp(lnC), conv["k"], conv["p"])[2]
 
 
-def comparisons(nd_fits: list[tuple], st: Settings) -> list[dict[str, Any]]:
+def comparisons(nd_fits: list[tuple]) -> list[dict[str, Any]]:
     """Compute where an LTM frontier crosses an AR frontier (bootstrap CI from paired replicates)."""
     out = []
     ltm_fits = [f for f in nd_fits if FAMILIES[f[0].family].has_latents]
@@ -104,7 +104,7 @@ def run_scaling(records: list[dict[str, Any]], cfg: dict[str, Any] | None = None
         noise = entry["seed_noise"]
         if noise is not None and not noise["measured"]:
             result["warnings"].append(f"[{family}/{kind}] seed noise not measured (need >= 3 seeds on >= 2 configs)")
-    result["comparisons"] = comparisons(nd_fits, st)
+    result["comparisons"] = comparisons(nd_fits)
     return _clean(result)
 
 

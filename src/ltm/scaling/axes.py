@@ -59,12 +59,8 @@ def _leave_top_out(p: Points, design: Design, x: np.ndarray, var: str, st: Setti
 def pareto(p: Points) -> np.ndarray:
     """Indices of runs on the lower envelope: lower loss than every run with less compute."""
     order = np.argsort(p.C_fit, kind="stable")
-    keep, best = [], np.inf
-    for i in order:
-        if p.loss[i] < best:
-            keep.append(i)
-            best = p.loss[i]
-    return np.array(keep, dtype=int)
+    loss = p.loss[order]
+    return order[loss < np.minimum.accumulate(np.concatenate([[np.inf], loss[:-1]]))]
 
 
 def envelope(p: Points, st: Settings, tags: dict[str, Any]) -> Outcome:

@@ -1,8 +1,6 @@
-"""What a design must offer a law, and how good a fit is (docs/scaling.md §3.6-3.7).
-
-Design minimums and identifiability refuse a law with a one-line `FitError`; weak designs and implausible
-optima are flagged as warning strings. Fit errors are in nats (loss units) and relative, with the sign
-convention predicted − observed; the primary check is extrapolation to held-out larger runs.
+"""What a design must offer a law, and how good a fit is (docs/scaling.md §3.6-3.7): design minimums and
+identifiability refuse a law with a one-line `FitError`, weak designs and implausible optima are flagged.
+Errors are in nats and relative, predicted − observed; the primary check is extrapolation to held-out runs.
 """
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, NamedTuple
 
 import numpy as np
 from scipy.optimize import minimize
@@ -106,8 +106,7 @@ class Objective:
         return float(self.grid_values(np.asarray(theta, float)[None, :])[0])
 
 
-@dataclass
-class Start:
+class Start(NamedTuple):
     theta: np.ndarray
     J: float
     nit: int

@@ -132,12 +132,10 @@ def lse(t: np.ndarray) -> np.ndarray:
 
 
 # docs/scaling.md §3.3 bounds; unbounded fits of collinear designs ran off to β < 0 and E → 0.
-_AB, _E, _EXP, _KAPPA = (-10.0, 50.0), (-10.0, float(np.log(20.0))), (0.0, 3.0), (0.0, 20.0)
+_AB, _E, _EXP = (-10.0, 50.0), (-10.0, float(np.log(20.0))), (0.0, 3.0)
 _COEF_GRID = (0.0, 5.0, 10.0, 15.0, 20.0, 25.0)
 _E_GRID = (-1.0, -0.5, 0.0, 0.5, 1.0)
 _EXP_GRID = (0.0, 0.5, 1.0, 1.5, 2.0)
-_KAPPA_GRID = (0.1, 0.3, 1.0, 3.0)
-_LINF_GRID = (-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0)
 
 # Chinchilla's Approach-3 start grid (6·6·5·5·5 = 4 500 points), θ = (a, b, e, alpha, beta).
 _ND_TABLE = (Param("a", "A", True, _AB, _COEF_GRID), Param("b", "B", True, _AB, _COEF_GRID),
@@ -169,7 +167,7 @@ def _power1(law_id: str, column: str, name: str) -> Law:
 
 
 # extra axis x (T or N_z): form → (formula, parametrisation, extra parameters, terms given the axis column)
-_KAPPA_P = (Param("kappa", "kappa", False, _KAPPA, _KAPPA_GRID),)
+_KAPPA_P = (Param("kappa", "kappa", False, (0.0, 20.0), (0.1, 0.3, 1.0, 3.0)),)
 _AXIS_FORMS = {
     "eff_params_log": ("L = E + A/(N*(1+kappa*ln(1+{x})))^alpha + B/D^beta",
                        "log L = LSE(a - alpha(ln N + ln(1+kappa ln(1+x))), b - beta ln D, e)",
@@ -187,16 +185,16 @@ _AXIS_FORMS = {
                   Param("gamma", "gamma", False, (0.0, 5.0), (0.25, 0.75, 2.0))),
                  lambda x: (*_nd_terms(), Term(5, 6, x))),
 }
-_AXIS_ID = {"T": "t", "N_z": "nz"}
-_AXIS_COLUMN = {"T": "lnT1", "N_z": "lnZ1"}
+_AXES = {"T": ("t", "lnT1"), "N_z": ("nz", "lnZ1")}  # axis → (law id prefix, data column)
 # the four candidate forms for axis 'T' (inner steps) or 'N_z' (number of latents), by form name
-AXIS_LAWS = {axis: {form: Law(f"{_AXIS_ID[axis]}_{form}", f"L(N,D,{axis}) {form}", formula.format(x=axis),
-                              param, _ND_TABLE + extra, terms(_AXIS_COLUMN[axis]), ("alpha", "beta"))
+AXIS_LAWS = {axis: {form: Law(f"{prefix}_{form}", f"L(N,D,{axis}) {form}", formula.format(x=axis),
+                              param, _ND_TABLE + extra, terms(column), ("alpha", "beta"))
                     for form, (formula, param, extra, terms) in _AXIS_FORMS.items()}
-             for axis in _AXIS_ID}
+             for axis, (prefix, column) in _AXES.items()}
 
 # loss against eval-time inner steps on one checkpoint
-_TEVAL_HEAD = (Param("e", "L_inf", True, _E, _LINF_GRID), Param("c", "c", True, (-20.0, 10.0), (-4.0, -2.0, 0.0, 2.0)))
+_TEVAL_HEAD = (Param("e", "L_inf", True, _E, (-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0)),
+               Param("c", "c", True, (-20.0, 10.0), (-4.0, -2.0, 0.0, 2.0)))
 TEVAL_LAWS: dict[str, Law] = {
     "saturating_power": Law("teval_power", "L(T_eval) saturating_power", "L = L_inf + c*T_eval^(-gamma)",
                             "log L = LSE(e, c - gamma ln T_eval); L_inf=e^e",

@@ -1,9 +1,5 @@
-"""Run records → validated column arrays (docs/scaling.md §3.1).
-
-A record is one evaluated run or checkpoint (see the package docstring for the keys). Validation
-refuses, with a one-line `LtmError`, anything a fit must never see: non-finite or non-positive
-losses, N or D ≤ 0, unknown families, duplicate records, mixed loss kinds in one fit.
-"""
+"""Run records (keys: the package docstring) → validated column arrays (docs/scaling.md §3.1): anything a
+fit must never see is refused with a one-line `LtmError`."""
 from __future__ import annotations
 
 import math

@@ -84,8 +84,7 @@ def bootstrap(law: Law, cols: Cols, lnL: np.ndarray, theta_hat: np.ndarray, fs: 
     if len(blocks) > 1:
         # fork: workers start in milliseconds and never re-import the caller's __main__. A caller whose
         # other threads hold locks at fork time (heavy torch use) should keep fit.n_jobs = 1.
-        methods = multiprocessing.get_all_start_methods()
-        ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+        ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
         with ProcessPoolExecutor(max_workers=len(blocks), mp_context=ctx) as ex:
             parts = list(ex.map(_replicates, *zip(*args)))
     else:
