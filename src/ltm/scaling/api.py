@@ -12,7 +12,7 @@ import numpy as np
 
 import ltm
 from ltm.families import FAMILIES
-from ltm.io import atomic_path, sha256_bytes, write_json
+from ltm.io import sha256_bytes, write_json, write_text
 from ltm.progress import progress
 from ltm.scaling.analyse import Outcome
 from ltm.scaling.axes import AXIS_MIN_SPAN, AXIS_RUNS_PER_PARAM, TEVAL_POINTS_PER_PARAM
@@ -131,8 +131,7 @@ def write_outputs(result: dict[str, Any], out_dir: str | Path) -> dict[str, Path
     w.writeheader()
     for row in result.get("residual_rows", []):
         w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in RESIDUAL_COLUMNS})
-    with atomic_path(csv_path) as tmp:
-        tmp.write_text(buf.getvalue(), encoding="utf-8")
+    write_text(csv_path, buf.getvalue())
     return {"fit": fit_path, "residuals": csv_path}
 
 
@@ -149,10 +148,8 @@ def format_summary(result: dict[str, Any]) -> str:
             if e["status"] != "accepted":
                 lines.append(f"{head}: REFUSED - {e['reason']}")
                 continue
-            parts = []
-            for k, v in e["params"].items():
-                ci = v.get("ci95")
-                parts.append(f"{k}={v['estimate']:.4g}" + (f" [{ci[0]:.4g}, {ci[1]:.4g}]" if ci else ""))
+            parts = [f"{k}={v['estimate']:.4g}" + (" [{:.4g}, {:.4g}]".format(*v["ci95"]) if v.get("ci95") else "")
+                     for k, v in e["params"].items()]
             lines.append(f"{head}: " + ", ".join(parts))
     for c in result.get("comparisons", []):
         lines.append(f"crossover {c['label']}: {c['crossover_flops']}")
