@@ -104,20 +104,13 @@ class Points:
 
     def take(self, idx: np.ndarray) -> "Points":
         """The rows at integer indices `idx`, or where the boolean mask `idx` is True (in order)."""
-        idx = np.asarray(idx)
         return Points(self.family, self.loss_kind, **{k: v[idx] for k, v in self.arrays().items()})
 
     def cols(self) -> Cols:
         with np.errstate(divide="ignore", invalid="ignore"):
-            return {
-                "lnN": np.log(self.N),
-                "lnD": np.log(self.D),
-                "lnC": np.log(self.C_fit),
-                "lnT1": np.log1p(self.T),
-                "lnZ1": np.log1p(np.nan_to_num(self.Nz)),
-                "Teval": np.nan_to_num(self.Teval),
-                "lnTeval": np.log(np.where(self.Teval > 0, self.Teval, np.nan)),
-            }
+            return {"lnN": np.log(self.N), "lnD": np.log(self.D), "lnC": np.log(self.C_fit), "lnT1": np.log1p(self.T),
+                    "lnZ1": np.log1p(np.nan_to_num(self.Nz)), "Teval": np.nan_to_num(self.Teval),
+                    "lnTeval": np.log(np.where(self.Teval > 0, self.Teval, np.nan))}
 
     def clusters(self) -> np.ndarray:
         """Bootstrap cluster index per row: all checkpoints of one run resample together."""
@@ -139,8 +132,7 @@ def to_points(records: list[dict[str, Any]]) -> Points:
     if len(fams) > 1:
         raise LtmError(f"one fit got mixed families {fams}: each family is fitted separately")
     return Points(fams[0], kinds[0], run=np.array([r["run"] for r in records], dtype=object),
-                  final=np.array([r["final"] for r in records], dtype=bool),
-                  diverged=np.array([r["diverged"] for r in records], dtype=bool),
+                  **{k: np.array([r[k] for r in records], dtype=bool) for k in ("final", "diverged")},
                   **{f: np.array([r[k] for r in records], dtype=float) for f, k, _, _ in _NUMBERS})
 
 
