@@ -22,13 +22,10 @@ TEVAL_POINTS_PER_PARAM = 2.0  # one checkpoint, fixed eval seeds: less noise tha
 
 def _groups_by(values: np.ndarray) -> list[tuple[float, np.ndarray]]:
     """Row masks of equal values (relative 1e-6), NaN as its own value."""
-    out = []
     v = np.asarray(values, float)
-    if np.isnan(v).any():
-        out.append((math.nan, np.isnan(v)))
-    for x in distinct(v):
-        out.append((float(x), np.isfinite(v) & (np.abs(np.log(np.maximum(v, 1e-300)) - np.log(x)) <= 1e-6)))
-    return out
+    out = [(math.nan, np.isnan(v))] if np.isnan(v).any() else []
+    return out + [(float(x), np.isfinite(v) & (np.abs(np.log(np.maximum(v, 1e-300)) - np.log(x)) <= 1e-6))
+                  for x in distinct(v)]
 
 
 def one_variable(p: Points, st: Settings, tags: dict[str, Any]) -> list[Outcome]:

@@ -118,7 +118,6 @@ class FitResult:
     law: Law
     theta: np.ndarray
     J: float
-    starts: list[Start]
     diagnostics: dict[str, Any] = field(default_factory=dict)
 
     def natural(self) -> dict[str, float]:
@@ -189,5 +188,5 @@ def fit_law(law: Law, cols: Cols, lnL: np.ndarray, s: FitSettings, weights: np.n
     """Multi-start fit; the §3.4 acceptance rules must hold or FitError is raised."""
     starts = multistart(law, cols, lnL, s, weights, scale, extra_starts, opts)
     diag = check_acceptance(law, starts, Objective(law, cols, lnL, s.delta, weights, scale), s)
-    return FitResult(law, starts[0].theta, starts[0].J, starts, diag)
+    return FitResult(law, starts[0].theta, starts[0].J, diag)
 

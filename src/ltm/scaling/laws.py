@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 Cols = dict[str, np.ndarray]
 
 
-@dataclass(frozen=True)
-class Param:
+class Param(NamedTuple):
     name: str  # internal (what the optimiser sees)
     natural: str  # reported name: e^θ when `log`, θ itself otherwise
     log: bool
@@ -28,8 +28,7 @@ class Param:
     grid: tuple[float, ...]
 
 
-@dataclass(frozen=True)
-class Term:
+class Term(NamedTuple):
     """θ[coef] alone (rate None), or θ[coef] − r·x with r = θ[rate] (exp(−θ[rate]) when `decay`) and x the
     data column, plus the extra-axis shift (kind 'log': ln(1 + θ[k]·x_axis), 'pow': θ[k]·x_axis)."""
 
