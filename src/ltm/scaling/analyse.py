@@ -61,8 +61,6 @@ def try_fit(law: Law, p: Points, st: Settings, design: Design,
 def rows_for(law: Law, theta: np.ndarray, p: Points, role: str, split: str,
              tags: dict[str, Any]) -> list[dict[str, Any]]:
     """Residual-CSV rows: one per point, log residual = predicted − observed in ln L."""
-    if len(p) == 0:
-        return []
     pred = np.exp(law.predict(theta, p.cols()))
     nan = lambda v: None if not np.isfinite(v) else float(v)  # noqa: E731
     return [

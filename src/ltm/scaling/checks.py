@@ -43,9 +43,8 @@ class Design:
 def check_design(law: Law, lnL: np.ndarray, design: Design, cs: CheckSettings) -> list[str]:
     """Refuse designs that cannot support `law`; return flags for weak ones."""
     n, p = lnL.size, law.n_params
-    need = design.min_points
-    if need is None:
-        need = int(np.ceil((design.points_per_param or cs.min_points_per_param) * p))
+    per_param = design.points_per_param or cs.min_points_per_param
+    need = int(np.ceil(per_param * p)) if design.min_points is None else design.min_points
     if n < need:
         raise FitError(f"{law.name}: {n} points for {p} free parameters (need at least {need})")
     if np.ptp(lnL) < 1e-12:

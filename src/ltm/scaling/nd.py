@@ -37,9 +37,8 @@ def compute_convention(p: Points) -> tuple[dict[str, Any], list[str]]:
     if np.ptp(np.log(p.N)) < 1e-9:
         return {"source": "measured flops", "k": float(np.median(ctok / p.N)), "p": 1.0, "max_rel_dev": 0.0}, []
     model = fit_ctok(p.N, ctok)
-    warn = []
-    if model["max_rel_dev"] > 0.1:
-        warn.append(f"per-token FLOPs deviate from k*N^p by up to {model['max_rel_dev']:.0%}: frontier is approximate")
+    dev = model["max_rel_dev"]
+    warn = [f"per-token FLOPs deviate from k*N^p by up to {dev:.0%}: frontier is approximate"] if dev > 0.1 else []
     return {"source": "measured flops", **model}, warn
 
 
