@@ -84,9 +84,9 @@ def extra_axis(p: Points, axis: str, st: Settings, tags: dict[str, Any]) -> list
             continue
         outcomes: dict[str, Outcome] = {}
         for name, law in AXIS_LAWS[axis].items():
-            k_extra = law.n_params - 5
+            # the L(N, D) minimum for its 5 parameters plus AXIS_RUNS_PER_PARAM runs per extra one
             need = max(math.ceil(st.checks.min_points_per_param * law.n_params),
-                       math.ceil(st.checks.min_points_per_param * 5) + AXIS_RUNS_PER_PARAM * k_extra)
+                       math.ceil(st.checks.min_points_per_param * 5) + AXIS_RUNS_PER_PARAM * (law.n_params - 5))
             design = Design(axes={"N": sub.N, "D/N": sub.D / sub.N, axis: x}, spans={axis: AXIS_MIN_SPAN},
                             min_points=need)
             outcomes[name] = run_law(law, sub, st, {other: other_value}, design, tags,
