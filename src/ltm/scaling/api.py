@@ -37,19 +37,15 @@ def _frontier_fn(out: Outcome, theta: np.ndarray):
 def comparisons(nd_fits: list[tuple]) -> list[dict[str, Any]]:
     """Compute where an LTM frontier crosses an AR frontier (bootstrap CI from paired replicates)."""
     out = []
-    ltm_fits = [f for f in nd_fits if FAMILIES[f[0].family].has_latents]
-    ar_fits = [f for f in nd_fits if FAMILIES[f[0].family].exact_likelihood]
-    for pl, sl, ol in ltm_fits:
-        for pa, _, oa in ar_fits:
+    for pl, sl, ol in [f for f in nd_fits if FAMILIES[f[0].family].has_latents]:
+        for pa, _, oa in [f for f in nd_fits if FAMILIES[f[0].family].exact_likelihood]:
             lo = math.log(min(pl.C_fit.min(), pa.C_fit.min()))
             hi = math.log(100 * max(pl.C_fit.max(), pa.C_fit.max()))
             c = crossover(_frontier_fn(ol, ol.fit.theta), _frontier_fn(oa, oa.fit.theta), (lo, hi))
             kinds = [f"{q.loss_kind} ({'bound' if is_bound(q.loss_kind) else 'exact'})" for q in (pl, pa)]
-            row: dict[str, Any] = {
-                "ltm": {"loss_kind": pl.loss_kind, "subset": sl}, "ar": {"loss_kind": pa.loss_kind},
-                "label": f"ltm {kinds[0]} vs ar {kinds[1]}",
-                "searched_flops": [math.exp(lo), math.exp(hi)], "crossover_flops": c,
-            }
+            row: dict[str, Any] = {"ltm": {"loss_kind": pl.loss_kind, "subset": sl}, "ar": {"loss_kind": pa.loss_kind},
+                                   "label": f"ltm {kinds[0]} vs ar {kinds[1]}",
+                                   "searched_flops": [math.exp(lo), math.exp(hi)], "crossover_flops": c}
             if ol.boot is not None and oa.boot is not None:  # paired replicates (both have B of them)
                 ok = ol.boot.ok() & oa.boot.ok()
                 cs = [crossover(_frontier_fn(ol, tl), _frontier_fn(oa, ta), (lo, hi), 101)
