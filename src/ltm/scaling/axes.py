@@ -63,9 +63,8 @@ def pareto(p: Points) -> np.ndarray:
 def envelope(p: Points, st: Settings, tags: dict[str, Any]) -> Outcome:
     """Kaplan-style L(C) = E_C + A_C·C^(−γ) on the Pareto-optimal runs of a family (all configs)."""
     sub = p.take(pareto(p))
-    law = ENVELOPE
     design = Design(axes={"C": sub.C_fit})
-    out = run_law(law, sub, st, {"runs": "pareto-optimal"}, design, tags,
+    out = run_law(ENVELOPE, sub, st, {"runs": "pareto-optimal"}, design, tags,
                   heldout=_leave_top_out(sub, design, sub.C_fit, "C", st))
     if out.accepted:  # Kaplan's names: gamma is alpha_C
         out.entry["note"] = "A_C = A, gamma = alpha in L = E + A/C^alpha"
