@@ -7,7 +7,7 @@ import pytest
 from ltm.scaling import run_scaling
 from ltm.scaling.axes import extra_axis, pareto
 from ltm.scaling.config import resolve
-from ltm.scaling.laws import extra_axis_laws
+from ltm.scaling.laws import AXIS_LAWS
 from ltm.scaling.records import normalize, to_points
 from scaling_synthetic import CHINCHILLA_ROUNDED, METHOD, grid_design, law_loss, make_records, nd_theta, noisy
 
@@ -21,7 +21,7 @@ def _axis_records(axis: str, seed: int, form: str = "eff_data_log", values=(4.0,
     col = {"T": "lnT1", "N_z": "lnZ1"}[axis]
     extra = {"eff_data_log": [KAPPA], "eff_params_log": [KAPPA], "eff_params_pow": [0.3], "additive": [0.0, 0.5]}
     theta = np.concatenate([nd_theta(CHINCHILLA_ROUNDED), extra[form]])
-    L = law_loss(extra_axis_laws(axis)[form], theta, {"lnN": np.log(N), "lnD": np.log(D), col: np.log1p(x)})
+    L = law_loss(AXIS_LAWS[axis][form], theta, {"lnN": np.log(N), "lnD": np.log(D), col: np.log1p(x)})
     fixed = {"T": x, "n_latents": 24} if axis == "T" else {"T": 16, "n_latents": x}
     return make_records(noisy(L, 0.003, seed), N, D, family="ltm", loss_kind="elbo_fresh", prefix=f"s{seed}",
                         **fixed)

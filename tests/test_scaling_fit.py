@@ -7,7 +7,7 @@ from scipy.optimize import approx_fprime, least_squares
 
 from ltm.scaling.fit import FitError, FitSettings, Objective, check_acceptance, fit_law, multistart
 from ltm.scaling.frontier import exponents
-from ltm.scaling.laws import ND, TEVAL_LAWS, extra_axis_laws
+from ltm.scaling.laws import AXIS_LAWS, ND, TEVAL_LAWS
 from scaling_synthetic import CHINCHILLA_ROUNDED, grid_design, nd_loss, nd_theta, noisy
 
 TRUTH = CHINCHILLA_ROUNDED
@@ -28,7 +28,7 @@ def test_analytic_gradient_matches_finite_differences(design):
     rng = np.random.default_rng(0)
     laws = [(ND, _cols(N, D))]
     T = np.repeat([4.0, 16.0, 64.0], 9)[: N.size]
-    for law in extra_axis_laws("T").values():
+    for law in AXIS_LAWS["T"].values():
         laws.append((law, {**_cols(N, D), "lnT1": np.log1p(T)}))
     te = np.arange(1, N.size + 1, dtype=float)
     for law in TEVAL_LAWS.values():

@@ -7,7 +7,7 @@ import pytest
 from ltm.errors import LtmError
 from ltm.flops import train_flops_per_token
 from ltm.scaling.frontier import chinchilla_G, crossover, exponents, fit_ctok, optimal_allocation
-from ltm.scaling.laws import extra_axis_laws
+from ltm.scaling.laws import AXIS_LAWS
 from scaling_synthetic import CHINCHILLA_ROUNDED, nd_loss, nd_theta, numeric_allocation
 
 
@@ -67,7 +67,7 @@ def test_numeric_frontier_with_T_reduces_to_closed_form_at_T0():
     nat = CHINCHILLA_ROUNDED
     C = 3e21
     N, _, L = optimal_allocation(nat["A"], nat["B"], nat["E"], nat["alpha"], nat["beta"], C)
-    for name, law in extra_axis_laws("T").items():
+    for name, law in AXIS_LAWS["T"].items():
         extra = {"eff_params_log": [0.5], "eff_params_pow": [0.4], "eff_data_log": [0.5], "additive": [0.0, 0.5]}
         theta = np.concatenate([nd_theta(nat), extra[name]])
 

@@ -11,11 +11,9 @@ T_eval missing or equal to T carry a run's headline loss; the other rows of one 
 loss-vs-T_eval curve), seed, final (False: a checkpoint, excluded), diverged (True: excluded).
 `cfg` is params.yaml's `fit` section without loss_kinds and split: every key of `ltm.scaling.config.KEYS`.
 
-Modules, lowest first: laws (the registry of forms, by law id), fit (objective, multi-start L-BFGS-B,
-acceptance, one BLAS thread), records (input validation), checks (design minimums, identifiability,
-held-out error), uncertainty (bootstrap), frontier (compute-optimal N*, D*, crossover), config, analyse
-(one law → one JSON entry), nd (the main law), axes (the other laws), group (one family and loss kind:
-exclusions, seed noise, every law), api (entry points, crossovers, outputs).
+Modules, lowest first: laws (forms by law id), fit (objective, L-BFGS-B, acceptance), records (inputs),
+checks (design, identifiability, errors), uncertainty (bootstrap), frontier (N*, D*, crossover), config,
+analyse (one law → one entry), nd (the main law), axes (the others), group (one family and loss kind), api.
 """
 from ltm.scaling.api import format_summary, run_scaling, write_outputs
 from ltm.scaling.config import KEYS

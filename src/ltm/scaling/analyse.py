@@ -1,9 +1,6 @@
-"""Fit one law to one set of points and describe the outcome as a JSON-ready entry.
-
-The sequence is the same for every law: design checks (points per parameter, distinct values per axis,
-spans) → multi-start fit with acceptance checks → identifiability at the optimum → flags → bootstrap CIs
-(also for derived quantities) → in-sample and held-out error. Any refusal stops the sequence and the
-entry says why; a refused entry never carries parameter estimates.
+"""Fit one law to one set of points and describe the outcome as a JSON-ready entry: design checks →
+multi-start fit with acceptance checks → identifiability and flags → bootstrap CIs (also for derived
+quantities) → in-sample and held-out error. A refusal stops it; a refused entry never carries estimates.
 """
 from __future__ import annotations
 
@@ -12,7 +9,7 @@ from typing import Any, Callable, Iterable, NamedTuple
 
 import numpy as np
 
-from ltm.scaling.checks import Design, check_design, errors, fit_flags, require_identifiable
+from ltm.scaling.checks import Design, check_design, check_optimum, errors
 from ltm.scaling.config import Settings
 from ltm.scaling.fit import FitError, FitResult, fit_law
 from ltm.scaling.laws import Law
@@ -43,35 +40,27 @@ class Outcome:
         return self.entry["status"] == "accepted"
 
 
-def describe(law: Law, st: Settings, subset: dict[str, Any], n: int, extra_starts: int = 0) -> dict[str, Any]:
-    """The reporting-checklist fields every entry carries, accepted or not."""
-    fs = st.fit
-    return {
-        "law": law.name, "law_id": law.id, "form": law.form, "parametrisation": law.parametrisation,
-        "subset": subset, "n_points": n,
-        "objective": {"type": "huber_log", "delta": fs.delta, "reduction": "sum", "scale": "1/delta^2"},
-        "optimizer": {"method": "L-BFGS-B", "jac": "analytic", "tolerances": fs.tolerances(),
-                      "starts": {"grid_points": int(np.prod([len(g) for g in law.grid])), "best_k": fs.n_starts,
-                                 "extra": extra_starts}},
-        "bounds": {p: list(b) for p, b in zip(law.params, law.bounds)},
-    }
-
-
 def fit_checked(law: Law, p: Points, st: Settings, design: Design,
                 extra_starts: Iterable[np.ndarray] = ()) -> tuple[FitResult, float, list[str]]:
     """Design checks, identifiability, accepted fit. Returns (fit, rho_id, flags); raises FitError."""
     flags = check_design(law, p.lnL, design, st.checks)
     fit = fit_law(law, p.cols(), p.lnL, st.fit, extra_starts=list(extra_starts))
-    rho = require_identifiable(law, fit.theta, p.cols(), st.checks)
-    flags += fit_flags(law, fit.theta, rho, float(np.min(p.loss)), st.checks)
-    return fit, rho, flags
+    rho, more = check_optimum(law, fit.theta, p.cols(), float(np.min(p.loss)), st.checks)
+    return fit, rho, flags + more
+
+
+def try_fit(law: Law, p: Points, st: Settings, design: Design,
+            extra_starts: Iterable[np.ndarray] = ()) -> tuple[FitResult | None, str | None]:
+    """A fit with every check (for a split or a refit): (fit, None), or (None, why it was refused)."""
+    try:
+        return fit_checked(law, p, st, design, extra_starts)[0], None
+    except FitError as err:
+        return None, str(err)
 
 
 def rows_for(law: Law, theta: np.ndarray, p: Points, role: str, split: str,
              tags: dict[str, Any]) -> list[dict[str, Any]]:
     """Residual-CSV rows: one per point, log residual = predicted − observed in ln L."""
-    if len(p) == 0:
-        return []
     pred = np.exp(law.predict(theta, p.cols()))
     nan = lambda v: None if not np.isfinite(v) else float(v)  # noqa: E731
     return [
@@ -88,7 +77,15 @@ def run_law(law: Law, p: Points, st: Settings, subset: dict[str, Any], design: D
             residual_bootstrap: bool = False, n_bootstrap: int | None = None) -> Outcome:
     """Fit `law` to `p` with every check; bootstrap; held-out error. Refusals become entries."""
     extra = [np.asarray(x, float) for x in extra_starts]
-    entry = describe(law, st, subset, len(p), len(extra))
+    fs = st.fit
+    entry: dict[str, Any] = {  # the reporting-checklist fields every entry carries, accepted or not
+        "law": law.name, "law_id": law.id, "form": law.form, "parametrisation": law.parametrisation,
+        "subset": subset, "n_points": len(p),
+        "objective": {"type": "huber_log", "delta": fs.delta, "reduction": "sum", "scale": "1/delta^2"},
+        "optimizer": {"method": "L-BFGS-B", "jac": "analytic", "tolerances": fs.tolerances(),
+                      "starts": {"grid_points": len(law.grid_points()), "best_k": fs.n_starts, "extra": len(extra)}},
+        "bounds": {name: list(b) for name, b in zip(law.params, law.bounds)},
+    }
     try:
         fit, rho, flags = fit_checked(law, p, st, design, extra)
     except FitError as err:
@@ -117,8 +114,7 @@ def run_law(law: Law, p: Points, st: Settings, subset: dict[str, Any], design: D
 def attach_bootstrap(out: Outcome, p: Points, st: Settings, B: int, derived: Derived | None = None,
                      residual: bool = False) -> None:
     """Bootstrap an accepted fit and put percentile CIs on its parameters and derived quantities."""
-    e, fit = out.entry, out.fit
-    law = fit.law
+    e, fit, law = out.entry, out.fit, out.fit.law
     boot = bootstrap(law, p.cols(), p.lnL, fit.theta, st.fit, replace(st.boot, n=B), p.clusters(), residual)
     ok = boot.samples[boot.ok()]
     nat = [law.natural(t) for t in ok]
@@ -142,20 +138,11 @@ def heldout_error(law: Law, split: Split, st: Settings, extra: list[np.ndarray],
                   tags: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Fit on the training part of a split (with every check) and score the held-out part."""
     train, test = split.train, split.test
-    out: dict[str, Any] = {"split": split.how, "n_train": len(train), "n_test": len(test)}
+    out: dict[str, Any] = {"split": split.how, "n_train": len(train), "n_test": len(test), "available": False}
     if not len(train) or not len(test):
-        out.update(available=False, reason="the split leaves no training or no test points")
-        return out, []
-    try:
-        fit, _, _ = fit_checked(law, train, st, split.design, extra)
-    except FitError as err:
-        out.update(available=False, reason=f"training-split fit refused: {err}")
-        return out, []
-    out.update(available=True, **errors(law.predict(fit.theta, test.cols()), test.lnL))
-    out["train_params"] = fit.natural()
+        return {**out, "reason": "the split leaves no training or no test points"}, []
+    fit, refused = try_fit(law, train, st, split.design, extra)
+    if fit is None:
+        return {**out, "reason": f"training-split fit refused: {refused}"}, []
+    out.update(available=True, **errors(law.predict(fit.theta, test.cols()), test.lnL), train_params=fit.natural())
     return out, rows_for(law, fit.theta, test, "held_out", "heldout", tags)
-
-
-def split_rows(p: Points, mask: np.ndarray, how: str, design: Design) -> Split:
-    """Train on the rows in `mask`, test on the others."""
-    return Split(p.take(mask), p.take(~mask), how, design)

@@ -12,7 +12,7 @@ import numpy as np
 
 import ltm
 from ltm.families import FAMILIES
-from ltm.io import atomic_path, sha256_bytes, write_json
+from ltm.io import sha256_bytes, write_json, write_text
 from ltm.progress import progress
 from ltm.scaling.analyse import Outcome
 from ltm.scaling.axes import AXIS_MIN_SPAN, AXIS_RUNS_PER_PARAM, TEVAL_POINTS_PER_PARAM
@@ -34,22 +34,18 @@ def _frontier_fn(out: Outcome, theta: np.ndarray):
     return lambda lnC: optimal_allocation(A, B, E, al, be, np.exp(lnC), conv["k"], conv["p"])[2]
 
 
-def comparisons(nd_fits: list[tuple], st: Settings) -> list[dict[str, Any]]:
+def comparisons(nd_fits: list[tuple]) -> list[dict[str, Any]]:
     """Compute where an LTM frontier crosses an AR frontier (bootstrap CI from paired replicates)."""
     out = []
-    ltm_fits = [f for f in nd_fits if FAMILIES[f[0].family].has_latents]
-    ar_fits = [f for f in nd_fits if FAMILIES[f[0].family].exact_likelihood]
-    for pl, sl, ol in ltm_fits:
-        for pa, _, oa in ar_fits:
+    for pl, sl, ol in [f for f in nd_fits if FAMILIES[f[0].family].has_latents]:
+        for pa, _, oa in [f for f in nd_fits if FAMILIES[f[0].family].exact_likelihood]:
             lo = math.log(min(pl.C_fit.min(), pa.C_fit.min()))
             hi = math.log(100 * max(pl.C_fit.max(), pa.C_fit.max()))
             c = crossover(_frontier_fn(ol, ol.fit.theta), _frontier_fn(oa, oa.fit.theta), (lo, hi))
             kinds = [f"{q.loss_kind} ({'bound' if is_bound(q.loss_kind) else 'exact'})" for q in (pl, pa)]
-            row: dict[str, Any] = {
-                "ltm": {"loss_kind": pl.loss_kind, "subset": sl}, "ar": {"loss_kind": pa.loss_kind},
-                "label": f"ltm {kinds[0]} vs ar {kinds[1]}",
-                "searched_flops": [math.exp(lo), math.exp(hi)], "crossover_flops": c,
-            }
+            row: dict[str, Any] = {"ltm": {"loss_kind": pl.loss_kind, "subset": sl}, "ar": {"loss_kind": pa.loss_kind},
+                                   "label": f"ltm {kinds[0]} vs ar {kinds[1]}",
+                                   "searched_flops": [math.exp(lo), math.exp(hi)], "crossover_flops": c}
             if ol.boot is not None and oa.boot is not None:  # paired replicates (both have B of them)
                 ok = ol.boot.ok() & oa.boot.ok()
                 cs = [crossover(_frontier_fn(ol, tl), _frontier_fn(oa, ta), (lo, hi), 101)
@@ -104,24 +100,20 @@ def run_scaling(records: list[dict[str, Any]], cfg: dict[str, Any] | None = None
         noise = entry["seed_noise"]
         if noise is not None and not noise["measured"]:
             result["warnings"].append(f"[{family}/{kind}] seed noise not measured (need >= 3 seeds on >= 2 configs)")
-    result["comparisons"] = comparisons(nd_fits, st)
+    result["comparisons"] = comparisons(nd_fits)
     return _clean(result)
 
 
 def _clean(obj: Any) -> Any:
-    """JSON-safe copy: numpy scalars → Python, NaN/inf → None."""
+    """JSON-safe copy: numpy scalars and arrays → Python, NaN/inf → None."""
     if isinstance(obj, dict):
         return {str(k): _clean(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_clean(v) for v in obj]
-    if isinstance(obj, np.ndarray):
+    if isinstance(obj, (np.ndarray, np.generic)):
         return _clean(obj.tolist())
-    if isinstance(obj, (np.floating, float)):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
     return obj
 
 
@@ -135,8 +127,7 @@ def write_outputs(result: dict[str, Any], out_dir: str | Path) -> dict[str, Path
     w.writeheader()
     for row in result.get("residual_rows", []):
         w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in RESIDUAL_COLUMNS})
-    with atomic_path(csv_path) as tmp:
-        tmp.write_text(buf.getvalue(), encoding="utf-8")
+    write_text(csv_path, buf.getvalue())
     return {"fit": fit_path, "residuals": csv_path}
 
 
@@ -153,10 +144,8 @@ def format_summary(result: dict[str, Any]) -> str:
             if e["status"] != "accepted":
                 lines.append(f"{head}: REFUSED - {e['reason']}")
                 continue
-            parts = []
-            for k, v in e["params"].items():
-                ci = v.get("ci95")
-                parts.append(f"{k}={v['estimate']:.4g}" + (f" [{ci[0]:.4g}, {ci[1]:.4g}]" if ci else ""))
+            parts = [f"{k}={v['estimate']:.4g}" + (" [{:.4g}, {:.4g}]".format(*v["ci95"]) if v.get("ci95") else "")
+                     for k, v in e["params"].items()]
             lines.append(f"{head}: " + ", ".join(parts))
     for c in result.get("comparisons", []):
         lines.append(f"crossover {c['label']}: {c['crossover_flops']}")

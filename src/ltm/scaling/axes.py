@@ -8,10 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from ltm.scaling.analyse import Outcome, Split, attach_bootstrap, run_law, split_rows
+from ltm.scaling.analyse import Outcome, Split, attach_bootstrap, run_law
 from ltm.scaling.checks import Design
 from ltm.scaling.config import Settings
-from ltm.scaling.laws import ENVELOPE, ONE_VARIABLE, TEVAL_LAWS, extra_axis_laws
+from ltm.scaling.laws import AXIS_LAWS, ENVELOPE, ONE_VARIABLE, TEVAL_LAWS
 from ltm.scaling.records import Points, distinct
 
 _AXIS = {"T": "T", "N_z": "Nz"}  # axis → Points attribute
@@ -22,13 +22,10 @@ TEVAL_POINTS_PER_PARAM = 2.0  # one checkpoint, fixed eval seeds: less noise tha
 
 def _groups_by(values: np.ndarray) -> list[tuple[float, np.ndarray]]:
     """Row masks of equal values (relative 1e-6), NaN as its own value."""
-    out = []
     v = np.asarray(values, float)
-    if np.isnan(v).any():
-        out.append((math.nan, np.isnan(v)))
-    for x in distinct(v):
-        out.append((float(x), np.isfinite(v) & (np.abs(np.log(np.maximum(v, 1e-300)) - np.log(x)) <= 1e-6)))
-    return out
+    out = [(math.nan, np.isnan(v))] if np.isnan(v).any() else []
+    return out + [(float(x), np.isfinite(v) & (np.abs(np.log(np.maximum(v, 1e-300)) - np.log(x)) <= 1e-6))
+                  for x in distinct(v)]
 
 
 def one_variable(p: Points, st: Settings, tags: dict[str, Any]) -> list[Outcome]:
@@ -53,36 +50,25 @@ def _leave_top_out(p: Points, design: Design, x: np.ndarray, var: str, st: Setti
     top = float(np.max(x))
     mask = x < top * (1 - 1e-9)
     train = design.restrict(mask, spans={}, min_distinct={var: st.checks.min_distinct - 1})
-    return split_rows(p, mask, f"train on {var} < {top:.4g}, predict {var} = {top:.4g}", train)
+    return Split(p.take(mask), p.take(~mask), f"train on {var} < {top:.4g}, predict {var} = {top:.4g}", train)
 
 
 def pareto(p: Points) -> np.ndarray:
     """Indices of runs on the lower envelope: lower loss than every run with less compute."""
     order = np.argsort(p.C_fit, kind="stable")
-    keep, best = [], np.inf
-    for i in order:
-        if p.loss[i] < best:
-            keep.append(i)
-            best = p.loss[i]
-    return np.array(keep, dtype=int)
+    loss = p.loss[order]
+    return order[loss < np.minimum.accumulate(np.concatenate([[np.inf], loss[:-1]]))]
 
 
 def envelope(p: Points, st: Settings, tags: dict[str, Any]) -> Outcome:
     """Kaplan-style L(C) = E_C + A_C·C^(−γ) on the Pareto-optimal runs of a family (all configs)."""
     sub = p.take(pareto(p))
-    law = ENVELOPE
     design = Design(axes={"C": sub.C_fit})
-    out = run_law(law, sub, st, {"runs": "pareto-optimal"}, design, tags,
+    out = run_law(ENVELOPE, sub, st, {"runs": "pareto-optimal"}, design, tags,
                   heldout=_leave_top_out(sub, design, sub.C_fit, "C", st))
     if out.accepted:  # Kaplan's names: gamma is alpha_C
         out.entry["note"] = "A_C = A, gamma = alpha in L = E + A/C^alpha"
     return out
-
-
-def _aic_bic(resid: np.ndarray, k: int) -> dict[str, float]:
-    n = resid.size
-    ll = n * math.log(max(float(np.mean(resid**2)), 1e-300))
-    return {"aic": ll + 2 * k, "bic": ll + k * math.log(n)}
 
 
 def extra_axis(p: Points, axis: str, st: Settings, tags: dict[str, Any]) -> list[dict[str, Any]]:
@@ -96,10 +82,10 @@ def extra_axis(p: Points, axis: str, st: Settings, tags: dict[str, Any]) -> list
         if distinct(x).size < 2:
             continue
         outcomes: dict[str, Outcome] = {}
-        for name, law in extra_axis_laws(axis).items():
-            k_extra = law.n_params - 5
+        for name, law in AXIS_LAWS[axis].items():
+            # the L(N, D) minimum for its 5 parameters plus AXIS_RUNS_PER_PARAM runs per extra one
             need = max(math.ceil(st.checks.min_points_per_param * law.n_params),
-                       math.ceil(st.checks.min_points_per_param * 5) + AXIS_RUNS_PER_PARAM * k_extra)
+                       math.ceil(st.checks.min_points_per_param * 5) + AXIS_RUNS_PER_PARAM * (law.n_params - 5))
             design = Design(axes={"N": sub.N, "D/N": sub.D / sub.N, axis: x}, spans={axis: AXIS_MIN_SPAN},
                             min_points=need)
             outcomes[name] = run_law(law, sub, st, {other: other_value}, design, tags,
@@ -123,7 +109,9 @@ def _choose(outcomes: dict[str, Outcome], p: Points, by: str) -> dict[str, Any]:
             h = e["fit_quality"].get("heldout", {})
             row["heldout_mae"] = h.get("mae") if h.get("available") else None
             row["heldout_reason"] = None if h.get("available") else h.get("reason")
-            row.update(_aic_bic(out.fit.law.predict(out.fit.theta, p.cols()) - p.lnL, out.fit.law.n_params))
+            resid, k = out.fit.law.predict(out.fit.theta, p.cols()) - p.lnL, out.fit.law.n_params
+            ll = resid.size * math.log(max(float(np.mean(resid**2)), 1e-300))
+            row.update(aic=ll + 2 * k, bic=ll + k * math.log(resid.size))
         table.append(row)
     scored = [r for r in table if r.get("heldout_mae") is not None]
     return {"by": by, "chosen": min(scored, key=lambda r: r["heldout_mae"])["form"] if scored else None,

@@ -1,8 +1,6 @@
-"""What a design must offer a law, and how good a fit is (docs/scaling.md §3.6-3.7).
-
-Design minimums and identifiability refuse a law with a one-line `FitError`; weak designs and implausible
-optima are flagged as warning strings. Fit errors are in nats (loss units) and relative, with the sign
-convention predicted − observed; the primary check is extrapolation to held-out larger runs.
+"""What a design must offer a law, and how good a fit is (docs/scaling.md §3.6-3.7): design minimums and
+identifiability refuse a law with a one-line `FitError`, weak designs and implausible optima are flagged.
+Errors are in nats and relative, predicted − observed; the primary check is extrapolation to held-out runs.
 """
 from __future__ import annotations
 
@@ -45,9 +43,8 @@ class Design:
 def check_design(law: Law, lnL: np.ndarray, design: Design, cs: CheckSettings) -> list[str]:
     """Refuse designs that cannot support `law`; return flags for weak ones."""
     n, p = lnL.size, law.n_params
-    need = design.min_points
-    if need is None:
-        need = int(np.ceil((design.points_per_param or cs.min_points_per_param) * p))
+    per_param = design.points_per_param or cs.min_points_per_param
+    need = int(np.ceil(per_param * p)) if design.min_points is None else design.min_points
     if n < need:
         raise FitError(f"{law.name}: {n} points for {p} free parameters (need at least {need})")
     if np.ptp(lnL) < 1e-12:
@@ -79,17 +76,15 @@ def identifiability(law: Law, theta: np.ndarray, cols: Cols) -> float:
     return float(s[-1] / s[0])
 
 
-def require_identifiable(law: Law, theta: np.ndarray, cols: Cols, cs: CheckSettings) -> float:
-    """ρ_id at the optimum; FitError below the refusal threshold."""
-    rho = identifiability(law, theta, cols)
-    if rho < cs.id_refuse:
-        raise FitError(f"{law.name}: not identifiable (rho_id = {rho:.1e} < {cs.id_refuse:g} at the optimum); "
-                       "the design cannot separate the parameters (collinear axes or a single size?)", {"rho_id": rho})
-    return rho
-
-
-def fit_flags(law: Law, theta: np.ndarray, rho_id: float, min_loss: float, cs: CheckSettings) -> list[str]:
-    """Post-fit flags: weak identification, E above the data, exponents outside a plausible range."""
+def check_optimum(law: Law, theta: np.ndarray, cols: Cols, min_loss: float,
+                  cs: CheckSettings) -> tuple[float, list[str]]:
+    """ρ_id at the optimum (FitError below the refusal threshold) and the post-fit flags: weak identification,
+    E above the data, exponents outside a plausible range."""
+    rho_id = identifiability(law, theta, cols)
+    if rho_id < cs.id_refuse:
+        raise FitError(f"{law.name}: not identifiable (rho_id = {rho_id:.1e} < {cs.id_refuse:g} at the optimum); "
+                       "the design cannot separate the parameters (collinear axes or a single size?)",
+                       {"rho_id": rho_id})
     out = []
     nat = law.natural(theta)
     if rho_id < cs.id_flag:
@@ -101,7 +96,7 @@ def fit_flags(law: Law, theta: np.ndarray, rho_id: float, min_loss: float, cs: C
     for name in ("alpha", "beta"):
         if name in nat and not lo <= nat[name] <= hi:
             out.append(f"{law.name}: {name} = {nat[name]:.4g} outside the plausible range [{lo:g}, {hi:g}]")
-    return out
+    return rho_id, out
 
 
 def errors(pred_lnL: np.ndarray, obs_lnL: np.ndarray) -> dict[str, float]:

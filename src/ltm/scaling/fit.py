@@ -1,14 +1,9 @@
 """Fitting one law: summed Huber objective, multi-start L-BFGS-B, acceptance checks (docs/scaling.md §3.3-3.4).
 
-J(θ) = Σ_i w_i·ρ(r_i/δ), r_i = ℓ̂_i − ln L_i, ρ(u) = ½u² for |u| ≤ 1 else |u| − ½. Summing (not averaging)
-and dividing by δ² keeps J of order n, so L-BFGS-B's stopping rules, which are effectively absolute when
-J ≪ 1, do not stop it early: the bug behind Chinchilla's published fit. `delta=None` gives plain least
-squares in log space, scaled the same way (a sensitivity check). Weights are bootstrap multiplicities:
-resampling never copies the data.
-
-Grid → the best `n_starts` grid points (+ extra starts) → L-BFGS-B with tight tolerances. A fit is accepted
-only if the best objective is reached by several starts that agree on the exponents, no parameter sits on
-a bound and a restart from the optimum does not move it; otherwise `FitError`.
+J(θ) = Σ_i w_i·ρ(r_i/δ), r_i = ℓ̂_i − ln L_i, ρ the Huber function; summed, not averaged, so J stays of order
+n and L-BFGS-B's effectively absolute stopping rules do not stop it early (the bug behind Chinchilla's
+published fit). `delta=None` is plain least squares, scaled the same way. Weights are bootstrap
+multiplicities: resampling never copies the data. A fit that fails an acceptance rule raises `FitError`.
 
 BLAS runs on one thread (threadpoolctl): L-BFGS-B makes thousands of BLAS calls on 5x10 matrices, and with
 a threaded OpenBLAS on busy cores every call waited for a descheduled helper thread (~10x slower).
@@ -17,10 +12,10 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, NamedTuple
 
 import numpy as np
-from scipy.optimize import least_squares, minimize
+from scipy.optimize import minimize
 from threadpoolctl import threadpool_limits
 
 from ltm.errors import LtmError
@@ -72,7 +67,8 @@ class Objective:
     def __init__(self, law: Law, cols: Cols, lnL: np.ndarray, delta: float | None = 1e-3,
                  weights: np.ndarray | None = None, scale: float = 1.0) -> None:
         self.law, self.cols, self.lnL, self.delta = law, cols, np.asarray(lnL, float), delta
-        self.weights = None if weights is None else np.asarray(weights, float)
+        # multiplying by 1.0 is exact: unweighted fits give the same bits
+        self.weights = 1.0 if weights is None else np.asarray(weights, float)
         self.scale = float(scale)
 
     def _rho_psi(self, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -85,9 +81,6 @@ class Objective:
         # m·(|u| − m/2) is ½u² for |u| ≤ 1 and |u| − ½ beyond: the Huber ρ without a branch
         return m * (au - 0.5 * m), np.minimum(np.maximum(u, -1.0), 1.0) / self.delta
 
-    def _weighted(self, rho: np.ndarray) -> np.ndarray:
-        return rho if self.weights is None else rho * self.weights
-
     def __call__(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         theta = np.asarray(theta, float)
         t = self.law.terms(theta[None, :], self.cols)[:, 0]
@@ -95,7 +88,7 @@ class Objective:
         ex = np.exp(t - m)
         s = ex.sum(axis=0)
         rho, psi = self._rho_psi(m + np.log(s) - self.lnL)
-        rho, psi = self._weighted(rho), self._weighted(psi)
+        rho, psi = rho * self.weights, psi * self.weights
         # ∇J = Σ_i ψ_i Σ_k w_ki ∂t_ki/∂θ with softmax weights w = ex/s
         grad = np.einsum("kn,kpn,n->p", ex / s, self.law.jac(theta, self.cols), psi)
         return self.scale * float(rho.sum()), self.scale * grad
@@ -106,16 +99,14 @@ class Objective:
         out = np.empty(len(thetas))
         for i in range(0, len(thetas), step):
             rho, _ = self._rho_psi(lse(self.law.terms(thetas[i : i + step], self.cols)) - self.lnL)
-            out[i : i + step] = self.scale * self._weighted(rho).sum(axis=1)
+            out[i : i + step] = self.scale * (rho * self.weights).sum(axis=1)
         return out
 
     def value(self, theta: np.ndarray) -> float:
         return float(self.grid_values(np.asarray(theta, float)[None, :])[0])
 
 
-@dataclass
-class Start:
-    theta0: np.ndarray
+class Start(NamedTuple):
     theta: np.ndarray
     J: float
     nit: int
@@ -127,7 +118,6 @@ class FitResult:
     law: Law
     theta: np.ndarray
     J: float
-    starts: list[Start]
     diagnostics: dict[str, Any] = field(default_factory=dict)
 
     def natural(self) -> dict[str, float]:
@@ -139,7 +129,7 @@ def minimize_from(obj: Objective, x0: np.ndarray, s: FitSettings, opts: dict | N
     options = opts if opts is not None else s.tolerances()
     x0 = np.clip(np.asarray(x0, float), [b[0] for b in obj.law.bounds], [b[1] for b in obj.law.bounds])
     res = minimize(obj, x0, jac=True, method="L-BFGS-B", bounds=obj.law.bounds, options=options)
-    return Start(x0, np.asarray(res.x, float), float(res.fun), int(res.nit), str(res.message))
+    return Start(np.asarray(res.x, float), float(res.fun), int(res.nit), str(res.message))
 
 
 def grid_starts(obj: Objective, k: int) -> np.ndarray:
@@ -161,23 +151,14 @@ def multistart(law: Law, cols: Cols, lnL: np.ndarray, s: FitSettings, weights: n
     return sorted(starts, key=lambda st: st.J)
 
 
-def at_bounds(law: Law, theta: np.ndarray, tol: float) -> list[str]:
-    """Parameters within `tol` of a bound, e.g. ['alpha=0 (lower bound)']."""
-    out = []
-    for name, v, (lo, hi) in zip(law.params, theta, law.bounds):
-        if v - lo <= tol:
-            out.append(f"{name}={lo:g} (lower bound)")
-        elif hi - v <= tol:
-            out.append(f"{name}={hi:g} (upper bound)")
-    return out
-
-
 def check_acceptance(law: Law, starts: list[Start], obj: Objective, s: FitSettings) -> dict[str, Any]:
     """The §3.4 acceptance rules. Returns diagnostics; raises FitError naming the first failed rule."""
     best = starts[0]
     agree = [st for st in starts if not s.beaten(st.J, best.J)]  # every start's J is finite
     spread = {p: float(np.ptp([st.theta[law.params.index(p)] for st in agree])) for p in law.shape}
-    bound = at_bounds(law, best.theta, s.bound_tol)
+    bound = [f"{name}={lo:g} (lower bound)" if v - lo <= s.bound_tol else f"{name}={hi:g} (upper bound)"
+             for name, v, (lo, hi) in zip(law.params, best.theta, law.bounds)
+             if v - lo <= s.bound_tol or hi - v <= s.bound_tol]
     restart = minimize_from(obj, best.theta, s)
     restart_change = (best.J - restart.J) / max(abs(best.J), s.agree_abs)
     wide = [f"{p} spread {v:.2g}" for p, v in spread.items() if v > s.agree_param]
@@ -207,15 +188,5 @@ def fit_law(law: Law, cols: Cols, lnL: np.ndarray, s: FitSettings, weights: np.n
     """Multi-start fit; the §3.4 acceptance rules must hold or FitError is raised."""
     starts = multistart(law, cols, lnL, s, weights, scale, extra_starts, opts)
     diag = check_acceptance(law, starts, Objective(law, cols, lnL, s.delta, weights, scale), s)
-    return FitResult(law, starts[0].theta, starts[0].J, starts, diag)
+    return FitResult(law, starts[0].theta, starts[0].J, diag)
 
-
-@one_blas_thread()
-def crosscheck_trust_region(law: Law, cols: Cols, lnL: np.ndarray, delta: float) -> np.ndarray:
-    """An independent optimiser (trust-region least squares with a Huber loss) from the best grid point."""
-    lo, hi = np.array(law.bounds).T
-    x0 = np.clip(grid_starts(Objective(law, cols, lnL, delta), 1)[0], lo + 1e-9, hi - 1e-9)
-    res = least_squares(lambda th: law.predict(th, cols) - lnL, x0, jac=lambda th: law.log_jacobian(th, cols),
-                        bounds=(lo, hi), loss="huber", f_scale=delta, method="trf", xtol=1e-15, ftol=1e-15,
-                        gtol=1e-15, max_nfev=20_000)
-    return np.asarray(res.x, float)

@@ -47,12 +47,8 @@ def fit_ctok(N: np.ndarray, flops_per_token: np.ndarray) -> dict[str, float]:
     return {"k": float(np.exp(lnk)), "p": float(p), "max_rel_dev": float(np.max(np.abs(dev)))}
 
 
-def crossover(
-    lstar_a: Callable[[np.ndarray], np.ndarray],
-    lstar_b: Callable[[np.ndarray], np.ndarray],
-    lnC_range: tuple[float, float],
-    n_grid: int = 401,
-) -> float | None:
+def crossover(lstar_a: Callable[[np.ndarray], np.ndarray], lstar_b: Callable[[np.ndarray], np.ndarray],
+              lnC_range: tuple[float, float], n_grid: int = 401) -> float | None:
     """Smallest compute C in the range where the frontier losses of a and b cross (None if they don't)."""
     grid = np.linspace(*lnC_range, n_grid)
     diff = lstar_a(grid) - lstar_b(grid)

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 Cols = dict[str, np.ndarray]
 
 
-@dataclass(frozen=True)
-class Param:
+class Param(NamedTuple):
     name: str  # internal (what the optimiser sees)
     natural: str  # reported name: e^θ when `log`, θ itself otherwise
     log: bool
@@ -28,8 +28,7 @@ class Param:
     grid: tuple[float, ...]
 
 
-@dataclass(frozen=True)
-class Term:
+class Term(NamedTuple):
     """θ[coef] alone (rate None), or θ[coef] − r·x with r = θ[rate] (exp(−θ[rate]) when `decay`) and x the
     data column, plus the extra-axis shift (kind 'log': ln(1 + θ[k]·x_axis), 'pow': θ[k]·x_axis)."""
 
@@ -72,10 +71,6 @@ class Law:
         return tuple(p.bounds for p in self.table)
 
     @property
-    def grid(self) -> tuple[tuple[float, ...], ...]:
-        return tuple(p.grid for p in self.table)
-
-    @property
     def columns(self) -> tuple[str, ...]:
         cols = [t.column for t in self.spec if t.column] + [t.shift[2] for t in self.spec if t.shift]
         return tuple(dict.fromkeys(cols))
@@ -85,7 +80,7 @@ class Law:
         return len(self.table)
 
     def grid_points(self) -> np.ndarray:
-        return np.array(list(itertools.product(*self.grid)), dtype=float)
+        return np.array(list(itertools.product(*(p.grid for p in self.table))), dtype=float)
 
     def natural(self, theta: np.ndarray) -> dict[str, float]:
         return {p.natural: float(np.exp(v)) if p.log else float(v) for p, v in zip(self.table, theta)}
@@ -136,12 +131,10 @@ def lse(t: np.ndarray) -> np.ndarray:
 
 
 # docs/scaling.md §3.3 bounds; unbounded fits of collinear designs ran off to β < 0 and E → 0.
-_AB, _E, _EXP, _KAPPA = (-10.0, 50.0), (-10.0, float(np.log(20.0))), (0.0, 3.0), (0.0, 20.0)
+_AB, _E, _EXP = (-10.0, 50.0), (-10.0, float(np.log(20.0))), (0.0, 3.0)
 _COEF_GRID = (0.0, 5.0, 10.0, 15.0, 20.0, 25.0)
 _E_GRID = (-1.0, -0.5, 0.0, 0.5, 1.0)
 _EXP_GRID = (0.0, 0.5, 1.0, 1.5, 2.0)
-_KAPPA_GRID = (0.1, 0.3, 1.0, 3.0)
-_LINF_GRID = (-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0)
 
 # Chinchilla's Approach-3 start grid (6·6·5·5·5 = 4 500 points), θ = (a, b, e, alpha, beta).
 _ND_TABLE = (Param("a", "A", True, _AB, _COEF_GRID), Param("b", "B", True, _AB, _COEF_GRID),
@@ -173,7 +166,7 @@ def _power1(law_id: str, column: str, name: str) -> Law:
 
 
 # extra axis x (T or N_z): form → (formula, parametrisation, extra parameters, terms given the axis column)
-_KAPPA_P = (Param("kappa", "kappa", False, _KAPPA, _KAPPA_GRID),)
+_KAPPA_P = (Param("kappa", "kappa", False, (0.0, 20.0), (0.1, 0.3, 1.0, 3.0)),)
 _AXIS_FORMS = {
     "eff_params_log": ("L = E + A/(N*(1+kappa*ln(1+{x})))^alpha + B/D^beta",
                        "log L = LSE(a - alpha(ln N + ln(1+kappa ln(1+x))), b - beta ln D, e)",
@@ -191,15 +184,16 @@ _AXIS_FORMS = {
                   Param("gamma", "gamma", False, (0.0, 5.0), (0.25, 0.75, 2.0))),
                  lambda x: (*_nd_terms(), Term(5, 6, x))),
 }
-_AXIS_ID = {"T": "t", "N_z": "nz"}
-_AXIS_COLUMN = {"T": "lnT1", "N_z": "lnZ1"}
-AXIS_LAWS = {axis: {form: Law(f"{_AXIS_ID[axis]}_{form}", f"L(N,D,{axis}) {form}", formula.format(x=axis),
-                              param, _ND_TABLE + extra, terms(_AXIS_COLUMN[axis]), ("alpha", "beta"))
+_AXES = {"T": ("t", "lnT1"), "N_z": ("nz", "lnZ1")}  # axis → (law id prefix, data column)
+# the four candidate forms for axis 'T' (inner steps) or 'N_z' (number of latents), by form name
+AXIS_LAWS = {axis: {form: Law(f"{prefix}_{form}", f"L(N,D,{axis}) {form}", formula.format(x=axis),
+                              param, _ND_TABLE + extra, terms(column), ("alpha", "beta"))
                     for form, (formula, param, extra, terms) in _AXIS_FORMS.items()}
-             for axis in _AXIS_ID}
+             for axis, (prefix, column) in _AXES.items()}
 
 # loss against eval-time inner steps on one checkpoint
-_TEVAL_HEAD = (Param("e", "L_inf", True, _E, _LINF_GRID), Param("c", "c", True, (-20.0, 10.0), (-4.0, -2.0, 0.0, 2.0)))
+_TEVAL_HEAD = (Param("e", "L_inf", True, _E, (-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0)),
+               Param("c", "c", True, (-20.0, 10.0), (-4.0, -2.0, 0.0, 2.0)))
 TEVAL_LAWS: dict[str, Law] = {
     "saturating_power": Law("teval_power", "L(T_eval) saturating_power", "L = L_inf + c*T_eval^(-gamma)",
                             "log L = LSE(e, c - gamma ln T_eval); L_inf=e^e",
@@ -222,7 +216,3 @@ LAWS: dict[str, Law] = {law.id: law for law in (
     ND, *ONE_VARIABLE.values(), ENVELOPE, *AXIS_LAWS["T"].values(), *AXIS_LAWS["N_z"].values(),
     *TEVAL_LAWS.values())}
 
-
-def extra_axis_laws(axis: str) -> dict[str, Law]:
-    """The four candidate forms for axis 'T' (inner steps) or 'N_z' (number of latents), by form name."""
-    return AXIS_LAWS[axis]

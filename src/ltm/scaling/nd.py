@@ -8,14 +8,15 @@ from dataclasses import replace
 from typing import Any
 
 import numpy as np
+from scipy.optimize import least_squares
 
-from ltm.scaling.analyse import Outcome, fit_checked, rows_for, run_law, split_rows
+from ltm.scaling.analyse import Outcome, Split, rows_for, run_law, try_fit
 from ltm.scaling.checks import Design, errors, split_mask
 from ltm.scaling.config import Settings
-from ltm.scaling.fit import FitError, FitResult, crosscheck_trust_region, multistart
+from ltm.scaling.fit import Objective, grid_starts, multistart
 from ltm.scaling.frontier import chinchilla_G, exponents, fit_ctok, optimal_allocation
 from ltm.scaling.laws import ND, PUBLISHED_ND, Law
-from ltm.scaling.records import Points, concat
+from ltm.scaling.records import Points
 
 LOSO_MAX_BINS = 8  # leave-one-size-out over at most this many ln N bins (each bin = one refit)
 SENSITIVITY_DELTAS = (1e-4, 1e-2)  # refits reported beside the main δ, plus plain least squares (§3.3)
@@ -36,9 +37,8 @@ def compute_convention(p: Points) -> tuple[dict[str, Any], list[str]]:
     if np.ptp(np.log(p.N)) < 1e-9:
         return {"source": "measured flops", "k": float(np.median(ctok / p.N)), "p": 1.0, "max_rel_dev": 0.0}, []
     model = fit_ctok(p.N, ctok)
-    warn = []
-    if model["max_rel_dev"] > 0.1:
-        warn.append(f"per-token FLOPs deviate from k*N^p by up to {model['max_rel_dev']:.0%}: frontier is approximate")
+    dev = model["max_rel_dev"]
+    warn = [f"per-token FLOPs deviate from k*N^p by up to {dev:.0%}: frontier is approximate"] if dev > 0.1 else []
     return {"source": "measured flops", **model}, warn
 
 
@@ -72,29 +72,24 @@ def delta_sensitivity(law: Law, p: Points, st: Settings, theta: np.ndarray) -> l
 
 
 def crosscheck(law: Law, p: Points, st: Settings, theta: np.ndarray) -> dict[str, Any]:
-    """Trust-region least squares with a Huber loss, started where the main fit's best start was."""
-    th = crosscheck_trust_region(law, p.cols(), p.lnL, st.fit.delta)
+    """An independent optimiser, trust-region least squares with a Huber loss, from the best grid point."""
+    cols, lnL, delta = p.cols(), p.lnL, st.fit.delta
+    lo, hi = np.array(law.bounds).T
+    x0 = np.clip(grid_starts(Objective(law, cols, lnL, delta), 1)[0], lo + 1e-9, hi - 1e-9)
+    th = least_squares(lambda t: law.predict(t, cols) - lnL, x0, jac=lambda t: law.log_jacobian(t, cols),
+                       bounds=(lo, hi), loss="huber", f_scale=delta, method="trf", xtol=1e-15, ftol=1e-15,
+                       gtol=1e-15, max_nfev=20_000).x
     d = {name: float(th[law.params.index(name)] - theta[law.params.index(name)]) for name in ("alpha", "beta")}
     return {"method": "scipy least_squares trf, loss=huber, f_scale=delta", "delta_alpha": d["alpha"],
             "delta_beta": d["beta"], "agrees": bool(max(map(abs, d.values())) <= CROSSCHECK_TOL)}
 
 
-def _refit(law: Law, p: Points, st: Settings, extra: list[np.ndarray]) -> tuple[FitResult | None, str | None]:
-    """A refit on other rows with every check: (fit, None), or (None, why it was refused)."""
-    try:
-        return fit_checked(law, p, st, nd_design(p), extra)[0], None
-    except FitError as err:
-        return None, str(err)
-
-
 def leave_one_size_out(law: Law, p: Points, st: Settings, extra: list[np.ndarray]) -> dict[str, Any]:
     """Refit without each model size (or size bin, when there are many) and predict it."""
     lnN = np.log(p.N)
-    edges = np.unique(np.quantile(lnN, np.linspace(0, 1, LOSO_MAX_BINS + 1)))
-    sizes = np.unique(np.round(lnN, 6))
-    if sizes.size <= LOSO_MAX_BINS:
-        bins = np.searchsorted(sizes, np.round(lnN, 6))
-    else:
+    sizes, bins = np.unique(np.round(lnN, 6), return_inverse=True)
+    if sizes.size > LOSO_MAX_BINS:  # quantile bins of ln N
+        edges = np.unique(np.quantile(lnN, np.linspace(0, 1, LOSO_MAX_BINS + 1)))
         bins = np.clip(np.searchsorted(edges, lnN, side="right") - 1, 0, edges.size - 2)
     folds = []
     pred = np.full(len(p), np.nan)
@@ -102,7 +97,7 @@ def leave_one_size_out(law: Law, p: Points, st: Settings, extra: list[np.ndarray
         test = bins == b
         train = p.take(~test)
         fold = {"N_min": float(p.N[test].min()), "N_max": float(p.N[test].max()), "n_test": int(test.sum())}
-        fit, refused = _refit(law, train, st, extra)
+        fit, refused = try_fit(law, train, st, nd_design(train), extra)
         if fit is None:
             folds.append({**fold, "available": False, "reason": refused})
             continue
@@ -121,7 +116,7 @@ def analyse_nd(p: Points, excluded: Points, st: Settings, subset: dict[str, Any]
     extra = [np.array(v) for v in PUBLISHED_ND.values()]
     mask, how = split_mask(st.cfg["heldout_rule"], st.cfg["heldout_fraction"], p.C_fit, p.N)
     design = nd_design(p)
-    split = split_rows(p, mask, how, design.restrict(mask))
+    split = Split(p.take(mask), p.take(~mask), how, design.restrict(mask))
     out = run_law(law, p, st, subset, design, tags, extra, nd_derived(conv, targets), split)
     e = out.entry
     e["compute_convention"] = conv
@@ -150,8 +145,8 @@ def analyse_nd(p: Points, excluded: Points, st: Settings, subset: dict[str, Any]
 def _with_excluded(law: Law, p: Points, excluded: Points, st: Settings, theta: np.ndarray,
                    extra: list[np.ndarray]) -> dict[str, Any]:
     """Fit again with the excluded runs put back and report how far the parameters move."""
-    both = concat(p, excluded)
-    fit, refused = _refit(law, both, st, extra)
+    both = p.concat(excluded)
+    fit, refused = try_fit(law, both, st, nd_design(both), extra)
     if fit is None:
         return {"n_points": len(both), "available": False, "reason": refused}
     with_ex, without = fit.natural(), law.natural(theta)

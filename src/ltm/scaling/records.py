@@ -1,13 +1,8 @@
-"""Run records → validated column arrays (docs/scaling.md §3.1).
-
-A record is one evaluated run or checkpoint (see the package docstring for the keys). Validation
-refuses, with a one-line `LtmError`, anything a fit must never see: non-finite or non-positive
-losses, N or D ≤ 0, unknown families, duplicate records, mixed loss kinds in one fit.
-"""
+"""Run records (keys: the package docstring) → validated column arrays (docs/scaling.md §3.1): anything a
+fit must never see is refused with a one-line `LtmError`."""
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from dataclasses import dataclass, fields
 from numbers import Real
 from typing import Any, Iterable
@@ -19,11 +14,10 @@ from ltm.families import FAMILIES
 from ltm.scaling.laws import Cols
 
 REQUIRED = ("run", "family", "loss_kind", "loss", "params", "tokens")
-# numeric keys: (key, must be > 0 (else >= 0), value when missing)
-_NUMBERS = (("loss", True, math.nan), ("params", True, math.nan), ("tokens", True, math.nan),
-            ("flops", True, math.nan), ("T", False, 0.0), ("n_latents", True, math.nan), ("T_eval", False, math.nan))
-# Points column → record key
-_COLUMNS = {"N": "params", "D": "tokens", "C": "flops", "T": "T", "Nz": "n_latents", "Teval": "T_eval", "loss": "loss"}
+# numeric record keys: (Points column, key, must be > 0 (else >= 0), value when missing)
+_NUMBERS = (("loss", "loss", True, math.nan), ("N", "params", True, math.nan), ("D", "tokens", True, math.nan),
+            ("C", "flops", True, math.nan), ("T", "T", False, 0.0), ("Nz", "n_latents", True, math.nan),
+            ("Teval", "T_eval", False, math.nan))
 
 
 def is_bound(loss_kind: str) -> bool:
@@ -63,7 +57,7 @@ def normalize(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         if FAMILIES[name].has_latents and rec.get("T") is None:
             raise LtmError(f"{where}: an ltm record needs 'T' (inner steps during training)")
         r = {"run": str(rec["run"]), "family": name, "loss_kind": kind,
-             **{k: _num(rec, k, where, positive, default) for k, positive, default in _NUMBERS},
+             **{k: _num(rec, k, where, positive, default) for _, k, positive, default in _NUMBERS},
              "seed": rec.get("seed"), "final": bool(rec.get("final", True)),
              "diverged": bool(rec.get("diverged", False))}
         key = (kind, r["run"], r["tokens"], None if math.isnan(r["T_eval"]) else r["T_eval"])
@@ -110,25 +104,23 @@ class Points:
 
     def take(self, idx: np.ndarray) -> "Points":
         """The rows at integer indices `idx`, or where the boolean mask `idx` is True (in order)."""
-        idx = np.asarray(idx)
         return Points(self.family, self.loss_kind, **{k: v[idx] for k, v in self.arrays().items()})
 
     def cols(self) -> Cols:
         with np.errstate(divide="ignore", invalid="ignore"):
-            return {
-                "lnN": np.log(self.N),
-                "lnD": np.log(self.D),
-                "lnC": np.log(self.C_fit),
-                "lnT1": np.log1p(self.T),
-                "lnZ1": np.log1p(np.nan_to_num(self.Nz)),
-                "Teval": np.nan_to_num(self.Teval),
-                "lnTeval": np.log(np.where(self.Teval > 0, self.Teval, np.nan)),
-            }
+            return {"lnN": np.log(self.N), "lnD": np.log(self.D), "lnC": np.log(self.C_fit), "lnT1": np.log1p(self.T),
+                    "lnZ1": np.log1p(np.nan_to_num(self.Nz)), "Teval": np.nan_to_num(self.Teval),
+                    "lnTeval": np.log(np.where(self.Teval > 0, self.Teval, np.nan))}
 
     def clusters(self) -> np.ndarray:
         """Bootstrap cluster index per row: all checkpoints of one run resample together."""
-        _, inv = np.unique(self.run.astype(str), return_inverse=True)
-        return inv
+        return np.unique(self.run.astype(str), return_inverse=True)[1]
+
+    def concat(self, other: "Points") -> "Points":
+        """Rows of self then other (same family and loss kind)."""
+        more = other.arrays()
+        return Points(self.family, self.loss_kind,
+                      **{k: np.concatenate([v, more[k]]) for k, v in self.arrays().items()})
 
 
 def to_points(records: list[dict[str, Any]]) -> Points:
@@ -140,17 +132,14 @@ def to_points(records: list[dict[str, Any]]) -> Points:
     if len(fams) > 1:
         raise LtmError(f"one fit got mixed families {fams}: each family is fitted separately")
     return Points(fams[0], kinds[0], run=np.array([r["run"] for r in records], dtype=object),
-                  final=np.array([r["final"] for r in records], dtype=bool),
-                  diverged=np.array([r["diverged"] for r in records], dtype=bool),
-                  **{f: np.array([r[k] for r in records], dtype=float) for f, k in _COLUMNS.items()})
+                  **{k: np.array([r[k] for r in records], dtype=bool) for k in ("final", "diverged")},
+                  **{f: np.array([r[k] for r in records], dtype=float) for f, k, _, _ in _NUMBERS})
 
 
 def group(records: list[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
     """Normalised records split by (family, loss_kind), in a stable order."""
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for r in records:
-        groups[(r["family"], r["loss_kind"])].append(r)
-    return dict(sorted(groups.items()))
+    keys = sorted({(r["family"], r["loss_kind"]) for r in records})
+    return {key: [r for r in records if (r["family"], r["loss_kind"]) == key] for key in keys}
 
 
 def main_mask(p: Points) -> np.ndarray:
@@ -169,9 +158,3 @@ def distinct(x: np.ndarray, rel: float = 1e-6) -> np.ndarray:
     lx = np.log(np.maximum(x, 1e-300))
     keep = np.concatenate([[True], np.diff(lx) > rel])
     return x[keep]
-
-
-def concat(a: Points, b: Points) -> Points:
-    """Rows of a then b (same family and loss kind)."""
-    bb = b.arrays()
-    return Points(a.family, a.loss_kind, **{k: np.concatenate([v, bb[k]]) for k, v in a.arrays().items()})

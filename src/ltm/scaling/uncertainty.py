@@ -1,11 +1,7 @@
-"""Bootstrap uncertainty (docs/scaling.md §3.5).
-
-Nonparametric bootstrap over runs: a replicate resamples whole clusters (all checkpoints of one run
-together) and enters the objective as integer weights. Each replicate warm-starts from the full-data
-optimum with the tight tolerances; every `check_every`-th replicate also runs the full multi-start and
-we count how often it found a better optimum (a warm start that never moves is the fake-narrow-CI bug).
-Curves on one fixed checkpoint (loss vs T_eval) have no independent runs: they use a residual bootstrap.
-No Hessian covariance: the Huber curvature is piecewise and the numerical Hessian comes out indefinite.
+"""Bootstrap uncertainty (docs/scaling.md §3.5): whole runs resampled as integer weights, each replicate
+warm-started from the full-data optimum; every `check_every`-th one also runs the full multi-start, counted
+when it finds a better optimum (a warm start that never moves is the fake-narrow-CI bug). Curves on one
+checkpoint use a residual bootstrap. No Hessian covariance: the Huber curvature is piecewise.
 """
 from __future__ import annotations
 
@@ -42,26 +38,16 @@ class BootResult:
         return int((~self.ok()).sum())
 
 
-def cluster_weights(clusters: np.ndarray, B: int, rng: np.random.Generator) -> np.ndarray:
-    """(B, n) row weights: each replicate draws as many clusters as there are, with replacement."""
-    n_cl = int(clusters.max()) + 1
-    draws = rng.integers(0, n_cl, size=(B, n_cl))
-    counts = np.stack([np.bincount(d, minlength=n_cl) for d in draws])
-    return counts[:, clusters].astype(float)
-
-
 @one_blas_thread()
-def _replicates(law: Law, cols: Cols, lnLs: np.ndarray, weights: np.ndarray | None, theta_hat: np.ndarray,
+def _replicates(law: Law, cols: Cols, lnLs: np.ndarray, weights: np.ndarray, theta_hat: np.ndarray,
                 fs: FitSettings, check: np.ndarray, scale: float) -> list[tuple[np.ndarray, bool]]:
     """Fit a block of replicates; returns (θ or NaNs, multi-start found a better optimum)."""
     out = []
     for i in range(lnLs.shape[0]):
-        w = None if weights is None else weights[i]
-        obj = Objective(law, cols, lnLs[i], fs.delta, w, scale)
-        st = minimize_from(obj, theta_hat, fs)
+        st = minimize_from(Objective(law, cols, lnLs[i], fs.delta, weights[i], scale), theta_hat, fs)
         disagree = False
         if check[i]:
-            best = multistart(law, cols, lnLs[i], fs, w, scale, extra_starts=[theta_hat])[0]
+            best = multistart(law, cols, lnLs[i], fs, weights[i], scale, extra_starts=[theta_hat])[0]
             if fs.beaten(st.J, best.J) and np.max(np.abs(best.theta - st.theta)) > fs.agree_param:
                 disagree, st = True, best
         good = np.all(np.isfinite(st.theta)) and np.isfinite(st.J) and st.nit < fs.maxiter
@@ -69,17 +55,8 @@ def _replicates(law: Law, cols: Cols, lnLs: np.ndarray, weights: np.ndarray | No
     return out
 
 
-def bootstrap(
-    law: Law,
-    cols: Cols,
-    lnL: np.ndarray,
-    theta_hat: np.ndarray,
-    fs: FitSettings,
-    bs: BootstrapSettings,
-    clusters: np.ndarray | None = None,
-    residual: bool = False,
-    scale: float = 1.0,
-) -> BootResult:
+def bootstrap(law: Law, cols: Cols, lnL: np.ndarray, theta_hat: np.ndarray, fs: FitSettings, bs: BootstrapSettings,
+              clusters: np.ndarray | None = None, residual: bool = False, scale: float = 1.0) -> BootResult:
     """Run `bs.n` replicates (cluster bootstrap, or residual bootstrap when `residual`).
     `scale` multiplies the objective (only the Chinchilla-bug regression test changes it)."""
     rng = np.random.default_rng(bs.seed)
@@ -88,23 +65,24 @@ def bootstrap(
         fitted = law.predict(theta_hat, cols)
         res = lnL - fitted
         lnLs = fitted + rng.choice(res, size=(bs.n, n), replace=True)
-        weights, method = None, "residual (points on one checkpoint are not independent runs)"
+        # unit weights: multiplying by 1.0 is exact, so this is the unweighted objective
+        weights, method = np.ones((bs.n, n)), "residual (points on one checkpoint are not independent runs)"
     else:
         clusters = np.arange(n) if clusters is None else clusters
-        weights = cluster_weights(clusters, bs.n, rng)
+        n_cl = int(clusters.max()) + 1  # (B, n) row weights: each replicate draws n_cl clusters with replacement
+        draws = rng.integers(0, n_cl, size=(bs.n, n_cl))
+        weights = np.stack([np.bincount(d, minlength=n_cl) for d in draws])[:, clusters].astype(float)
         lnLs = np.broadcast_to(lnL, (bs.n, n))
         method = "nonparametric over runs (cluster resampling), warm-started"
     check = np.zeros(bs.n, bool)
     if bs.check_every > 0:
         check[bs.check_every - 1 :: bs.check_every] = True
     blocks = np.array_split(np.arange(bs.n), max(1, min(bs.n_jobs, bs.n)))
-    args = [(law, cols, lnLs[b], None if weights is None else weights[b], theta_hat, fs, check[b], scale)
-            for b in blocks]
+    args = [(law, cols, lnLs[b], weights[b], theta_hat, fs, check[b], scale) for b in blocks]
     if len(blocks) > 1:
         # fork: workers start in milliseconds and never re-import the caller's __main__. A caller whose
         # other threads hold locks at fork time (heavy torch use) should keep fit.n_jobs = 1.
-        methods = multiprocessing.get_all_start_methods()
-        ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+        ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
         with ProcessPoolExecutor(max_workers=len(blocks), mp_context=ctx) as ex:
             parts = list(ex.map(_replicates, *zip(*args)))
     else:
@@ -117,10 +95,8 @@ def summarize(estimate: float, samples: np.ndarray) -> dict[str, object]:
     """Point estimate with percentile 95 % and 80 % (Chinchilla's 10/90) intervals and the bootstrap SE."""
     s = np.asarray(samples, float)
     s = s[np.isfinite(s)]
-    out: dict[str, object] = {"estimate": float(estimate)}
     if s.size < 2:
-        out.update(ci95=None, ci80=None, se=None)
-        return out
+        return {"estimate": float(estimate), "ci95": None, "ci80": None, "se": None}
     q = np.percentile(s, [2.5, 97.5, 10.0, 90.0])
-    out.update(ci95=[float(q[0]), float(q[1])], ci80=[float(q[2]), float(q[3])], se=float(np.std(s, ddof=1)))
-    return out
+    return {"estimate": float(estimate), "ci95": [float(q[0]), float(q[1])], "ci80": [float(q[2]), float(q[3])],
+            "se": float(np.std(s, ddof=1))}
