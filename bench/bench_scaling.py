@@ -29,9 +29,11 @@ import numpy as np
 from ltm.scaling import run_scaling
 from ltm.scaling.fit import FitSettings, Objective, fit_law, one_blas_thread
 from ltm.scaling.laws import ND, PUBLISHED_ND
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the scaling tests' synthetic data
-from scaling_synthetic import CHINCHILLA_ROUNDED, METHOD, grid_design, load_epoch, make_records, nd_loss, noisy  # noqa: E402
 from ltm.scaling.uncertainty import BootstrapSettings, bootstrap
+
+from scaling_synthetic import CHINCHILLA_ROUNDED, METHOD, grid_design, load_epoch, make_records, nd_loss, noisy  # noqa: E402
 
 REPLICATE_TARGET = 1 / 8  # seconds per bootstrap replicate / seconds of one accepted multi-start fit
 EPOCH_CSV = Path(__file__).resolve().parents[1] / "tests" / "data" / "chinchilla_approach3.csv"

@@ -12,6 +12,7 @@ from ltm.scaling.api import RESIDUAL_COLUMNS
 from ltm.scaling.fit import FitSettings, fit_law
 from ltm.scaling.laws import ND
 from ltm.scaling.uncertainty import BootstrapSettings, bootstrap
+
 from scaling_synthetic import CHINCHILLA_ROUNDED, METHOD, grid_design, make_records, nd_loss, noisy
 
 LTM_TRUTH = {"A": 406.4, "B": 250.0, "E": 1.45, "alpha": 0.34, "beta": 0.28}

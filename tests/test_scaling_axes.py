@@ -9,6 +9,7 @@ from ltm.scaling.axes import extra_axis, pareto
 from ltm.scaling.config import resolve
 from ltm.scaling.laws import AXIS_LAWS
 from ltm.scaling.records import normalize, to_points
+
 from scaling_synthetic import CHINCHILLA_ROUNDED, METHOD, grid_design, law_loss, make_records, nd_theta, noisy
 
 KAPPA = 0.3

@@ -10,8 +10,18 @@ from ltm.scaling.checks import identifiability
 from ltm.scaling.config import resolve
 from ltm.scaling.laws import ND
 from ltm.scaling.records import normalize, to_points
-from scaling_synthetic import (CHINCHILLA_ROUNDED, METHOD, RATIOS_5, SIZES_5, grid_design, make_records, nd_loss,
-                                   nd_theta, noisy)
+
+from scaling_synthetic import (
+    CHINCHILLA_ROUNDED,
+    METHOD,
+    RATIOS_5,
+    SIZES_5,
+    grid_design,
+    make_records,
+    nd_loss,
+    nd_theta,
+    noisy,
+)
 
 FAST = {**METHOD, "n_bootstrap": 0}
 TH = nd_theta(CHINCHILLA_ROUNDED)

@@ -7,8 +7,9 @@ import pytest
 from ltm.scaling.fit import FitSettings, fit_law
 from ltm.scaling.frontier import exponents
 from ltm.scaling.laws import ND
-from scaling_synthetic import CHINCHILLA_ROUNDED, grid_design, nd_loss, noisy
 from ltm.scaling.uncertainty import BootstrapSettings, bootstrap
+
+from scaling_synthetic import CHINCHILLA_ROUNDED, grid_design, nd_loss, noisy
 
 TRUTH = CHINCHILLA_ROUNDED
 

@@ -13,8 +13,9 @@ import pytest
 from ltm.scaling import run_scaling
 from ltm.scaling.fit import FitSettings, Objective, fit_law, multistart
 from ltm.scaling.laws import ND, PUBLISHED_ND
-from scaling_synthetic import CHINCHILLA_ROUNDED, METHOD, load_epoch, nd_theta
 from ltm.scaling.uncertainty import BootstrapSettings, bootstrap
+
+from scaling_synthetic import CHINCHILLA_ROUNDED, METHOD, load_epoch, nd_theta
 
 CSV = Path(__file__).resolve().parent / "data" / "chinchilla_approach3.csv"
 

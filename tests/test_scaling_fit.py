@@ -8,6 +8,7 @@ from scipy.optimize import approx_fprime, least_squares
 from ltm.scaling.fit import FitError, FitSettings, Objective, check_acceptance, fit_law, multistart
 from ltm.scaling.frontier import exponents
 from ltm.scaling.laws import AXIS_LAWS, ND, TEVAL_LAWS
+
 from scaling_synthetic import CHINCHILLA_ROUNDED, grid_design, nd_loss, nd_theta, noisy
 
 TRUTH = CHINCHILLA_ROUNDED

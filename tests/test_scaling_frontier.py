@@ -8,6 +8,7 @@ from ltm.errors import LtmError
 from ltm.flops import train_flops_per_token
 from ltm.scaling.frontier import chinchilla_G, crossover, exponents, fit_ctok, optimal_allocation
 from ltm.scaling.laws import AXIS_LAWS
+
 from scaling_synthetic import CHINCHILLA_ROUNDED, nd_loss, nd_theta, numeric_allocation
 
 
