@@ -1,7 +1,7 @@
 """The cluster path, run on a real one-node SLURM cluster (workflow/slurm/local_cluster.py, started once here):
 the sweep through `snakemake --profile workflow/profiles/slurm` gives the local run's results, a cancelled
-training job is retried and resumes to the same weights, a failed job leaves the previous outputs, and a
-2-task DDP job (workflow/slurm/ddp.sbatch) matches one process. What ran where is read from the
+training job is retried and resumes to the same weights, a failed job leaves the previous outputs, and DDP
+jobs of 2 ranks (workflow/slurm/ddp.sbatch, both layouts) match one process. What ran where is read from the
 controller's own job records (`scontrol show job`), not from Snakemake's log. Skips without root or SLURM.
 """
 from __future__ import annotations
@@ -91,46 +91,47 @@ def workspace_files(ws: Path) -> None:
 
 @pytest.fixture(scope="module")
 def sweeps(cluster, tmp_path_factory):
-    """The same workspace built twice from its data: locally, and through the SLURM profile with the AR
-    point's training job cancelled once it has a checkpoint."""
+    """One workspace with its data built, copied; the copies run the sweep side by side, locally and through
+    the SLURM profile, where the AR point's training job is cancelled once it has saved a checkpoint."""
     base = tmp_path_factory.mktemp("sweeps")
     local = project_copy(base / "local", SWEEP)
     workspace_files(local)
     shutil.rmtree(local / ".dvc")  # no dvc.lock bookkeeping after each run: DVC is not under test here
     run(cluster, local, "snakemake", "--cores", "2", "data/shards")
-    # one dry run per target writes its jobs' params stamps (ltm.sync): with several targets on a fresh
-    # tree, a stamp written while Snakemake builds the DAG can be missed by its cached folder listing
-    for target in [*TARGETS, "runs/ltm-tiny/model"]:
-        run(cluster, local, "snakemake", "--cores", "1", "-n", target)
     slurm = base / "slurm"
     shutil.copytree(local, slurm, symlinks=True)
-    run(cluster, local, "snakemake", "--cores", "2", *TARGETS, "runs/ltm-tiny/model")
 
-    log = open(base / "slurm.log", "w")
-    proc = subprocess.Popen(["snakemake", *SLURM_PROFILE, *TARGETS], cwd=slurm, env=cluster_env(cluster),
-                            stdout=log, stderr=subprocess.STDOUT, text=True)
+    # no file inventory: with several targets on a fresh tree, Snakemake's cached folder listing misses a
+    # params stamp (ltm.sync) written while it builds the DAG
+    fresh = ["--max-inventory-time", "0"]
+    logs = {name: open(base / f"{name}.log", "w") for name in ("local", "slurm")}
+    procs = {name: subprocess.Popen(["snakemake", *args], cwd=ws, env=cluster_env(cluster), stdout=logs[name],
+                                    stderr=subprocess.STDOUT)
+             for name, ws, args in [("local", local, ["--cores", "2", *fresh, *TARGETS, "runs/ltm-tiny/model"]),
+                                    ("slurm", slurm, [*SLURM_PROFILE, *fresh, *TARGETS])]}
     cancelled, deadline = None, time.monotonic() + 300
-    while cancelled is None and proc.poll() is None and time.monotonic() < deadline:
+    while cancelled is None and procs["slurm"].poll() is None and time.monotonic() < deadline:
         if list((slurm / f"runs/{AR}/checkpoints").rglob("*.pt")):
             running = [r["JobId"] for r in jobs(cluster, slurm, "train", AR) if r["JobState"] == "RUNNING"]
             if running:
                 run(cluster, slurm, "scancel", running[0])
                 cancelled = running[0]
         time.sleep(0.1)
-    code = proc.wait(timeout=600)
-    log.close()
-    out = (base / "slurm.log").read_text()
-    assert code == 0, out[-4000:]
-    return local, slurm, cancelled, out
+    for name, proc in procs.items():
+        code = proc.wait(timeout=600)
+        logs[name].close()
+        assert code == 0, f"{name} sweep failed:\n" + (base / f"{name}.log").read_text()[-4000:]
+    return local, slurm, cancelled
 
 
 def test_sweep_through_the_slurm_profile_matches_the_local_run(cluster, sweeps):
-    local, slurm, _, _ = sweeps
+    local, slurm, _ = sweeps
     for run_name in (LTM, AR):
         for rule in ("train", "evaluate"):
             ran = jobs(cluster, slurm, rule, run_name)
             assert ran and ran[-1]["JobState"] == "COMPLETED", (rule, run_name, ran)
             assert all(r["BatchFlag"] == "1" for r in ran)  # batch jobs: submitted with sbatch
+            assert ran[-1]["TresPerNode"] == "gres:gpu:1"  # the profile's GPU request reached the scheduler
     for run_name in (LTM, AR):
         for path in (f"runs/{run_name}/metrics.json", f"results/eval/{run_name}/metrics.json"):
             assert json.loads((slurm / path).read_text()) == json.loads((local / path).read_text()), path
@@ -140,7 +141,7 @@ def test_sweep_through_the_slurm_profile_matches_the_local_run(cluster, sweeps):
 
 
 def test_a_cancelled_training_job_is_retried_and_resumes_to_the_same_weights(cluster, sweeps):
-    local, slurm, cancelled, _ = sweeps
+    local, slurm, cancelled = sweeps
     assert cancelled, "the training job ended before it could be cancelled"
     train = jobs(cluster, slurm, "train", AR)
     assert [r["JobState"] for r in train] == ["CANCELLED", "COMPLETED"] and train[0]["JobId"] == cancelled
@@ -150,7 +151,7 @@ def test_a_cancelled_training_job_is_retried_and_resumes_to_the_same_weights(clu
 
 
 def test_a_failed_job_on_the_cluster_leaves_the_previous_outputs(cluster, sweeps):
-    _, slurm, _, _ = sweeps
+    _, slurm, _ = sweeps
     eval_dir = slurm / f"results/eval/{LTM}"
     kept = {p.name: p.read_bytes() for p in eval_dir.iterdir() if p.is_file()}
     edit_params(slurm, "eval", "splits", ["nope"])  # valid to the schema, refused by the stage
@@ -165,19 +166,26 @@ def test_a_failed_job_on_the_cluster_leaves_the_previous_outputs(cluster, sweeps
     assert jobs(cluster, slurm, "evaluate", LTM)[-1]["JobState"] == "FAILED"  # it ran, on the cluster
 
 
-def test_two_task_ddp_job_matches_one_process(cluster, sweeps, tmp_path):
-    """srun starts the 2 ranks (gloo on CPU), numbered by SLURM: the single-process weights to float
-    summation order, as under torchrun (tests/test_train.py)."""
-    local, _, _, _ = sweeps
+# the two layouts of workflow/slurm/ddp.sbatch: srun starts each rank, or torchrun starts a node's ranks
+# (one per GPU of the node: the stand-in GPUs, while the ranks themselves run on CPU with gloo)
+DDP_LAYOUTS = {"two-tasks": ["--ntasks=2", "--cpus-per-task=1"],
+               "torchrun": ["--nodes=1", "--ntasks-per-node=1", "--gpus-per-node=2", "--cpus-per-task=2"]}
+
+
+@pytest.mark.parametrize("layout", list(DDP_LAYOUTS))
+def test_ddp_job_matches_one_process(cluster, sweeps, tmp_path, layout):
+    """A DDP job of 2 ranks trains the tiny LTM to the single-process weights up to float summation order,
+    as under torchrun alone (tests/test_train.py)."""
+    local, _, _ = sweeps
     ws = tmp_path / "ddp"
     ws.mkdir()
     (ws / "data").symlink_to(local / "data")
     shutil.copy(local / "params.yaml", ws / "params.yaml")
-    submitted = run(cluster, ws, "sbatch", "--parsable", "--ntasks=2", "--cpus-per-task=1", "--output=ddp.log",
+    submitted = run(cluster, ws, "sbatch", "--parsable", *DDP_LAYOUTS[layout], "--output=ddp.log",
                     str(ROOT / "workflow/slurm/ddp.sbatch"), "--run", "ltm-tiny").stdout.strip()
     record = wait_for(cluster, submitted.split(";")[0])
     assert record["JobState"] == "COMPLETED", (ws / "ddp.log").read_text()[-3000:]
-    assert record["NumTasks"] == "2"
+    assert record["NumTasks"] == ("2" if layout == "two-tasks" else "1")
     assert json.loads((ws / "runs/ltm-tiny/metrics.json").read_text())["world_size"] == 2
     a, b = final_weights(local, "ltm-tiny"), final_weights(ws, "ltm-tiny")
     assert all(torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-5) for k in a)

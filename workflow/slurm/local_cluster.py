@@ -87,32 +87,35 @@ class Cluster:
         sock = self.root / "munge" / "munge.socket"
         pids: dict[str, int] = {}
         try:
-            pids["munged"] = self._spawn([
+            self._spawn(pids, [
                 _binary("munged"), "--foreground", "--force", f"--socket={sock}", f"--key-file={key}",
                 f"--log-file={self.root / 'log/munged.log'}", f"--pid-file={self.root / 'munge/munged.pid'}",
                 f"--seed-file={self.root / 'munge/munged.seed'}"], "munged")
             self._wait(lambda: sock.exists(), timeout, "munged did not open its socket")
             self._write_conf(sock)
             self._write_clients()
-            pids["slurmctld"] = self._spawn([_binary("slurmctld"), "-D", "-i", "-f", str(self.conf)], "slurmctld")
+            self._spawn(pids, [_binary("slurmctld"), "-D", "-i", "-f", str(self.conf)], "slurmctld")
             self._wait(self._controller_up, timeout, "slurmctld did not answer")
-            pids["slurmd"] = self._spawn([_binary("slurmd"), "-D", "-N", self.host, "-f", str(self.conf)], "slurmd")
+            self._spawn(pids, [_binary("slurmd"), "-D", "-N", self.host, "-f", str(self.conf)], "slurmd")
             self._wait(self._node_idle, timeout, "the node did not become idle")
         except BaseException:
             self._stop_pids(pids)
+            self.pids_file.unlink(missing_ok=True)
             raise
-        finally:
-            if pids:
-                self.pids_file.write_text(json.dumps(pids))
 
-    def _spawn(self, cmd: list[str], name: str) -> int:
+    def _spawn(self, pids: dict[str, int], cmd: list[str], name: str) -> None:
+        """Start one daemon in the foreground and record its pid at once, so `stop` finds it even if
+        this start is killed halfway."""
         log = open(self.root / "log" / f"{name}.out", "ab")
         env = {**os.environ, **self.env()}
         # a new session: the daemons outlive the `start` command and get no terminal signals
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True, env=env)
         log.close()
-        return proc.pid
+        pids[name] = proc.pid
+        tmp = self.pids_file.with_name(".pids.json.tmp")
+        tmp.write_text(json.dumps(pids))
+        os.replace(tmp, self.pids_file)
 
     def _write_conf(self, munge_socket: Path) -> None:
         ctld_port, slurmd_port = _free_ports(2)
@@ -136,9 +139,15 @@ class Cluster:
             "SchedulerType=sched/backfill", "SelectType=select/cons_tres", "SelectTypeParameters=CR_CPU",
             # a cancelled or timed-out job gets SIGTERM, then SIGKILL this many seconds later
             "KillWait=10", "ReturnToService=2", "SlurmdTimeout=60", "InactiveLimit=0",
-            f"NodeName={self.host} NodeAddr=127.0.0.1 CPUs={self.cpus} RealMemory={_memory_mb()} State=UNKNOWN",
+            "GresTypes=gpu",
+            f"NodeName={self.host} NodeAddr=127.0.0.1 CPUs={self.cpus} RealMemory={_memory_mb()} Gres=gpu:2 State=UNKNOWN",
             f"PartitionName={PARTITION} Nodes={self.host} Default=YES MaxTime=INFINITE State=UP",
         ]
+        # two stand-in GPUs: the scheduler counts and hands them out (gres requests are honoured), nothing
+        # uses them; SLURM wants a device file per GPU, any existing file does
+        for i in range(2):
+            (self.root / f"fake-gpu{i}").touch()
+        (self.root / "gres.conf").write_text(f"NodeName={self.host} Name=gpu File={self.root}/fake-gpu[0-1]\n")
         tmp = self.conf.with_name(".slurm.conf.tmp")
         tmp.write_text("\n".join(lines) + "\n")
         os.replace(tmp, self.conf)
