@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Debian's SLURM and munge for the one-node test cluster (workflow/slurm/local_cluster.py, tests/test_slurm.py).
+# Debian's SLURM and munge for the one-node test cluster (workflow/slurm/local_cluster.py,
+# tests/test_cluster_slurm.py).
 # Does nothing when they are installed; without root or apt-get it says so and the SLURM tests skip.
 set -euo pipefail
 for b in munged slurmctld slurmd sbatch srun squeue scontrol; do

@@ -5,9 +5,9 @@
 
 Needs root and Debian's `slurm-wlm` and `munge` (workflow/slurm/install.sh). Everything lives in DIR: its
 own munge key and socket, slurm.conf with free ports, state, spool, logs and pid files, so a system
-cluster or a stale test cluster is never touched. The controller keeps finished jobs for an hour
-(MinJobAge) and writes each one to DIR/jobcomp.txt, the records that `sacct`-less setups use: the
-executor plugin reads job states with `squeue`, the tests read the completion records.
+cluster or a stale test cluster is never touched. There is no accounting database: the controller
+keeps finished jobs for an hour (MinJobAge), so `squeue` (the executor plugin's status command here) and
+`scontrol show job` (the tests) see them, and appends each to DIR/jobcomp.txt (`sacct -c` reads it).
 """
 from __future__ import annotations
 
@@ -188,12 +188,25 @@ class Cluster:
     def stop(self) -> None:
         if not self.pids_file.exists():
             return
+        self._end_jobs()
         self._stop_pids(json.loads(self.pids_file.read_text()))
         self.pids_file.unlink()
 
+    def _end_jobs(self, timeout: float = 30) -> None:
+        """Cancel this cluster's jobs and wait until their processes are gone: slurmd leaves running jobs
+        alone when it stops."""
+        if not self._controller_up():
+            return
+        queued = self._query("squeue", "-h", "-o", "%i").split()
+        if queued:
+            self._query("scancel", *queued)
+            deadline = time.monotonic() + timeout
+            while self._query("squeue", "-h", "-o", "%i").split() and time.monotonic() < deadline:
+                time.sleep(0.5)
+
     @staticmethod
     def _stop_pids(pids: dict[str, int]) -> None:
-        """SIGTERM the daemons started here, slurmd first (it ends its jobs' processes), then SIGKILL."""
+        """SIGTERM the daemons started here (slurmd first), then SIGKILL what is left."""
         for name in reversed(DAEMONS):
             pid = pids.get(name)
             if pid is None or not _alive(pid, name):
