@@ -111,7 +111,7 @@ def sweeps(cluster, tmp_path_factory):
                                     ("slurm", slurm, [*SLURM_PROFILE, *fresh, *TARGETS])]}
     cancelled, deadline = None, time.monotonic() + 300
     while cancelled is None and procs["slurm"].poll() is None and time.monotonic() < deadline:
-        if list((slurm / f"runs/{AR}/checkpoints").rglob("*.pt")):
+        if list((slurm / f"runs/{AR}/checkpoints").rglob("step-*.pt")):  # saved whole (renamed into place)
             running = [r["JobId"] for r in jobs(cluster, slurm, "train", AR) if r["JobState"] == "RUNNING"]
             if running:
                 run(cluster, slurm, "scancel", running[0])
