@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 # repository itself (tests/test_orchestrators.py) never run side by side
 TEST_WORKERS ?= 2
 
-.PHONY: install reproduce snakemake pipeline test test-fast bench clean-venv
+.PHONY: install reproduce snakemake pipeline cluster-deps test test-fast bench clean-venv
 
 $(BIN)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,12 @@ pipeline: install
 snakemake: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/snakemake --cores 2
 
-test: install
+# Debian's SLURM and munge for the one-node cluster of tests/test_cluster_slurm.py: a no-op when present,
+# and without root or apt-get it says so (those tests then skip)
+cluster-deps:
+	workflow/slurm/install.sh
+
+test: install cluster-deps
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-fast: install
