@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from test_train import in_dir, workspace
 
 from ltm.cli import main
 from ltm.stages.evaluate import evaluate
 from ltm.stages.train import train
 
 from conftest import flip_a_digit
+from test_train import in_dir, workspace
 
 PARAMS = ["--params", "params.yaml"]
 TRAIN = ["train", *PARAMS, "--run", "ltm-tiny", "--shards", "data/shards", "--out", "runs/ltm-tiny"]

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from conftest import ROOT
 from test_pipeline import BIN, edit_params, project_copy
 from test_train import final_weights

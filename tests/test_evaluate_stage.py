@@ -7,13 +7,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_train import in_dir, workspace
 
 from ltm.errors import LtmError
 from ltm.stages.evaluate import evaluate
 from ltm.stages.train import train
 
 from conftest import flip_a_digit
+from test_train import in_dir, workspace
 
 
 @pytest.fixture(scope="module")

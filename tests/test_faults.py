@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from test_pipeline import BIN, edit_params, project_copy, sh
 
 KILL_AT_RENAME = '''

@@ -152,3 +152,15 @@ def test_every_dvc_plot_declares_its_axes():
         assert spec.get("x") and spec.get("y"), (name, path)
         column = {"train_log.tsv": "loss", "t_curve.tsv": "bound"}[Path(path).name]
         assert spec["y"] == column, (name, path)
+
+
+def test_several_targets_on_a_fresh_tree_build_one_dag(tmp_path):
+    """Params stamps are written before the DAG: none can be missing from Snakemake's file inventory."""
+    from test_pipeline import FAST_RUNS, project_copy
+
+    ws = project_copy(tmp_path, FAST_RUNS)
+    run = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "runs/ar-tiny/metrics.json",
+                          "runs/ltm-tiny/metrics.json"], cwd=ws, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "MissingInputException" not in run.stdout + run.stderr
+    assert re.search(r"^train\s+2$", run.stdout, re.M), run.stdout[-2000:]

@@ -6,9 +6,9 @@ import json
 import subprocess
 import sys
 
-from test_pipeline import FAST_RUNS, ROOT, project_copy, sh
-
 from ltm.pipeline import STAGES, code_files
+
+from test_pipeline import FAST_RUNS, ROOT, project_copy, sh
 
 
 def test_committed_dvc_yaml_is_the_generated_one():

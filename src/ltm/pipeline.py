@@ -282,6 +282,11 @@ def snakemake_inputs(stage: Stage, run: str | None, params: dict) -> dict[str, l
     return {"data": data, "code": code_files(stage)}
 
 
+def jobs(params: dict) -> list[tuple[Stage, str | None]]:
+    """Every (stage, run) job of the pipeline; run is None for a stage that runs once."""
+    return [(s, r) for s in STAGES for r in _runs(s.each, params)]
+
+
 def targets(params: dict) -> list[str]:
     """Every output of every stage for every run it has: what `snakemake` with no target builds."""
-    return [o.path.format(run=r) for s in STAGES for r in _runs(s.each, params) for o in s.outputs]
+    return [o.path.format(run=r) for s, r in jobs(params) for o in s.outputs]

@@ -8,6 +8,12 @@ from ltm.sync import params_stamp
 PARAMS = "params.yaml"
 RUNS = list(all_runs(config))  # the named runs, then every sweep grid point
 
+# Every job's params stamp is written (or re-dated) now, before the DAG is built: a stamp first written
+# from an input function can be missing from Snakemake's file inventory when a command line names several
+# targets (MissingInputException on a fresh tree). The inputs function below then finds it in place.
+for _stage, _run in pipeline.jobs(config):
+    params_stamp(_stage.name, _run, config)
+
 
 def params_of(stage, run=None):
     """The params a stage reads, declared as `params:` so that a change reruns the job."""
