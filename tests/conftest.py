@@ -32,6 +32,18 @@ TINY = {
 }
 
 
+# The longest files first: under `pytest -n 2 --dist loadfile` a worker takes whole files in collection
+# order, so a long file collected last (test_pipeline.py, ~4.5 min) kept one worker busy while the other
+# sat idle at the end.
+LONGEST_FIRST = ("test_pipeline.py", "test_cluster_slurm.py", "test_pipeline_snakemake.py", "test_faults.py",
+                 "test_scaling_coverage.py", "test_pipeline_table.py", "test_scaling_external.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+
+
 def merge(base: dict, over: dict) -> dict:
     out = copy.deepcopy(base)
     for key, value in over.items():
