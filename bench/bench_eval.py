@@ -56,7 +56,7 @@ def main() -> None:
     fns: dict[str, Callable[[], object]] = {
         "ar": lambda: ar_nll(ar, x, y),
         "fit0": lambda: fit_for_eval(ltm, x, y, steps=0, seed=0, post_cfg=fast_loop(steps=16)),
-        "fitT": lambda: fit_for_eval(ltm, x, y, steps=T_big, seed=0),
+        "fitT": lambda: fit_for_eval(ltm, x, y, steps=T_big, seed=0, post_cfg=fast_loop(steps=16)),
         "draws1": lambda: draw_samples(ltm, x, y, post, samples=K, seed=1),
         "drawsK": lambda: draw_samples(ltm, x, y, post, samples=K, seed=1, rows_per_pass=BATCH * K),
     }
