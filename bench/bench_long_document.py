@@ -19,18 +19,18 @@ from pathlib import Path
 STAGE = """
 import json, resource, sys
 from pathlib import Path
+from ltm.config import REPO_ROOT, load_params
 from ltm.data.corpus import build_corpus
 from ltm.data.shards import build_shards
 from ltm.data.tokenizer import build_tokenizer
 root, stage, vocab = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+data = load_params(REPO_ROOT / "params.yaml")["data"]  # the library has no defaults: params' values
 if stage == "corpus":
-    build_corpus({"source": "files", "paths": [str(root / "docs.jsonl")], "val_fraction": 0.05, "seed": 0},
-                 root / "corpus")
+    build_corpus({**data["corpus"], "source": "files", "paths": [str(root / "docs.jsonl")]}, root / "corpus")
 elif stage == "tokenizer":
-    build_tokenizer({"kind": "bpe", "vocab_size": vocab, "min_frequency": 2}, root / "corpus", root / "tok")
+    build_tokenizer({**data["tokenizer"], "kind": "bpe", "vocab_size": vocab}, root / "corpus", root / "tok")
 else:
-    build_shards({"seq_len": 128, "rows_per_shard": 8192, "dtype": "auto"}, root / "corpus", root / "tok",
-                 root / "shards")
+    build_shards(data["shards"], root / "corpus", root / "tok", root / "shards")
 print(json.dumps({"peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
