@@ -28,12 +28,12 @@ def seconds(run_file: Path) -> float | None:
     return (dt.datetime.fromisoformat(rec["finished"]) - dt.datetime.fromisoformat(rec["started"])).total_seconds()
 
 
-def scored_tokens(eval_dir: Path, ecfg: dict) -> int:
+def scored_tokens(eval_dir: Path, ecfg: dict | None) -> int:
     """Tokens scored for the record: each split's, plus each T_eval curve point's (a flat curve costs nothing)."""
     metrics = json.loads((eval_dir / "metrics.json").read_text())
     splits = list(metrics["splits"].values())
     total = sum(split["protocol"]["tokens"] for split in splits)
-    if metrics["n_latents"]:
+    if metrics["n_latents"] and ecfg is not None:
         rows = ecfg["t_curve_max_rows"] or ecfg["max_rows"]
         total += len(ecfg["t_curve"]) * rows * splits[0]["protocol"]["block_length"]
     return total
