@@ -12,7 +12,7 @@ from ltm.data.loader import TokenShards, iter_eval_batches
 from ltm.data.tokenizer import load_tokenizer
 from ltm.errors import LtmError
 from ltm.eval_bytes import bytes_per_token, load_token_byte_lengths, token_byte_lengths
-from ltm.evaluate import evaluate_split, t_eval_curve
+from ltm.evaluate import ScoreCache, evaluate_split, t_eval_curve
 from ltm.model import Decoder, ModelConfig
 from ltm.seeds import derive_seed
 
@@ -129,6 +129,31 @@ def test_t_eval_curve_rows_are_paired_points_of_evaluate_split(val):
                             "iwae_nelbo", "iwae_ppl", "iwae_bpb"}
     assert rows[2]["fresh_elbo_nelbo"] < rows[0]["fresh_elbo_nelbo"]  # expected here, not guaranteed
     assert [r["T_eval"] for r in t_eval_curve(model, val, [2], cfg, post_cfg=POST)] == [2]
+
+
+def test_a_continued_curve_is_one_fit_with_the_numbers_of_a_fit_per_point(val):
+    """lr_schedule continue: the curve scores one fit at each of its T; every row is bit for bit the
+    row of that T scored alone. The main scoring's batches are reused where they coincide."""
+    model = make_model(val, 4)
+    cfg = replace(CFG, t_eval=None, t_curve=(0, 1, 3, 5), t_curve_max_rows=6, lr_schedule="continue")
+    alone = [row for t in cfg.t_curve for row in t_eval_curve(model, val, [t], cfg, post_cfg=POST)]
+    assert t_eval_curve(model, val, None, cfg, post_cfg=POST) == alone
+    cache = ScoreCache(cfg)
+    main = evaluate_split(model, val, replace(cfg, max_rows=10), post_cfg=POST, cache=cache)
+    assert main == evaluate_split(model, val, replace(cfg, max_rows=10), post_cfg=POST)
+    assert cache.flops == pytest.approx(main["protocol"]["flops_per_token"] * main["protocol"]["tokens"], rel=1e-12)
+    main_flops = cache.flops
+    assert len(cache.scores) == 2  # the batches of rows 0-3 and 4-7 at T = 3; the curve scores rows 0-5
+    shared = t_eval_curve(model, val, None, cfg, post_cfg=POST, cache=cache)
+    assert shared == alone and cache.hits == 1  # the first batch; the second has 2 rows in the curve, not 4
+    continued = cache.flops - main_flops
+    respan = replace(cfg, lr_schedule="respan")
+    cache = ScoreCache(respan)
+    evaluate_split(model, val, respan, post_cfg=POST, cache=cache)
+    assert t_eval_curve(model, val, None, respan, post_cfg=POST, cache=cache) == \
+        [row for t in cfg.t_curve for row in t_eval_curve(model, val, [t], respan, post_cfg=POST)]
+    assert cache.hits == 1
+    assert continued < cache.flops - main_flops  # 5 fit steps per batch instead of 0 + 1 + 3 + 5 (3 once reused)
 
 
 # bad eval: settings are refused where params are validated (tests/test_config.py)

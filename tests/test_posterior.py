@@ -7,6 +7,7 @@ from ltm.errors import LtmError
 from ltm.model import Decoder, ModelConfig
 from ltm.posterior import (
     fit_posterior,
+    fit_trajectory,
     kl_to_standard_normal,
     latent_grads,
     nelbo_terms,
@@ -160,6 +161,24 @@ def test_same_generator_same_posterior_and_different_seed_differs():
     c = fit_posterior(model, x, y, cfg, generator=gen(6))
     assert torch.equal(a.mu, b.mu) and torch.equal(a.logvar, b.logvar) and torch.equal(a.nelbo_trace, b.nelbo_trace)
     assert not torch.equal(a.mu, c.mu)
+
+
+def test_one_fit_stopped_at_several_steps_equals_a_fit_per_step_when_the_lr_span_is_fixed():
+    """The T_eval curve's reuse: with the cosine's span fixed (schedule_steps), the posterior after t of
+    T steps is bit for bit a fit of t steps, its score included; with the span following T it is not."""
+    model = make_model()
+    x, y = batch()
+    cfg = fast_loop(steps=6, schedule_steps=4)
+    stops = (0, 2, 6)
+    posts = fit_trajectory(model, x, y, cfg, stops, generator=gen(5))
+    for t, post in zip(stops, posts):
+        alone = fit_posterior(model, x, y, dataclasses.replace(cfg, steps=t), generator=gen(5))
+        for name in ("mu", "logvar", "eps", "nelbo_trace", "nll", "kl"):
+            assert torch.equal(getattr(post, name), getattr(alone, name)), (t, name)
+    respan = fit_trajectory(model, x, y, fast_loop(steps=6), (2, 6), generator=gen(5))[0]
+    assert not torch.equal(respan.mu, fit_posterior(model, x, y, fast_loop(steps=2), generator=gen(5)).mu)
+    with pytest.raises(LtmError, match="stops must increase"):
+        fit_trajectory(model, x, y, cfg, (2, 4))
 
 
 def test_works_under_bf16_autocast():

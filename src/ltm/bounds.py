@@ -25,7 +25,7 @@ from torch import Tensor
 
 from ltm.errors import LtmError
 from ltm.model import Decoder
-from ltm.posterior import Posterior, PosteriorConfig, eval_mode, fit_posterior, kl_to_standard_normal
+from ltm.posterior import Posterior, PosteriorConfig, eval_mode, fit_trajectory, kl_to_standard_normal
 from ltm.seeds import derive_seed
 
 
@@ -53,16 +53,22 @@ def ar_nll(model: Decoder, x: Tensor, y: Tensor) -> Tensor:
 
 def fit_for_eval(model: Decoder, x: Tensor, y: Tensor, *, steps: int, seed: int,
                  post_cfg: PosteriorConfig) -> Posterior:
-    """q(z|x) after `steps` (= T_eval) AdamW steps, initialisation and noise drawn from `seed`.
+    """q(z|x) after `steps` (= T_eval) AdamW steps, initialisation and noise drawn from `seed`."""
+    return fit_stops_for_eval(model, x, y, stops=(steps,), seed=seed, post_cfg=post_cfg)[0]
+
+
+def fit_stops_for_eval(model: Decoder, x: Tensor, y: Tensor, *, stops: tuple[int, ...], seed: int,
+                       post_cfg: PosteriorConfig) -> list[Posterior]:
+    """q(z|x) after each number of steps in `stops` (one fit of stops[-1] steps, ltm.posterior.fit_trajectory).
 
     The rest of the fast-loop settings (learning rates, betas, init) come from post_cfg, normally the
     training ones. Decoder gradients are never accumulated here, whatever post_cfg.decoder_grads says:
     they would not change (mu, logvar), only waste work and leave .grad behind.
     """
     _check_batch(model, x, y, latents=True)
-    cfg = replace(post_cfg, steps=steps, decoder_grads=False)
+    cfg = replace(post_cfg, steps=stops[-1], decoder_grads=False)
     gen = torch.Generator(device=x.device).manual_seed(seed)
-    return fit_posterior(model, x, y, cfg, generator=gen, score=True)
+    return fit_trajectory(model, x, y, cfg, stops, generator=gen, score=True)
 
 
 @dataclass
@@ -159,11 +165,22 @@ def score_batch(model: Decoder, x: Tensor, y: Tensor, *, steps: int, samples: in
     Two independent streams come from `seed`: one for the fit's initialisation and noise, one for the K
     fresh draws. The same seed at different T_eval starts from the same point: curves over T are paired.
     """
-    post = fit_for_eval(model, x, y, steps=steps, seed=derive_seed(seed, 0), post_cfg=post_cfg)
-    draws = draw_samples(model, x, y, post, samples=samples, seed=derive_seed(seed, 1),
-                         rows_per_pass=rows_per_pass)
-    return BatchScores(tokens=scored_tokens(y), paper=paper_protocol(post), fresh=fresh_elbo(post, draws),
-                       iwae=iwae(draws), posterior=post)
+    return score_stops(model, x, y, stops=(steps,), samples=samples, seed=seed, post_cfg=post_cfg,
+                       rows_per_pass=rows_per_pass)[steps]
+
+
+def score_stops(model: Decoder, x: Tensor, y: Tensor, *, stops: tuple[int, ...], samples: int, seed: int,
+                post_cfg: PosteriorConfig, rows_per_pass: int | None = None) -> dict[int, BatchScores]:
+    """score_batch at every T_eval in `stops` from ONE fit of stops[-1] steps, valid (and bitwise the same
+    as separate fits) when post_cfg's lr schedule does not depend on the number of steps."""
+    posts = fit_stops_for_eval(model, x, y, stops=stops, seed=derive_seed(seed, 0), post_cfg=post_cfg)
+    out = {}
+    for t, post in zip(stops, posts):
+        draws = draw_samples(model, x, y, post, samples=samples, seed=derive_seed(seed, 1),
+                             rows_per_pass=rows_per_pass)
+        out[t] = BatchScores(tokens=scored_tokens(y), paper=paper_protocol(post), fresh=fresh_elbo(post, draws),
+                             iwae=iwae(draws), posterior=post)
+    return out
 
 
 def bits_per_byte(total_nats: float, n_bytes: float) -> float:

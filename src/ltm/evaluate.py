@@ -18,10 +18,12 @@ import numpy as np
 import torch
 
 from ltm.bounds import (
+    BatchScores,
     ar_nll,
     bits_per_byte,
     paper_perplexity,
     score_batch,
+    score_stops,
     scored_tokens,
 )
 from ltm.config import typed
@@ -104,10 +106,72 @@ def scoring_flops_per_token(model: Decoder, steps: int, samples: int, usage: boo
     return eval_flops_per_token(*shape, steps) + (samples + (2 if usage else 0)) * forward
 
 
+class ScoreCache:
+    """Batch scores already computed in this process, kept only where the T_eval curve can use them (the
+    split it is drawn on, its first rows, its T values): a curve point whose batches the main scoring
+    already fitted with the same rows, seed, T_eval, fast-loop settings and K reuses them. Also counts
+    the work the scorings that share it really did (`flops`, training-formula conventions, per scored
+    token of each batch) and the reused batch scores (`hits`)."""
+
+    def __init__(self, ecfg: EvalConfig, split: str = "val") -> None:
+        self.split, self.rows, self.t_values = split, ecfg.t_curve_max_rows or ecfg.max_rows, set(ecfg.t_curve)
+        self.scores: dict[tuple, BatchScores] = {}
+        self.hits = 0
+        self.flops = 0.0
+
+    def key(self, shards: TokenShards, ecfg: EvalConfig, j: int, n: int, fit_cfg: PosteriorConfig) -> tuple | None:
+        first = j * ecfg.batch_size
+        wanted = shards.split == self.split and fit_cfg.steps in self.t_values and (not self.rows or first < self.rows)
+        return (str(shards.shards_dir.resolve()), shards.split, ecfg.batch_size, j, n, fit_cfg, ecfg.samples,
+                ecfg.seed) if wanted else None
+
+
+def _batch_scores(model: Decoder, x: torch.Tensor, y: torch.Tensor, seed: int, fit_cfgs: dict[int, PosteriorConfig],
+                  one_fit: bool, ecfg: EvalConfig, rows_per_pass: int | None,
+                  cached: dict[int, tuple | None], cache: ScoreCache | None) -> dict[int, BatchScores]:
+    """BatchScores at every T_eval of fit_cfgs: from the cache, then from one fit through the largest T
+    (`one_fit`) or one fit per T."""
+    got = {t: cache.scores[k] for t, k in cached.items() if cache is not None and k in cache.scores}
+    todo = sorted(set(fit_cfgs) - set(got))
+    if cache is not None and todo:  # fit steps (each step one inner step), each scored T a forward + K draws
+        shape = flop_shape(model.cfg)
+        step, forward = eval_flops_per_token(*shape, 1) - eval_flops_per_token(*shape), eval_flops_per_token(*shape)
+        fitted = todo[-1] if one_fit else sum(todo)
+        cache.flops += float(scored_tokens(y).sum()) * (step * fitted + len(todo) * (1 + ecfg.samples) * forward)
+    if one_fit and todo:
+        got.update(score_stops(model, x, y, stops=tuple(todo), samples=ecfg.samples, seed=seed,
+                               post_cfg=fit_cfgs[todo[-1]], rows_per_pass=rows_per_pass))
+    else:
+        got.update({t: score_batch(model, x, y, steps=t, samples=ecfg.samples, seed=seed, post_cfg=fit_cfgs[t],
+                                   rows_per_pass=rows_per_pass) for t in todo})
+    if cache is not None:
+        cache.hits += len(fit_cfgs) - len(todo)
+        cache.scores.update({k: got[t] for t, k in cached.items() if k is not None})
+    return got
+
+
+class _Point:
+    """Float64 running sums of one T_eval over the batches of a split."""
+
+    def __init__(self) -> None:
+        self.totals, self.usage = _Totals(), UsageTotals()
+
+    def add(self, s: BatchScores, samples: int) -> None:
+        for name, est in (("paper", s.paper), ("fresh", s.fresh)):
+            self.totals.add(f"{name}.total", est.total)
+            self.totals.add(f"{name}.nll", est.nll)
+            self.totals.add(f"{name}.kl", est.kl)
+        self.totals.add("iwae.total", s.iwae.total)
+        self.totals.add("paper.ppl_seq", paper_perplexity(s.paper.total, s.tokens))
+        if s.fresh.nll_var is not None:
+            self.totals.add("fresh.var", s.fresh.nll_var / samples)
+
+
 def evaluate_split(model: Decoder, shards: TokenShards, ecfg: EvalConfig, *,
                    post_cfg: PosteriorConfig | None = None, token_bytes: np.ndarray | None = None,
                    rows_per_pass: int | None = None, usage: bool = True,
-                   per_sequence: bool = False, desc: str | None = None) -> dict[str, Any]:
+                   per_sequence: bool = False, desc: str | None = None,
+                   cache: ScoreCache | None = None) -> dict[str, Any]:
     """Score `shards` (one split) with `model`; returns one JSON-ready record.
 
     ecfg: the `eval:` section. post_cfg: the training fast-loop settings (T_eval defaults to its steps).
@@ -117,20 +181,37 @@ def evaluate_split(model: Decoder, shards: TokenShards, ecfg: EvalConfig, *,
     (ltm.latent_usage; two more decoder passes per batch). per_sequence: add `per_sequence`, the
     headline bound (exact NLL, IWAE) and the scored tokens of every row, for paired comparisons of
     two models on the same rows (the rows and their order depend only on the shards and cfg).
-    desc: show progress per batch under this label (`ltm.progress`).
+    desc: show progress per batch under this label (`ltm.progress`). cache: keep (and reuse) batch
+    scores the T_eval curve can share.
     """
     is_ltm = model.cfg.n_latents > 0
     if is_ltm and post_cfg is None:  # never a silent default fast loop: T and the lrs change every bound
         raise LtmError("scoring an LTM needs the fast-loop settings it was trained with (post_cfg); none given")
     steps = (post_cfg.steps if ecfg.t_eval is None else ecfg.t_eval) if is_ltm else 0
+    return _score_points(model, shards, ecfg, [steps], post_cfg=post_cfg, token_bytes=token_bytes,
+                         rows_per_pass=rows_per_pass, usage=usage, per_sequence=per_sequence, desc=desc,
+                         cache=cache)[0]
+
+
+def _score_points(model: Decoder, shards: TokenShards, ecfg: EvalConfig, t_list: list[int], *,
+                  post_cfg: PosteriorConfig | None, token_bytes: np.ndarray | None, rows_per_pass: int | None,
+                  usage: bool, per_sequence: bool, desc: str | None, cache: ScoreCache | None) -> list[dict[str, Any]]:
+    """One pass over the split's rows scoring every T_eval in t_list; one record per entry of t_list."""
+    is_ltm = model.cfg.n_latents > 0
     if shards.seq_len > model.cfg.seq_len:
         raise LtmError(f"split {shards.split!r} has blocks of {shards.seq_len} tokens, the model at most "
                        f"{model.cfg.seq_len}")
     device = next(model.parameters()).device
     ratio = None if token_bytes is not None else bytes_per_token(shards.manifest, shards.split)
 
-    fit_cfg = eval_posterior(post_cfg, steps, ecfg.lr_schedule) if is_ltm else None
-    totals, n_seq, usage_totals = _Totals(), 0, UsageTotals()
+    fit_cfgs = {t: eval_posterior(post_cfg, t, ecfg.lr_schedule) for t in t_list} if is_ltm else {}
+    # the lr at step k not depending on T_eval (a fixed cosine span, schedule `continue`): one fit through the
+    # largest T serves all; under `respan` the span is each fit's own T
+    one_fit = (len(fit_cfgs) > 1 and all(c.schedule_steps is not None for c in fit_cfgs.values())
+               and len({replace(c, steps=0) for c in fit_cfgs.values()}) == 1)
+    points = {t: _Point() for t in fit_cfgs}
+    shared = _Totals()  # tokens, bytes and the AR baseline's exact NLL
+    n_seq = 0
     rows: dict[str, list[float]] = {"nats": [], "tokens": []}
     max_rows = ecfg.max_rows or None
     n_rows = len(shards) if max_rows is None else min(max_rows, len(shards))
@@ -140,32 +221,38 @@ def evaluate_split(model: Decoder, shards: TokenShards, ecfg: EvalConfig, *,
         x, y = x.to(device), y.to(device)
         tokens = scored_tokens(y)
         n_seq += len(y)
-        totals.add("tokens", tokens)
-        totals.add("bytes", target_bytes(y, token_bytes) if token_bytes is not None else float(tokens.sum()) * ratio)
+        shared.add("tokens", tokens)
+        shared.add("bytes", target_bytes(y, token_bytes) if token_bytes is not None else float(tokens.sum()) * ratio)
         rows["tokens"] += tokens.tolist()
         if not is_ltm:
             nll = ar_nll(model, x, y)
-            totals.add("exact", nll)
+            shared.add("exact", nll)
             rows["nats"] += nll.tolist()
             continue
-        s = score_batch(model, x, y, steps=steps, samples=ecfg.samples, seed=derive_seed(ecfg.seed, j),
-                        post_cfg=fit_cfg, rows_per_pass=rows_per_pass)
-        if usage:
-            alt = alternative_nll(model, x, y, s.posterior, seed=derive_seed(ecfg.seed, j, 2))
-            usage_totals.add(s.tokens, s.fresh.nll, alt, s.posterior)
-        for name, est in (("paper", s.paper), ("fresh", s.fresh)):
-            totals.add(f"{name}.total", est.total)
-            totals.add(f"{name}.nll", est.nll)
-            totals.add(f"{name}.kl", est.kl)
-        totals.add("iwae.total", s.iwae.total)
-        rows["nats"] += s.iwae.total.tolist()
-        totals.add("paper.ppl_seq", paper_perplexity(s.paper.total, s.tokens))
-        if s.fresh.nll_var is not None:
-            totals.add("fresh.var", s.fresh.nll_var / ecfg.samples)
+        cached = {t: None if cache is None else cache.key(shards, ecfg, j, len(y), c) for t, c in fit_cfgs.items()}
+        scores = _batch_scores(model, x, y, derive_seed(ecfg.seed, j), fit_cfgs, one_fit, ecfg, rows_per_pass,
+                               cached, cache)
+        for t, point in points.items():
+            s = scores[t]
+            if usage:
+                if cache is not None:  # two more decoder passes
+                    cache.flops += float(tokens.sum()) * 2 * eval_flops_per_token(*flop_shape(model.cfg))
+                alt = alternative_nll(model, x, y, s.posterior, seed=derive_seed(ecfg.seed, j, 2))
+                point.usage.add(s.tokens, s.fresh.nll, alt, s.posterior)
+            point.add(s, ecfg.samples)
+        rows["nats"] += scores[t_list[0]].iwae.total.tolist()
     if n_seq == 0:
         raise LtmError(f"split {shards.split!r} has no rows to evaluate")
+    return [_record(model, shards, ecfg, t, points.get(t), shared, n_seq, post_cfg=post_cfg,
+                    token_bytes=token_bytes, usage=usage, rows=rows if per_sequence else None) for t in t_list]
 
-    N, n_bytes = totals["tokens"], totals["bytes"]
+
+def _record(model: Decoder, shards: TokenShards, ecfg: EvalConfig, steps: int, point: _Point | None, shared: _Totals,
+            n_seq: int, *, post_cfg: PosteriorConfig | None, token_bytes: np.ndarray | None, usage: bool,
+            rows: dict[str, list[float]] | None) -> dict[str, Any]:
+    """The JSON-ready record of one T_eval (point None: a model without latents)."""
+    is_ltm = point is not None
+    N, n_bytes = shared["tokens"], shared["bytes"]
     record: dict[str, Any] = {
         "split": shards.split,
         "family": "ltm" if is_ltm else "ar",
@@ -199,12 +286,13 @@ def evaluate_split(model: Decoder, shards: TokenShards, ecfg: EvalConfig, *,
         record["ground_truth"] = {"bpb": truth["bpb"], "bpb_stderr": truth["bpb_stderr"],
                                   "nats_per_token_equiv": truth["bpb"] * math.log(2) * n_bytes / N,
                                   "note": "exact entropy of the generating process over the whole split, per byte"}
-    if per_sequence:
+    if rows is not None:
         record["per_sequence"] = {"bound": "iwae" if is_ltm else "exact", **rows}
     if not is_ltm:
-        exact = _per_token(totals["exact"], N, n_bytes)
+        exact = _per_token(shared["exact"], N, n_bytes)
         record["exact"] = {"nll": exact["nelbo"], "ppl": exact["ppl"], "bpb": exact["bpb"]}
         return record
+    totals = point.totals
     record["paper"] = {
         "nll": totals["paper.nll"] / N, "kl": totals["paper.kl"] / N, **_per_token(totals["paper.total"], N, n_bytes),
         "ppl_mean_of_sequences": totals["paper.ppl_seq"] / n_seq,
@@ -217,7 +305,8 @@ def evaluate_split(model: Decoder, shards: TokenShards, ecfg: EvalConfig, *,
     record["iwae"] = _per_token(totals["iwae.total"], N, n_bytes)
     if usage:
         dims_per_token = latent_dims_per_token(model, n_seq, N)
-        record["latent_usage"] = {**usage_totals.summary(), **floor_note(fit_cfg, steps, dims_per_token),
+        record["latent_usage"] = {**point.usage.summary(),
+                                  **floor_note(eval_posterior(post_cfg, steps, ecfg.lr_schedule), steps, dims_per_token),
                                   "dims_per_token": dims_per_token}
     return record
 
@@ -240,24 +329,29 @@ def curve_row(record: dict[str, Any]) -> dict[str, Any]:
 
 def t_eval_curve(model: Decoder, shards: TokenShards, t_list: list[int] | None, ecfg: EvalConfig, *,
                  post_cfg: PosteriorConfig | None = None, token_bytes: np.ndarray | None = None,
-                 rows_per_pass: int | None = None, desc: str | None = None) -> list[dict[str, Any]]:
+                 rows_per_pass: int | None = None, desc: str | None = None,
+                 cache: ScoreCache | None = None) -> list[dict[str, Any]]:
     """Bounds vs T_eval: one row per T in t_list (default cfg.t_curve), on t_curve_max_rows rows.
 
     Rows share seeds, so differences between T values are not sampling noise of the initialisation.
-    Nothing guarantees monotonicity in T (the fast lr schedule depends on T; AdamW is not a descent
-    method), which is why the curve is worth plotting rather than assuming.
+    With lr_schedule `continue` the fast lr at step k does not depend on T_eval, so one fit through the
+    largest T is scored at every T of the curve (the same numbers as one fit per T, for the cost of the
+    largest alone); with `respan` each T has its own lr cosine and its own fit. Points the main scoring
+    already computed come from `cache`. Nothing guarantees monotonicity in T (AdamW is not a descent
+    method; under respan the lr schedule depends on T), which is why the curve is worth plotting.
     """
     if model.cfg.n_latents == 0:
         raise LtmError("a T_eval curve needs a model with latents; the AR baseline has no inference steps")
     t_list = list(ecfg.t_curve if t_list is None else t_list)
     if not t_list:
         raise LtmError("the T_eval curve needs at least one T value")
+    if post_cfg is None:
+        raise LtmError("scoring an LTM needs the fast-loop settings it was trained with (post_cfg); none given")
+    point = replace(ecfg, max_rows=ecfg.t_curve_max_rows or ecfg.max_rows)
+    records = _score_points(model, shards, point, t_list, post_cfg=post_cfg, token_bytes=token_bytes,
+                            rows_per_pass=rows_per_pass, usage=False, per_sequence=False, desc=desc, cache=cache)
     rows = []
-    for t in t_list:
-        point = replace(ecfg, max_rows=ecfg.t_curve_max_rows or ecfg.max_rows, t_eval=t)
-        record = evaluate_split(model, shards, point, post_cfg=post_cfg, token_bytes=token_bytes,
-                                rows_per_pass=rows_per_pass, usage=False,
-                                desc=None if desc is None else f"{desc} T_eval={t}")
+    for t, record in zip(t_list, records):
         row = curve_row(record)
         # what a fit whose likelihood gradient is zero would leave, on the same scale (nats per token)
         free = likelihood_free_kl(eval_posterior(post_cfg, t, point.lr_schedule), t, seed=point.seed)

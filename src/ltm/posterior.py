@@ -122,7 +122,17 @@ def eval_mode(module: nn.Module) -> Iterator[None]:
 def fit_posterior(model: Decoder, x: Tensor, y: Tensor, cfg: PosteriorConfig, *,
                   generator: torch.Generator | None = None, noise: Tensor | None = None,
                   score: bool = True) -> Posterior:
-    """Fit q(z|x) for a batch: x, y (B, S) input and target ids (targets of -1 are ignored).
+    """Fit q(z|x) for a batch by cfg.steps AdamW steps; see fit_trajectory (this is its last stop)."""
+    return fit_trajectory(model, x, y, cfg, (cfg.steps,), generator=generator, noise=noise, score=score)[0]
+
+
+def fit_trajectory(model: Decoder, x: Tensor, y: Tensor, cfg: PosteriorConfig, stops: tuple[int, ...], *,
+                   generator: torch.Generator | None = None, noise: Tensor | None = None,
+                   score: bool = True) -> list[Posterior]:
+    """Fit q(z|x) for a batch: x, y (B, S) input and target ids (targets of -1 are ignored), and return
+    the posterior after each number of steps in `stops` (increasing, the last one cfg.steps). One fit
+    serves every stop: a stop at t equals a fit of t steps when cfg's lr schedule does not depend on
+    cfg.steps (schedule_steps set), and is then bitwise the same.
 
     Works in float32 and inside a caller's torch.autocast (mu, logvar and the KL stay in float32) or
     torch.no_grad (the loop turns gradients back on), not inside torch.inference_mode. generator (on x's
@@ -147,8 +157,25 @@ def fit_posterior(model: Decoder, x: Tensor, y: Tensor, cfg: PosteriorConfig, *,
     logvar = (cfg.init_logvar_mean + cfg.init_logvar_std * noise_logvar).requires_grad_()
     opt = torch.optim.AdamW([{"params": [mu], "scale": 1.0}, {"params": [logvar], "scale": cfg.lr_logvar_scale}],
                             lr=cfg.lr_max, betas=cfg.betas, eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
-    trace = []
+    stops = tuple(stops)
+    if not stops or list(stops) != sorted(set(stops)) or stops[0] < 0 or stops[-1] != cfg.steps:
+        raise LtmError(f"stops must increase from >= 0 to the fit's {cfg.steps} steps, got {stops}")
+    trace: list[Tensor] = []
+    out: list[Posterior] = []
+
+    def stop() -> None:  # the posterior as it is now; mu and logvar are updated in place afterwards
+        nll = kl = None
+        done = list(trace)
+        if score:
+            with torch.no_grad():
+                nll, kl = nelbo_terms(model, x, y, mu, logvar, eps)
+            done.append((nll + kl).sum())
+        nelbo_trace = torch.stack(done) if done else torch.zeros(0, device=x.device)
+        out.append(Posterior(mu.detach().clone(), logvar.detach().clone(), eps, nelbo_trace, nll, kl))
+
     with eval_mode(model), torch.enable_grad():
+        if stops[0] == 0:
+            stop()
         with nullcontext() if cfg.decoder_grads else frozen(model):
             for step in range(cfg.steps):
                 for group in opt.param_groups:
@@ -162,10 +189,6 @@ def fit_posterior(model: Decoder, x: Tensor, y: Tensor, cfg: PosteriorConfig, *,
                     loss, mu.grad, logvar.grad = latent_grads(model, x, y, mu, logvar, eps)
                 opt.step()
                 trace.append(loss.detach())
-        nll = kl = None
-        if score:
-            with torch.no_grad():
-                nll, kl = nelbo_terms(model, x, y, mu, logvar, eps)
-            trace.append((nll + kl).sum())
-    nelbo_trace = torch.stack(trace) if trace else torch.zeros(0, device=x.device)
-    return Posterior(mu.detach(), logvar.detach(), eps, nelbo_trace, nll, kl)
+                if step + 1 in stops:
+                    stop()
+    return out

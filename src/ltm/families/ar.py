@@ -38,7 +38,7 @@ def flops_model(model):
     return model
 
 
-def score_split(model, shards, ecfg, post_cfg, *, token_bytes, rows_per_pass=None, desc=None) -> dict:
+def score_split(model, shards, ecfg, post_cfg, *, token_bytes, rows_per_pass=None, desc=None, cache=None) -> dict:
     return evaluate_split(model, shards, ecfg, token_bytes=token_bytes, rows_per_pass=rows_per_pass, desc=desc)
 
 

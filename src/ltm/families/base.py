@@ -6,8 +6,9 @@
     val_loss(trainer, x, y, global_batch) -> summed per-token loss of the batch (the trainer's validation)
     train_flops(shape, spec) -> (paper-formula FLOPs per token, FLOPs actually executed per token)
     flops_model(model) -> the decoder whose matmuls a FLOP counter should see
-    score_split(model, shards, ecfg, post_cfg, *, token_bytes, rows_per_pass, desc) -> eval split record
-    t_curve(model, shards, ecfg, post_cfg, splits, *, token_bytes, rows_per_pass, desc) -> curve rows
+    score_split(model, shards, ecfg, post_cfg, *, token_bytes, rows_per_pass, desc, cache) -> eval split record
+    t_curve(model, shards, ecfg, post_cfg, splits, *, token_bytes, rows_per_pass, desc, cache) -> curve rows
+        cache: an evaluate.ScoreCache the stage shares between the two (families without a fit ignore it)
     sample(model, prompts, max_new, post_cfg, how: generate.Sampling, generator, eos_id) -> (ids, a record of how)
     summary(run, split, record) -> one line for the terminal
 """

@@ -42,7 +42,7 @@ def flops_model(model):
     return model.decoder
 
 
-def score_split(model, shards, ecfg, post_cfg, *, token_bytes, rows_per_pass=None, desc=None) -> dict:
+def score_split(model, shards, ecfg, post_cfg, *, token_bytes, rows_per_pass=None, desc=None, cache=None) -> dict:
     return evaluate_diffusion_split(model, shards, ecfg, ecfg.diffusion_samples, token_bytes)
 
 

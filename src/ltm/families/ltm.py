@@ -41,14 +41,15 @@ def train_flops(shape, spec) -> tuple[float, float]:
             flops.train_flops_per_token(*shape, steps=T, latent_only=not spec.posterior.decoder_grads))
 
 
-def score_split(model, shards, ecfg, post_cfg, *, token_bytes, rows_per_pass=None, desc=None) -> dict:
+def score_split(model, shards, ecfg, post_cfg, *, token_bytes, rows_per_pass=None, desc=None, cache=None) -> dict:
     return evaluate_split(model, shards, ecfg, post_cfg=post_cfg, token_bytes=token_bytes,
-                          rows_per_pass=rows_per_pass, desc=desc)
+                          rows_per_pass=rows_per_pass, desc=desc, cache=cache)
 
 
-def t_curve(model, shards, ecfg, post_cfg, splits, *, token_bytes, rows_per_pass=None, desc=None) -> list[dict]:
+def t_curve(model, shards, ecfg, post_cfg, splits, *, token_bytes, rows_per_pass=None, desc=None,
+            cache=None) -> list[dict]:
     return t_eval_curve(model, shards, None, ecfg, post_cfg=post_cfg, token_bytes=token_bytes,
-                        rows_per_pass=rows_per_pass, desc=desc)
+                        rows_per_pass=rows_per_pass, desc=desc, cache=cache)
 
 
 def sample(model, prompts, max_new, post_cfg, how: gen.Sampling, generator, eos_id):
