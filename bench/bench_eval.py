@@ -6,6 +6,9 @@ Tokens/s counts scored target tokens (batch * seq_len) per second of wall time. 
 one forward pass per token; an LTM evaluation needs T_eval inner steps (forward + latent-only backward)
 plus 1 scoring pass (paper protocol) plus K passes over fresh draws (fresh ELBO and IWAE share them).
 The "x AR" column is the time relative to one AR forward of the same batch. Median of --repeats.
+Then the T_eval curve of params.yaml (eval.t_curve, eval.samples) on one batch: a fit per point, as the
+default lr_schedule respan needs, against one fit through the largest T scored at every point, as
+lr_schedule continue allows (ltm.bounds.score_stops).
 """
 
 import argparse
@@ -15,10 +18,10 @@ from collections.abc import Callable
 
 import torch
 
-from ltm.bounds import ar_nll, draw_samples, fit_for_eval, score_batch
+from ltm.bounds import ar_nll, draw_samples, fit_for_eval, score_batch, score_stops
 from ltm.model import Decoder, ModelConfig
 
-from defaults import fast_loop
+from defaults import PARAMS, fast_loop
 
 LTM = ModelConfig(vocab_size=4096, seq_len=128, d_model=64, n_layers=2, n_heads=4, n_latents=8, window=64)
 BATCH = 16
@@ -62,6 +65,12 @@ def main() -> None:
     }
     for t in args.steps:
         fns[f"full{t}"] = lambda t=t: score_batch(ltm, x, y, steps=t, samples=K, seed=0, post_cfg=fast_loop(steps=16))
+    curve, k_eval = tuple(sorted(set(PARAMS["eval"]["t_curve"]))), PARAMS["eval"]["samples"]
+    span = PARAMS["posterior"]["inner_steps"]
+    fns["curve_each"] = lambda: [score_batch(ltm, x, y, steps=t, samples=k_eval, seed=0, post_cfg=fast_loop(steps=t))
+                                 for t in curve]
+    fns["curve_one"] = lambda: score_stops(ltm, x, y, stops=curve, samples=k_eval, seed=0,
+                                           post_cfg=fast_loop(steps=curve[-1], schedule_steps=span))
     sec = median_seconds(fns, args.repeats)
     rows: list[tuple[str, float]] = [
         ("AR exact NLL (1 forward)", sec["ar"]),
@@ -78,6 +87,11 @@ def main() -> None:
     print(f"{'what':48s} {'ms':>9s} {'tokens/s':>10s} {'x AR':>7s}")
     for name, seconds in rows:
         print(f"{name:48s} {seconds * 1e3:9.2f} {tokens / seconds:10.0f} {seconds / ar_fwd:7.2f}")
+    steps_each, steps_one = sum(curve), curve[-1]
+    print(f"\nT_eval curve {list(curve)}, K={k_eval}, one batch{'':14s} {'ms':>9s} {'fit steps':>10s} {'x each':>7s}")
+    for name, key, n in (("a fit per point (lr_schedule respan)", "curve_each", steps_each),
+                         ("one fit, scored at each T (continue)", "curve_one", steps_one)):
+        print(f"{name:48s} {sec[key] * 1e3:9.2f} {n:10d} {sec[key] / sec['curve_each']:7.3f}")
 
 
 if __name__ == "__main__":

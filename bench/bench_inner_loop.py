@@ -12,7 +12,9 @@ touches all alike):
     posterior, and an explicit float (0 / -inf) attention mask instead of a boolean one;
   * ours + `runtime.compile` (torch.compile of the decoder: the first step compiles, ~1 min on 2 cores;
     the graphs compiled are counted before and after the timed runs, so a recompile per T shows);
-  * ours + `runtime.precision: bf16` (CPU autocast, where the CPU has AVX512-BF16 or AMX), and both knobs.
+  * ours + `runtime.precision: bf16` (CPU autocast, where the CPU has AVX512-BF16 or AMX), and both knobs;
+  * ours + `runtime.fused_loss` (the fast loop's output layer and cross-entropy in one pass), alone and
+    with bf16.
 The numeric effect of each knob is the relative difference of the fast loop's latent gradients from fp32
 eager at the same point, ||g - g_fp32|| / ||g_fp32||.
 The FLOP floor is what a latent-only inner loop saves by FLOP count alone: in forward-pass units an
@@ -121,6 +123,16 @@ def main() -> None:
     x, y = torch.randint(0, CFG.vocab_size, (2, BATCH, CFG.seq_len))
     load = os.getloadavg()[0]
     extra, effects = {}, []
+    fused = Decoder(CFG)
+    fused.load_state_dict(model.state_dict())
+    fused.fused_loss = True
+    fopt = torch.optim.AdamW(fused.parameters(), lr=4e-4, betas=(0.9, 0.95), weight_decay=0.1)
+    extra["ours + runtime.fused_loss"] = lambda T: train_step(fused, fopt, x, y, T, False, False)
+
+    def fused_effect() -> float:
+        fused.load_state_dict(model.state_dict())
+        return grad_difference(fused, model, x, y)
+    effects.append(("runtime.fused_loss", fused_effect))
     if not args.no_compile:
         compiled = Decoder(CFG)
         compiled.load_state_dict(model.state_dict())
@@ -134,8 +146,9 @@ def main() -> None:
         effects.append(("runtime.compile", compile_effect))
     if not args.no_bf16:
         try:
-            autocast_dtype(Runtime("cpu", 0, 0, False, "bf16"), torch.device("cpu"))
+            autocast_dtype(Runtime("cpu", 0, 0, False, "bf16", False), torch.device("cpu"))
             extra["ours + runtime.precision bf16"] = lambda T: train_step(model, opt, x, y, T, False, False, True)
+            extra["ours + fused_loss + bf16"] = lambda T: train_step(fused, fopt, x, y, T, False, False, True)
             if not args.no_compile:
                 extra["ours + compile + bf16"] = lambda T: train_step(compiled, copt, x, y, T, False, False, True)
             effects.append(("runtime.precision bf16", lambda: grad_difference(model, model, x, y, autocast=True)))

@@ -55,7 +55,7 @@ def main() -> int:
 
     params = yaml.safe_load(Path(args.params).read_text())
     params["data"]["corpus"]["source"] = args.source
-    params["runtime"] = {"device": "cpu", "threads": 0, "micro_batch": 0, "compile": False, "precision": "fp32"}
+    params["runtime"] = {"device": "cpu", "threads": 0, "micro_batch": 0, "compile": False, "precision": "fp32", "fused_loss": False}
     params["eval"].update(max_rows=args.eval_rows, splits=["val"], t_eval=None)
     for item in args.set:
         key, _, value = item.partition("=")

@@ -107,8 +107,8 @@ def test_a_device_this_build_cannot_use_is_refused():
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     with pytest.raises(LtmError, match="sees no CUDA device"):
-        resolve_device(Runtime("cuda", 0, 0, False, "auto"))
-    assert resolve_device(Runtime("auto", 0, 0, False, "auto")).type in {"cpu", "mps"}
+        resolve_device(Runtime("cuda", 0, 0, False, "auto", False))
+    assert resolve_device(Runtime("auto", 0, 0, False, "auto", False)).type in {"cpu", "mps"}
 
 
 def test_runtime_env_overrides_and_never_enters_a_hash():

@@ -88,7 +88,7 @@ def test_bf16_autocast_on_cpu_is_a_recorded_knob_that_changes_numbers_slightly(t
     from ltm.runtime import Runtime, autocast_dtype
 
     try:
-        autocast_dtype(Runtime("cpu", 0, 0, False, "bf16"), torch.device("cpu"))
+        autocast_dtype(Runtime("cpu", 0, 0, False, "bf16", False), torch.device("cpu"))
     except LtmError as exc:
         pytest.skip(str(exc))
     short = {"runs": {"ltm-tiny": {"model": "ltm-tiny", "tokens": 512 * 4}, "ar-tiny": {"model": "ar-tiny", "tokens": 512}}}
@@ -101,6 +101,22 @@ def test_bf16_autocast_on_cpu_is_a_recorded_knob_that_changes_numbers_slightly(t
     a, b = final_weights(fp32, "ltm-tiny"), final_weights(bf16, "ltm-tiny")
     assert any(not torch.equal(a[k], b[k]) for k in a)
     assert m2["val_loss"] == pytest.approx(m1["val_loss"], rel=2e-2)
+
+
+def test_the_fused_fast_loop_loss_is_a_recorded_knob_equal_to_float32_rounding(tiny_data, tmp_path):
+    """runtime.fused_loss: the fast loop's output layer and loss in one pass; the trained weights follow
+    the plain run's closely (the fit's gradients differ by rounding), and the run hash is the same."""
+    short = {"runs": {"ltm-tiny": {"model": "ltm-tiny", "tokens": 512 * 4}, "ar-tiny": {"model": "ar-tiny", "tokens": 512}}}
+    plain = workspace(tiny_data, tmp_path / "plain", short)
+    fused = workspace(tiny_data, tmp_path / "fused", {**short, "runtime": {"fused_loss": True}})
+    m1 = in_dir(plain, train, "params.yaml", "ltm-tiny", "data/shards", "runs/ltm-tiny")
+    m2 = in_dir(fused, train, "params.yaml", "ltm-tiny", "data/shards", "runs/ltm-tiny")
+    assert (m1["fused_loss"], m2["fused_loss"]) == (False, True)
+    assert m1["run_hash"] == m2["run_hash"]
+    a, b = final_weights(plain, "ltm-tiny"), final_weights(fused, "ltm-tiny")
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    assert all(torch.allclose(a[k], b[k], rtol=1e-3, atol=1e-4) for k in a)
+    assert m2["val_loss"] == pytest.approx(m1["val_loss"], rel=1e-3)
 
 
 def final_weights(ws: Path, run: str) -> dict:

@@ -34,6 +34,7 @@ RUNTIME_ENV = {
     "micro_batch": ("LTM_MICRO_BATCH", int),
     "compile": ("LTM_COMPILE", lambda s: s.strip().lower() in {"1", "true", "yes", "on"}),
     "precision": ("LTM_PRECISION", str),
+    "fused_loss": ("LTM_FUSED_LOSS", lambda s: s.strip().lower() in {"1", "true", "yes", "on"}),
 }
 
 

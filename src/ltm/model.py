@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ltm.errors import LtmError
+from ltm.fused_loss import head_nll
 from ltm.kvcache import KVCache
 
 
@@ -226,6 +227,7 @@ class Decoder(nn.Module):
         self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         self.head.weight = self.embed.weight  # tied input/output embedding
+        self.fused_loss = False  # runtime.fused_loss: the fast loop's output layer and loss in one pass
 
         cos, sin = rope_angles(cfg.head_dim, torch.arange(cfg.seq_len), cfg.rope_theta)
         self.register_buffer("rope_cos", cos, persistent=False)
@@ -254,8 +256,9 @@ class Decoder(nn.Module):
             for proj in outs:
                 nn.init.normal_(proj.weight, mean=0.0, std=std / math.sqrt(2 * self.cfg.n_layers))
 
-    def forward(self, idx: Tensor, z: Tensor | None = None) -> Tensor:
-        """idx (B, S) token ids -> logits (B, S, vocab). z=None switches cross-attention off."""
+    def forward(self, idx: Tensor, z: Tensor | None = None, features: bool = False) -> Tensor:
+        """idx (B, S) token ids -> logits (B, S, vocab). z=None switches cross-attention off. features:
+        the normed hidden states (B, S, d) the output layer would read instead."""
         cfg = self.cfg
         if idx.dtype != torch.long or idx.dim() != 2 or not 1 <= idx.shape[1] <= cfg.seq_len:
             raise LtmError(f"idx must be a (batch, seq <= {cfg.seq_len}) long tensor, got "
@@ -270,7 +273,7 @@ class Decoder(nn.Module):
         x = self.embed(idx)
         for block, z_l in zip(self.blocks, latents):
             x = block(x, rope, mask, z_l, rope_z)
-        return self.head(self.norm(x))
+        return self.norm(x) if features else self.head(self.norm(x))
 
     def split_latents(self, z: Tensor | None, batch: int) -> list[Tensor | None]:
         """Check z against the model and cut it into one (B, latents_per_layer, d) block per layer."""
@@ -312,7 +315,12 @@ class Decoder(nn.Module):
         return self.head(self.norm(x))
 
     def nll(self, idx: Tensor, targets: Tensor, z: Tensor | None = None) -> Tensor:
-        """Token negative log-likelihood summed per sequence, shape (B,); targets of -1 are ignored."""
+        """Token negative log-likelihood summed per sequence, shape (B,); targets of -1 are ignored.
+        With `fused_loss` set and the output layer frozen (the fast loop), the output layer and loss run
+        fused (ltm.fused_loss): equal to float32 rounding, not bitwise."""
+        if self.fused_loss and not self.head.weight.requires_grad and torch.is_grad_enabled():
+            h = self(idx, z, features=True)
+            return head_nll(h.flatten(0, 1), self.head.weight, targets.flatten()).view(targets.shape).sum(dim=1)
         return token_nll(self(idx, z), targets)
 
 

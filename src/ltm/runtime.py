@@ -19,6 +19,7 @@ class Runtime:
     micro_batch: int  # sequences per forward/backward; 0 = the whole per-rank batch
     compile: bool  # torch.compile the decoder (every forward, the fast loop's included)
     precision: str  # auto (bf16 autocast on CUDA, fp32 elsewhere) | fp32 | bf16
+    fused_loss: bool  # the fast loop's output layer and cross-entropy in one pass (ltm.fused_loss)
 
     @classmethod
     def from_params(cls, section: dict) -> "Runtime":

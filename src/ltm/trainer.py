@@ -69,6 +69,7 @@ class Trainer:
 
         torch.manual_seed(derive_seed(spec.seed, 0))
         self.model = self.impl.build(self.model_cfg, spec.diffusion).to(self.device)
+        self.model.fused_loss = runtime.fused_loss
         if runtime.compile:
             self.model.compile()
         self.ddp = DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None) \
@@ -279,6 +280,7 @@ class Trainer:
             "train_flops": self.state.tokens * self.flops_formula,
             "device": str(self.device), "world_size": self.dist.world_size,
             "autocast": None if self.autocast_dtype is None else str(self.autocast_dtype).removeprefix("torch."),
+            "fused_loss": self.model.fused_loss,
             # measured speed differs on every run: the train stage keeps it apart (metrics.run.json)
             # MFU two ways: the paper's formula, and the FLOPs a counted step really executes (latent-only
             # inner loop, cross-attention keys/values on the latents), both over the part's dense bf16 peak
