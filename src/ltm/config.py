@@ -11,7 +11,6 @@ import hashlib
 import json
 import math
 import os
-import re
 from dataclasses import MISSING, fields
 from functools import lru_cache
 from pathlib import Path
@@ -154,26 +153,24 @@ def load_params(path: str | os.PathLike = DEFAULT_PARAMS, env: dict | None = Non
     return params
 
 
-DEVICE_NAME = re.compile(r"^(auto|cpu|mps|cuda(:[0-9]+)?)$")
-
-
 def runtime_settings(runtime: dict, env: dict) -> dict:
-    """runtime: with LTM_* overrides applied, each value checked (an override bypasses the schema)."""
-    runtime = dict(runtime)
+    """runtime: with LTM_* overrides applied and checked against the schema's runtime section (the file's
+    own values were checked with the rest of params); an error names the variable it came from."""
+    runtime, given = dict(runtime), {}
     for key, (var, cast) in RUNTIME_ENV.items():
         if env.get(var, "") != "":
+            given[key] = f"environment variable {var}={env[var]!r}"
             try:
                 runtime[key] = cast(env[var])
             except ValueError:
-                raise LtmError(f"environment variable {var}={env[var]!r} is not a valid runtime.{key}") from None
-        where = f"environment variable {var}={env[var]!r}" if env.get(var, "") != "" else f"runtime.{key}"
-        value = runtime.get(key)
-        if key == "device" and not DEVICE_NAME.match(str(value)):
-            raise LtmError(f"{where}: device must be auto, cpu, mps, cuda or cuda:N")
-        if key == "precision" and value not in ("auto", "fp32", "bf16"):
-            raise LtmError(f"{where}: precision must be auto, fp32 or bf16")
-        if key in ("threads", "micro_batch") and (not isinstance(value, int) or value < 0):
-            raise LtmError(f"{where}: {key} must be an integer >= 0 (0 = default)")
+                raise LtmError(f"{given[key]} is not a valid runtime.{key}") from None
+    schema = load_schema()
+    section = {"$defs": schema["$defs"], "type": "object", "properties": {"runtime": schema["properties"]["runtime"]}}
+    error = jsonschema.exceptions.best_match(
+        jsonschema.validators.validator_for(schema)(section).iter_errors({"runtime": runtime}))
+    if error is not None:
+        key = error.absolute_path[1] if len(error.absolute_path) > 1 else None
+        raise LtmError(_describe(error, given.get(key, DEFAULT_PARAMS)))
     return runtime
 
 

@@ -47,9 +47,8 @@ class DemoConfig:
         return typed(cls, section)
 
 
-def demo_params(params: dict) -> dict:
+def demo_params(params: dict, cfg: DemoConfig) -> dict:
     """params with the synthetic source, the demo's window and one run per demo model."""
-    cfg = DemoConfig.from_params(params["demo"])
     p = copy.deepcopy(params)
     corpus = params["data"]["corpus"]  # only what the synthetic source reads (see stage_params)
     p["data"]["corpus"] = {"source": "synthetic", "synthetic": corpus["synthetic"],
@@ -122,7 +121,7 @@ def demo(params_path: str, out: str) -> dict:
     stage = begin("demo", params_path, out=out)
     params = stage.params
     cfg = DemoConfig.from_params(params["demo"])
-    p = demo_params(params)
+    p = demo_params(params, cfg)
     with tempfile.TemporaryDirectory(prefix="ltm-demo-") as tmp:
         work = Path(tmp)
         corpus = build_data(p, work)
