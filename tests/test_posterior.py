@@ -181,6 +181,20 @@ def test_one_fit_stopped_at_several_steps_equals_a_fit_per_step_when_the_lr_span
         fit_trajectory(model, x, y, cfg, (2, 4))
 
 
+def test_the_fit_scores_its_result_with_the_callers_gradient_flags():
+    """CPU kernels round differently for weights that need no gradient, so the fit's own score (and each
+    stop's) is taken outside the loop's frozen context: the number a caller gets by scoring q itself."""
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(CFG, vocab_size=2048, seq_len=128, d_model=64, n_latents=2, window=1)
+    model = Decoder(cfg).eval()
+    x = torch.randint(0, cfg.vocab_size, (16, cfg.seq_len), generator=gen(1))
+    for stops in ((3,), (1, 3)):
+        posts = fit_trajectory(model, x, x, fast_loop(steps=3, schedule_steps=3), stops, generator=gen(5))
+        with torch.no_grad():
+            for post in posts:
+                assert torch.equal(post.nll, model.nll(x, x, post.z))
+
+
 def test_works_under_bf16_autocast():
     model = make_model()
     x, y = batch()

@@ -176,8 +176,10 @@ def fit_trajectory(model: Decoder, x: Tensor, y: Tensor, cfg: PosteriorConfig, s
     with eval_mode(model), torch.enable_grad():
         if stops[0] == 0:
             stop()
-        with nullcontext() if cfg.decoder_grads else frozen(model):
-            for step in range(cfg.steps):
+        for step in range(cfg.steps):
+            # frozen per step, so a stop scores with the caller's requires_grad flags, as a fit of that
+            # many steps does: CPU kernels for weights that need no gradient round differently
+            with nullcontext() if cfg.decoder_grads else frozen(model):
                 for group in opt.param_groups:
                     group["lr"] = cfg.lr(step) * group["scale"]
                 if cfg.decoder_grads:
@@ -189,6 +191,6 @@ def fit_trajectory(model: Decoder, x: Tensor, y: Tensor, cfg: PosteriorConfig, s
                     loss, mu.grad, logvar.grad = latent_grads(model, x, y, mu, logvar, eps)
                 opt.step()
                 trace.append(loss.detach())
-                if step + 1 in stops:
-                    stop()
+            if step + 1 in stops:
+                stop()
     return out
