@@ -1,4 +1,6 @@
-"""Training throughput and MFU of LTM-M (paper config) on one GPU: bf16, eager vs torch.compile.
+"""Training throughput and MFU of LTM-M (paper config) on one GPU: bf16, eager vs torch.compile, each with
+and without runtime.fused_loss (the fast loop's output layer + loss in one pass: at V 50,258 its
+log-softmax passes are a larger share of a step than in the CPU bench's V 4096).
 
 Usage (device run, < 5 min):  python bench/gpu_train_throughput.py [--steps 20] [--peak-tflops X]
 CPU smoke test of the script:  python bench/gpu_train_throughput.py --tiny
@@ -34,10 +36,11 @@ def dynamo_counts() -> tuple[int, int]:
     return int(counters["stats"]["unique_graphs"]), int(sum(counters["graph_break"].values()))
 
 
-def run(cfg: ModelConfig, T: int, batch: int, steps: int, compile_model: bool, device: torch.device,
+def run(cfg: ModelConfig, T: int, batch: int, steps: int, compile_model: bool, fused: bool, device: torch.device,
         peak: float | None) -> dict:
     torch.manual_seed(0)
     model = Decoder(cfg).to(device)
+    model.fused_loss = fused
     executed = measure_flops_per_token(model, fast_loop(steps=T), train=True)  # eager, before compiling
     if compile_model:
         model.compile()
@@ -71,7 +74,7 @@ def run(cfg: ModelConfig, T: int, batch: int, steps: int, compile_model: bool, d
     formula = train_flops_per_token(*flop_shape(cfg), steps=T)
     mem = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
     nan = float("nan")
-    return {"compile": compile_model, "step_s": dt, "tokens_per_s": tok_s, "mem_gib": mem,
+    return {"compile": compile_model, "fused": fused, "step_s": dt, "tokens_per_s": tok_s, "mem_gib": mem,
             "mfu_paper": tok_s * formula / peak if peak else nan, "mfu_exec": tok_s * executed / peak if peak else nan,
             "exec_over_formula": executed / formula, "graphs": graphs0, "new_graphs": graphs1 - graphs0,
             "breaks": breaks1}
@@ -99,13 +102,14 @@ def main() -> None:
     print(f"device: {name} (dense bf16 peak {peak / 1e12 if peak else float('nan'):.0f} TFLOP/s); model: "
           f"d={cfg.d_model} L={cfg.n_layers} N_z={cfg.n_latents} S={cfg.seq_len} V={cfg.vocab_size}; T={args.T}; "
           f"batch={args.batch}; {args.steps} timed steps")
-    print(f"{'compile':>8} {'step s':>8} {'tokens/s':>10} {'MFU paper':>10} {'MFU exec':>9} {'exec/paper':>10} "
+    print(f"{'compile':>8} {'fused':>6} {'step s':>8} {'tokens/s':>10} {'MFU paper':>10} {'MFU exec':>9} {'exec/paper':>10} "
           f"{'mem GiB':>8} {'graphs':>7} {'recompiles':>10} {'breaks':>7}")
     for compiled in (False, True) if device.type == "cuda" or args.tiny else (False,):
-        r = run(cfg, args.T, args.batch, args.steps, compiled, device, peak)
-        print(f"{str(r['compile']):>8} {r['step_s']:8.3f} {r['tokens_per_s']:10.0f} {r['mfu_paper']:10.3f} "
-              f"{r['mfu_exec']:9.3f} {r['exec_over_formula']:10.3f} {r['mem_gib']:8.2f} {r['graphs']:7d} "
-              f"{r['new_graphs']:10d} {r['breaks']:7d}")
+        for fused in (False, True):
+            r = run(cfg, args.T, args.batch, args.steps, compiled, fused, device, peak)
+            print(f"{str(r['compile']):>8} {str(r['fused']):>6} {r['step_s']:8.3f} {r['tokens_per_s']:10.0f} {r['mfu_paper']:10.3f} "
+                  f"{r['mfu_exec']:9.3f} {r['exec_over_formula']:10.3f} {r['mem_gib']:8.2f} {r['graphs']:7d} "
+                  f"{r['new_graphs']:10d} {r['breaks']:7d}")
 
 
 if __name__ == "__main__":
