@@ -26,14 +26,18 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "params.schema.yaml"
 DEFAULT_PARAMS = "params.yaml"
 
+def _flag(text: str) -> bool:
+    return text.strip().lower() in {"1", "true", "yes", "on"}
+
+
 # Environment overrides for hardware-only keys: moving hardware must not invalidate results.
 RUNTIME_ENV = {
     "device": ("LTM_DEVICE", str),
     "threads": ("LTM_THREADS", int),
     "micro_batch": ("LTM_MICRO_BATCH", int),
-    "compile": ("LTM_COMPILE", lambda s: s.strip().lower() in {"1", "true", "yes", "on"}),
+    "compile": ("LTM_COMPILE", _flag),
     "precision": ("LTM_PRECISION", str),
-    "fused_loss": ("LTM_FUSED_LOSS", lambda s: s.strip().lower() in {"1", "true", "yes", "on"}),
+    "fused_loss": ("LTM_FUSED_LOSS", _flag),
 }
 
 

@@ -133,11 +133,12 @@ def _batch_scores(model: Decoder, x: torch.Tensor, y: torch.Tensor, seed: int, f
     (`one_fit`) or one fit per T."""
     got = {t: cache.scores[k] for t, k in cached.items() if cache is not None and k in cache.scores}
     todo = sorted(set(fit_cfgs) - set(got))
-    if cache is not None and todo:  # fit steps (each step one inner step), each scored T a forward + K draws
-        shape = flop_shape(model.cfg)
-        step, forward = eval_flops_per_token(*shape, 1) - eval_flops_per_token(*shape), eval_flops_per_token(*shape)
-        fitted = todo[-1] if one_fit else sum(todo)
-        cache.flops += float(scored_tokens(y).sum()) * (step * fitted + len(todo) * (1 + ecfg.samples) * forward)
+    if cache is not None and todo:  # one fit per T, or one through the largest whose other stops add their scoring
+        per_token = sum(scoring_flops_per_token(model, t, ecfg.samples, usage=False) for t in todo)
+        if one_fit:
+            per_token = (scoring_flops_per_token(model, todo[-1], ecfg.samples, usage=False)
+                         + (len(todo) - 1) * scoring_flops_per_token(model, 0, ecfg.samples, usage=False))
+        cache.flops += float(scored_tokens(y).sum()) * per_token
     if one_fit and todo:
         got.update(score_stops(model, x, y, stops=tuple(todo), samples=ecfg.samples, seed=seed,
                                post_cfg=fit_cfgs[todo[-1]], rows_per_pass=rows_per_pass))
@@ -235,8 +236,9 @@ def _score_points(model: Decoder, shards: TokenShards, ecfg: EvalConfig, t_list:
         for t, point in points.items():
             s = scores[t]
             if usage:
-                if cache is not None:  # two more decoder passes
-                    cache.flops += float(tokens.sum()) * 2 * eval_flops_per_token(*flop_shape(model.cfg))
+                if cache is not None:  # the diagnostics' two more decoder passes
+                    cache.flops += float(tokens.sum()) * (scoring_flops_per_token(model, 0, 0, usage=True)
+                                                          - scoring_flops_per_token(model, 0, 0, usage=False))
                 alt = alternative_nll(model, x, y, s.posterior, seed=derive_seed(ecfg.seed, j, 2))
                 point.usage.add(s.tokens, s.fresh.nll, alt, s.posterior)
             point.add(s, ecfg.samples)

@@ -163,7 +163,7 @@ def fit_trajectory(model: Decoder, x: Tensor, y: Tensor, cfg: PosteriorConfig, s
     trace: list[Tensor] = []
     out: list[Posterior] = []
 
-    def stop() -> None:  # the posterior as it is now; mu and logvar are updated in place afterwards
+    def stop(last: bool) -> None:  # the posterior as it is now (copied unless last: the steps update it in place)
         nll = kl = None
         done = list(trace)
         if score:
@@ -171,26 +171,27 @@ def fit_trajectory(model: Decoder, x: Tensor, y: Tensor, cfg: PosteriorConfig, s
                 nll, kl = nelbo_terms(model, x, y, mu, logvar, eps)
             done.append((nll + kl).sum())
         nelbo_trace = torch.stack(done) if done else torch.zeros(0, device=x.device)
-        out.append(Posterior(mu.detach().clone(), logvar.detach().clone(), eps, nelbo_trace, nll, kl))
+        keep = (lambda t: t.detach()) if last else (lambda t: t.detach().clone())
+        out.append(Posterior(keep(mu), keep(logvar), eps, nelbo_trace, nll, kl))
 
     with eval_mode(model), torch.enable_grad():
-        if stops[0] == 0:
-            stop()
-        for step in range(cfg.steps):
-            # frozen per step, so a stop scores with the caller's requires_grad flags, as a fit of that
-            # many steps does: CPU kernels for weights that need no gradient round differently
+        done = 0
+        for target in stops:
+            # frozen from one stop to the next, and each stop scored outside, with the caller's requires_grad
+            # flags, as a fit of that many steps is: CPU kernels for weights that need no gradient round differently
             with nullcontext() if cfg.decoder_grads else frozen(model):
-                for group in opt.param_groups:
-                    group["lr"] = cfg.lr(step) * group["scale"]
-                if cfg.decoder_grads:
-                    nll, kl = nelbo_terms(model, x, y, mu, logvar, eps)
-                    loss = (nll + kl).sum()
-                    mu.grad = logvar.grad = None
-                    loss.backward()
-                else:
-                    loss, mu.grad, logvar.grad = latent_grads(model, x, y, mu, logvar, eps)
-                opt.step()
-                trace.append(loss.detach())
-            if step + 1 in stops:
-                stop()
+                for step in range(done, target):
+                    for group in opt.param_groups:
+                        group["lr"] = cfg.lr(step) * group["scale"]
+                    if cfg.decoder_grads:
+                        nll, kl = nelbo_terms(model, x, y, mu, logvar, eps)
+                        loss = (nll + kl).sum()
+                        mu.grad = logvar.grad = None
+                        loss.backward()
+                    else:
+                        loss, mu.grad, logvar.grad = latent_grads(model, x, y, mu, logvar, eps)
+                    opt.step()
+                    trace.append(loss.detach())
+            done = target
+            stop(last=target == stops[-1])
     return out
