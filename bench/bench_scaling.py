@@ -27,13 +27,13 @@ from pathlib import Path
 import numpy as np
 
 from ltm.scaling import run_scaling
-from ltm.scaling.fit import FitSettings, Objective, fit_law, one_blas_thread
+from ltm.scaling.fit import Objective, fit_law, one_blas_thread
 from ltm.scaling.laws import ND, PUBLISHED_ND
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the scaling tests' synthetic data
 from ltm.scaling.uncertainty import BootstrapSettings, bootstrap
 
-from scaling_synthetic import CHINCHILLA_ROUNDED, METHOD, grid_design, load_epoch, make_records, nd_loss, noisy  # noqa: E402
+from scaling_synthetic import CHINCHILLA_ROUNDED, FIT, METHOD, grid_design, load_epoch, make_records, nd_loss, noisy  # noqa: E402
 
 REPLICATE_TARGET = 1 / 8  # seconds per bootstrap replicate / seconds of one accepted multi-start fit
 EPOCH_CSV = Path(__file__).resolve().parents[1] / "tests" / "data" / "chinchilla_approach3.csv"
@@ -65,7 +65,7 @@ def _best_of(fn, repeat: int) -> tuple[float, object]:
 def bench(name: str, recs: list[dict], B: int, repeat: int, cfg: dict) -> tuple[list[tuple[str, float, str]], float]:
     """The table rows, and the serial bootstrap's cost per replicate in units of one multi-start fit."""
     cols, lnL = _arrays(recs)
-    fs = FitSettings()
+    fs = FIT
     rows = []
     with one_blas_thread():
         obj = Objective(ND, cols, lnL)

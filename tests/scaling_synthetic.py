@@ -13,6 +13,7 @@ import numpy as np
 from scipy.optimize import brentq, minimize_scalar
 
 from ltm.errors import LtmError
+from ltm.scaling.fit import FitSettings
 from ltm.scaling.laws import Law
 
 # docs/scaling.md §6
@@ -24,6 +25,7 @@ EPOCH_REFIT = {"A": 477.84, "B": 2143.86, "E": 1.8172, "alpha": 0.3473, "beta": 
 # `fit:`): what the synthetic and external tests fit with unless they name a change.
 METHOD = {"huber_delta": 1e-3, "n_starts": 20, "n_bootstrap": 1000, "seed": 0, "heldout_rule": "compute",
           "heldout_fraction": 0.25, "min_points_per_param": 4.0, "min_tokens_per_param": 1.0}
+FIT = FitSettings(delta=METHOD["huber_delta"], n_starts=METHOD["n_starts"])  # the main fit, as params.yaml sets it
 
 SIZES_5 = (10e6, 20e6, 40e6, 80e6, 160e6)
 RATIOS_5 = (5.0, 10.0, 20.0, 40.0, 80.0)

@@ -9,11 +9,11 @@ import pytest
 
 from ltm.scaling import format_summary, run_scaling, write_outputs
 from ltm.scaling.api import RESIDUAL_COLUMNS
-from ltm.scaling.fit import FitSettings, fit_law
+from ltm.scaling.fit import fit_law
 from ltm.scaling.laws import ND
 from ltm.scaling.uncertainty import BootstrapSettings, bootstrap
 
-from scaling_synthetic import CHINCHILLA_ROUNDED, METHOD, grid_design, make_records, nd_loss, noisy
+from scaling_synthetic import CHINCHILLA_ROUNDED, FIT, METHOD, grid_design, make_records, nd_loss, noisy
 
 LTM_TRUTH = {"A": 406.4, "B": 250.0, "E": 1.45, "alpha": 0.34, "beta": 0.28}
 CFG = {**METHOD, "n_bootstrap": 30}
@@ -132,7 +132,7 @@ def test_small_cpu_grid_refuses_the_full_law_and_shows_what_it_supports():
 def test_bootstrap_is_deterministic_and_the_same_in_parallel():
     N, D = grid_design()
     cols, lnL = {"lnN": np.log(N), "lnD": np.log(D)}, np.log(noisy(nd_loss(CHINCHILLA_ROUNDED, N, D), 0.003, 5))
-    fs = FitSettings()
+    fs = FIT
     theta = fit_law(ND, cols, lnL, fs).theta
     runs = [bootstrap(ND, cols, lnL, theta, fs, BootstrapSettings(n=24, check_every=12, seed=3, n_jobs=j))
             for j in (1, 1, 2)]

@@ -1,13 +1,16 @@
 """Degenerate designs and bad input are refused or flagged (docs/scaling.md §3.1, §3.7, §5 test 9)."""
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import numpy as np
 import pytest
 
+from ltm.config import load_schema
 from ltm.errors import LtmError
 from ltm.scaling import run_scaling
 from ltm.scaling.checks import identifiability
-from ltm.scaling.config import resolve
+from ltm.scaling.config import KEYS, resolve
 from ltm.scaling.laws import ND
 from ltm.scaling.records import normalize, to_points
 
@@ -146,7 +149,7 @@ def test_mixed_loss_kinds_are_never_fitted_together():
 
 
 def test_config_validation_names_the_key():
-    assert resolve(METHOD).cfg == METHOD
+    assert asdict(resolve(METHOD)) == METHOD
     with pytest.raises(LtmError, match="missing key.*min_tokens_per_param"):  # no defaults: params.yaml has them
         resolve({k: v for k, v in METHOD.items() if k != "min_tokens_per_param"})
     with pytest.raises(LtmError, match="unknown key.*huber_dleta"):
@@ -159,6 +162,8 @@ def test_config_validation_names_the_key():
         resolve({**METHOD, "heldout_rule": "random"})
     st = resolve({**METHOD, "huber_delta": 1e-2, "n_starts": 5})
     assert st.fit.delta == 1e-2 and st.fit.n_starts == 5
+    # the typed settings hold exactly the schema's fit keys, less the two that choose the records
+    assert set(KEYS) == set(load_schema()["properties"]["fit"]["required"]) - {"loss_kinds", "split"}
 
 
 def test_exclusions_are_logged_and_sensitivity_reported():

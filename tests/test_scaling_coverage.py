@@ -4,12 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ltm.scaling.fit import FitSettings, fit_law
+from ltm.scaling.fit import fit_law
 from ltm.scaling.frontier import exponents
 from ltm.scaling.laws import ND
 from ltm.scaling.uncertainty import BootstrapSettings, bootstrap
 
-from scaling_synthetic import CHINCHILLA_ROUNDED, grid_design, nd_loss, noisy
+from scaling_synthetic import CHINCHILLA_ROUNDED, FIT, grid_design, nd_loss, noisy
 
 TRUTH = CHINCHILLA_ROUNDED
 
@@ -31,8 +31,8 @@ def test_95_percent_bootstrap_cis_cover_the_truth():
     hits = dict.fromkeys(truth, 0)
     for seed in range(20):
         lnL = np.log(noisy(L0, 0.003, seed))
-        fit = fit_law(ND, cols, lnL, FitSettings())
-        boot = bootstrap(ND, cols, lnL, fit.theta, FitSettings(), BootstrapSettings(n=200, seed=seed))
+        fit = fit_law(ND, cols, lnL, FIT)
+        boot = bootstrap(ND, cols, lnL, fit.theta, FIT, BootstrapSettings(n=200, seed=seed))
         s = boot.samples[boot.ok()]
         assert boot.n_failed == 0
         nat = {"A": np.exp(s[:, 0]), "B": np.exp(s[:, 1]), "E": np.exp(s[:, 2]), "alpha": s[:, 3], "beta": s[:, 4]}

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from ltm.scaling import run_scaling
-from ltm.scaling.fit import FitSettings, Objective, fit_law, multistart
+from ltm.scaling.fit import Objective, fit_law, multistart
 from ltm.scaling.laws import ND, PUBLISHED_ND
 from ltm.scaling.uncertainty import BootstrapSettings, bootstrap
 
-from scaling_synthetic import CHINCHILLA_ROUNDED, METHOD, load_epoch, nd_theta
+from scaling_synthetic import CHINCHILLA_ROUNDED, FIT, METHOD, load_epoch, nd_theta
 
 CSV = Path(__file__).resolve().parent / "data" / "chinchilla_approach3.csv"
 
@@ -37,7 +37,7 @@ def epoch():
 @pytest.fixture(scope="module")
 def epoch_fit(epoch):
     _, cols, lnL, _ = epoch
-    return fit_law(ND, cols, lnL, FitSettings(), extra_starts=PUBLISHED_ND.values())
+    return fit_law(ND, cols, lnL, FIT, extra_starts=PUBLISHED_ND.values())
 
 
 def test_data_is_epochs_240_points(epoch):
@@ -68,10 +68,10 @@ def test_mean_huber_with_default_tolerances_is_the_chinchilla_bug(epoch, epoch_f
     """§5.4 regression: Hoffmann's objective (mean Huber, unscaled) with scipy's default L-BFGS-B
     tolerances stops early at a wrong optimum; the same objective with tight tolerances and a sum does not."""
     _, cols, lnL, _ = epoch
-    buggy = multistart(ND, cols, lnL, FitSettings(), scale=DELTA2 / lnL.size, opts={})[0]
+    buggy = multistart(ND, cols, lnL, FIT, scale=DELTA2 / lnL.size, opts={})[0]
     assert abs(buggy.theta[3] - 0.3473) > 0.02
     assert buggy.J / (DELTA2 / lnL.size) > epoch_fit.J * (1 + 1e-3)  # it really is a worse point
-    fixed = fit_law(ND, cols, lnL, FitSettings(), scale=1.0 / lnL.size)
+    fixed = fit_law(ND, cols, lnL, FIT, scale=1.0 / lnL.size)
     np.testing.assert_allclose(fixed.theta, epoch_fit.theta, atol=1e-5)
 
 
@@ -80,7 +80,7 @@ def test_all_245_points_shift_beta(epoch):
     recs = load_epoch(CSV, drop_highest=0)
     cols = {"lnN": np.log([r["params"] for r in recs]), "lnD": np.log([r["tokens"] for r in recs])}
     lnL = np.log([r["loss"] for r in recs])
-    x = fit_law(ND, cols, lnL, FitSettings(), extra_starts=PUBLISHED_ND.values()).natural()
+    x = fit_law(ND, cols, lnL, FIT, extra_starts=PUBLISHED_ND.values()).natural()
     assert 0.43 <= x["beta"] <= 0.47 and x["B"] > 8000
 
 
@@ -109,11 +109,11 @@ def test_bootstrap_honesty(epoch, epoch_fit):
     """§5.5: replicates that actually re-optimise give CIs of realistic width (published: 0.056, 0.084);
     a warm start that never moves (default tolerances) gives the fake-narrow CIs of the original paper."""
     _, cols, lnL, _ = epoch
-    boot = bootstrap(ND, cols, lnL, epoch_fit.theta, FitSettings(), BootstrapSettings(n=100, check_every=0))
+    boot = bootstrap(ND, cols, lnL, epoch_fit.theta, FIT, BootstrapSettings(n=100, seed=0, check_every=0))
     width = np.ptp(np.percentile(boot.samples[:, 3:5], [2.5, 97.5], axis=0), axis=0)
     assert width[0] > 0.03 and width[1] > 0.05
-    lazy = bootstrap(ND, cols, lnL, epoch_fit.theta, FitSettings(ftol=2.2e-9, gtol=1e-5),
-                     BootstrapSettings(n=100, check_every=0), scale=DELTA2)
+    lazy = bootstrap(ND, cols, lnL, epoch_fit.theta, FIT, BootstrapSettings(n=100, seed=0, check_every=0),
+                     scale=DELTA2, opts={"ftol": 2.2e-9, "gtol": 1e-5, "maxiter": 10_000})
     lazy_width = np.ptp(np.percentile(lazy.samples[:, 3:5], [2.5, 97.5], axis=0), axis=0)
     assert lazy_width[0] < width[0] / 5
 

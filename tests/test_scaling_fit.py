@@ -1,15 +1,17 @@
 """The L(N, D) fitter on synthetic data with known parameters (docs/scaling.md §5 tests 1, 2, 4, 10)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from scipy.optimize import approx_fprime, least_squares
 
-from ltm.scaling.fit import FitError, FitSettings, Objective, check_acceptance, fit_law, multistart
+from ltm.scaling.fit import FitError, Objective, check_acceptance, fit_law, multistart
 from ltm.scaling.frontier import exponents
 from ltm.scaling.laws import AXIS_LAWS, ND, TEVAL_LAWS
 
-from scaling_synthetic import CHINCHILLA_ROUNDED, grid_design, nd_loss, nd_theta, noisy
+from scaling_synthetic import CHINCHILLA_ROUNDED, FIT, grid_design, nd_loss, nd_theta, noisy
 
 TRUTH = CHINCHILLA_ROUNDED
 
@@ -47,7 +49,7 @@ def test_analytic_gradient_matches_finite_differences(design):
 def test_exact_recovery(design):
     """§5.1: noise-free 5×5 design → parameters to 1e-6 relative, objective ≈ 0."""
     N, D, L = design
-    fit = fit_law(ND, _cols(N, D), np.log(L), FitSettings())
+    fit = fit_law(ND, _cols(N, D), np.log(L), FIT)
     for k, v in fit.natural().items():
         assert v == pytest.approx(TRUTH[k], rel=1e-6), k
     # J is Σρ(r/δ) = Σ huber_δ(r)/δ²; the unscaled Chinchilla objective is δ² times this
@@ -63,7 +65,7 @@ def test_noisy_recovery_20_seeds(design):
     n_t = np.sqrt(c_big / (6 * 20))  # D/N = 20 at 10× the largest compute
     errs = {"alpha": [], "beta": [], "a": [], "L10x": []}
     for seed in range(20):
-        fit = fit_law(ND, _cols(N, D), np.log(noisy(L0, 0.003, seed)), FitSettings())
+        fit = fit_law(ND, _cols(N, D), np.log(noisy(L0, 0.003, seed)), FIT)
         x = fit.natural()
         errs["alpha"].append(abs(x["alpha"] - TRUTH["alpha"]))
         errs["beta"].append(abs(x["beta"] - TRUTH["beta"]))
@@ -83,8 +85,8 @@ def test_loss_scale_invariance(design, scale_name):
     N, D, L0 = design
     lnL = np.log(noisy(L0, 0.003, 7))
     scale = {"1/n": 1.0 / N.size, "1": 1.0, "1e6": 1e6}[scale_name]
-    ref = fit_law(ND, _cols(N, D), lnL, FitSettings())
-    fit = fit_law(ND, _cols(N, D), lnL, FitSettings(), scale=scale)
+    ref = fit_law(ND, _cols(N, D), lnL, FIT)
+    fit = fit_law(ND, _cols(N, D), lnL, FIT, scale=scale)
     np.testing.assert_allclose(fit.theta, ref.theta, atol=1e-5)
 
 
@@ -93,9 +95,9 @@ def test_huber_resists_outliers_least_squares_does_not(design):
     N, D, L0 = design
     L = L0.copy()
     L[[0, 12, 24]] += 0.3
-    huber = fit_law(ND, _cols(N, D), np.log(L), FitSettings()).natural()
+    huber = fit_law(ND, _cols(N, D), np.log(L), FIT).natural()
     assert abs(huber["alpha"] - TRUTH["alpha"]) < 0.01
-    ls = multistart(ND, _cols(N, D), np.log(L), FitSettings(delta=None))[0]
+    ls = multistart(ND, _cols(N, D), np.log(L), replace(FIT, delta=None))[0]
     assert abs(ls.theta[3] - TRUTH["alpha"]) > 3 * abs(huber["alpha"] - TRUTH["alpha"])
     assert abs(ls.theta[3] - TRUTH["alpha"]) > 0.01
 
@@ -104,7 +106,7 @@ def test_trust_region_crosscheck_agrees(design):
     """An independent optimiser (least_squares, loss='huber') reaches the same optimum."""
     N, D, L0 = design
     lnL = np.log(noisy(L0, 0.003, 3))
-    fit = fit_law(ND, _cols(N, D), lnL, FitSettings())
+    fit = fit_law(ND, _cols(N, D), lnL, FIT)
     lo, hi = np.array(ND.bounds).T
     res = least_squares(lambda th: ND.predict(th, _cols(N, D)) - lnL, fit.theta + 0.02,
                         jac=lambda th: ND.log_jacobian(th, _cols(N, D)), bounds=(lo, hi), loss="huber",
@@ -117,7 +119,7 @@ def test_sign_flipped_data_hits_alpha_bound_and_is_refused(design):
     N, D, _ = design
     L = 1.69 + 0.02 * N**0.2 + 410.7 / D**0.28
     with pytest.raises(FitError, match="alpha=0 \\(lower bound\\)") as err:
-        fit_law(ND, _cols(N, D), np.log(L), FitSettings())
+        fit_law(ND, _cols(N, D), np.log(L), FIT)
     assert err.value.diagnostics["converged"] is False
 
 
@@ -125,10 +127,9 @@ def test_acceptance_needs_agreeing_starts(design):
     """A single start can never satisfy 'at least 3 starts reach the best objective'."""
     N, D, L0 = design
     cols, lnL = _cols(N, D), np.log(noisy(L0, 0.003, 1))
-    s = FitSettings(n_starts=1)
-    starts = multistart(ND, cols, lnL, s)
+    starts = multistart(ND, cols, lnL, replace(FIT, n_starts=1))
     with pytest.raises(FitError, match="starts reach the best objective"):
-        check_acceptance(ND, starts, Objective(ND, cols, lnL), s)
+        check_acceptance(ND, starts, Objective(ND, cols, lnL))
 
 
 def test_theta_round_trip():

@@ -168,14 +168,31 @@ def runtime_settings(runtime: dict, env: dict) -> dict:
                 runtime[key] = cast(env[var])
             except ValueError:
                 raise LtmError(f"{given[key]} is not a valid runtime.{key}") from None
-    schema = load_schema()
-    section = {"$defs": schema["$defs"], "type": "object", "properties": {"runtime": schema["properties"]["runtime"]}}
-    error = jsonschema.exceptions.best_match(
-        jsonschema.validators.validator_for(schema)(section).iter_errors({"runtime": runtime}))
+    error = _section_errors("runtime", runtime)
     if error is not None:
         key = error.absolute_path[1] if len(error.absolute_path) > 1 else None
         raise LtmError(_describe(error, given.get(key, DEFAULT_PARAMS)))
     return runtime
+
+
+def _section_errors(name: str, values: dict, keys: tuple[str, ...] | None = None) -> jsonschema.ValidationError | None:
+    """The schema's most specific complaint about one section (only `keys` of it, when given), or None."""
+    root = load_schema()
+    part = root["properties"][name]
+    if keys is not None:
+        part = {"type": "object", "properties": {k: part["properties"][k] for k in keys}}
+    schema = {"$defs": root["$defs"], "type": "object", "properties": {name: part}}
+    return jsonschema.exceptions.best_match(jsonschema.validators.validator_for(root)(schema).iter_errors({name: values}))
+
+
+def section_error(name: str, values: dict, keys: tuple[str, ...] | None = None) -> str | None:
+    """One section checked on its own (the scaling fit's keys, given to it without the rest of params):
+    'section.key: message', or None."""
+    error = _section_errors(name, values, keys)
+    if error is not None:
+        return f"{_key_path(error)}: {error.message}"
+    bad = non_finite_key(values)
+    return None if bad is None else f"{name}.{bad}: must be a finite number, not NaN or infinity"
 
 
 def subset(params: dict, keys: list[str]) -> dict:

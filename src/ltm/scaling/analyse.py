@@ -11,7 +11,7 @@ import numpy as np
 
 from ltm.scaling.checks import Design, check_design, check_optimum, errors
 from ltm.scaling.config import Settings
-from ltm.scaling.fit import FitError, FitResult, fit_law
+from ltm.scaling.fit import TOLERANCES, FitError, FitResult, fit_law
 from ltm.scaling.laws import Law
 from ltm.scaling.records import Points
 from ltm.scaling.uncertainty import BootResult, bootstrap, summarize
@@ -43,9 +43,9 @@ class Outcome:
 def fit_checked(law: Law, p: Points, st: Settings, design: Design,
                 extra_starts: Iterable[np.ndarray] = ()) -> tuple[FitResult, float, list[str]]:
     """Design checks, identifiability, accepted fit. Returns (fit, rho_id, flags); raises FitError."""
-    flags = check_design(law, p.lnL, design, st.checks)
+    flags = check_design(law, p.lnL, design, st.min_points_per_param)
     fit = fit_law(law, p.cols(), p.lnL, st.fit, extra_starts=list(extra_starts))
-    rho, more = check_optimum(law, fit.theta, p.cols(), float(np.min(p.loss)), st.checks)
+    rho, more = check_optimum(law, fit.theta, p.cols(), float(np.min(p.loss)))
     return fit, rho, flags + more
 
 
@@ -82,7 +82,7 @@ def run_law(law: Law, p: Points, st: Settings, subset: dict[str, Any], design: D
         "law": law.name, "law_id": law.id, "form": law.form, "parametrisation": law.parametrisation,
         "subset": subset, "n_points": len(p),
         "objective": {"type": "huber_log", "delta": fs.delta, "reduction": "sum", "scale": "1/delta^2"},
-        "optimizer": {"method": "L-BFGS-B", "jac": "analytic", "tolerances": fs.tolerances(),
+        "optimizer": {"method": "L-BFGS-B", "jac": "analytic", "tolerances": TOLERANCES,
                       "starts": {"grid_points": len(law.grid_points()), "best_k": fs.n_starts, "extra": len(extra)}},
         "bounds": {name: list(b) for name, b in zip(law.params, law.bounds)},
     }
@@ -98,7 +98,7 @@ def run_law(law: Law, p: Points, st: Settings, subset: dict[str, Any], design: D
         bootstrap=None, diagnostics={**fit.diagnostics, "rho_id": rho}, warnings=flags,
     )
     out = Outcome(entry, fit)
-    B = st.boot.n if n_bootstrap is None else n_bootstrap
+    B = st.n_bootstrap if n_bootstrap is None else n_bootstrap
     if B > 0:
         attach_bootstrap(out, p, st, B, derived, residual_bootstrap)
     quality: dict[str, Any] = {"in_sample": errors(law.predict(fit.theta, p.cols()), p.lnL)}

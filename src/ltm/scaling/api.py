@@ -5,6 +5,7 @@ import csv
 import io
 import json
 import math
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +17,14 @@ from ltm.io import sha256_bytes, write_json, write_text
 from ltm.progress import progress
 from ltm.scaling.analyse import Outcome
 from ltm.scaling.axes import AXIS_MIN_SPAN, AXIS_RUNS_PER_PARAM, TEVAL_POINTS_PER_PARAM
+from ltm.scaling.checks import EXPONENT_RANGE, ID_FLAG, ID_REFUSE, MIN_DISTINCT, MIN_RANGE_FLAG
 from ltm.scaling.config import Settings, resolve
-from ltm.scaling.fit import one_blas_thread
+from ltm.scaling.fit import AGREE_PARAM, AGREE_REL, BOUND_TOL, MIN_AGREE, RESTART_REL, TOLERANCES, one_blas_thread
 from ltm.scaling.frontier import crossover, optimal_allocation
 from ltm.scaling.group import analyse_group
 from ltm.scaling.nd import CI_NARROW_FLAG, CROSSCHECK_TOL, SENSITIVITY_DELTAS
 from ltm.scaling.records import group, is_bound, normalize, to_points
+from ltm.scaling.uncertainty import CHECK_EVERY
 
 SCHEMA = "ltm.scaling.fit/1"
 RESIDUAL_COLUMNS = ("family", "loss_kind", "law", "law_id", "subset", "run", "N", "D", "C", "T", "n_latents", "T_eval",
@@ -60,15 +63,13 @@ def comparisons(nd_fits: list[tuple]) -> list[dict[str, Any]]:
 def recorded_config(st: Settings) -> dict[str, Any]:
     """fit.json's `config`: the `fit` keys and every fixed choice of the method, under the names fit.json
     has always used (no start-grid override, no loss cut, final checkpoints only, default budgets)."""
-    fs, cs, bs = st.fit, st.checks, st.boot
-    return {**st.cfg, "sensitivity_deltas": list(SENSITIVITY_DELTAS), "grid": {}, "published_starts": True,
-            "ftol": fs.ftol, "gtol": fs.gtol, "maxiter": fs.maxiter, "min_agree_starts": fs.min_agree,
-            "agree_rel_tol": fs.agree_rel, "agree_param_tol": fs.agree_param, "bound_tol": fs.bound_tol,
-            "restart_rel_tol": fs.restart_rel, "crosscheck_tol": CROSSCHECK_TOL,
-            "bootstrap_check_every": bs.check_every, "n_jobs": bs.n_jobs, "ci_narrow_flag": CI_NARROW_FLAG,
-            "leave_one_size_out": True, "min_distinct": cs.min_distinct, "min_range_ratio": cs.min_range_flag,
-            "identifiability_refuse": cs.id_refuse, "identifiability_flag": cs.id_flag,
-            "exponent_range": list(cs.exponent_range),
+    return {**asdict(st), "sensitivity_deltas": list(SENSITIVITY_DELTAS), "grid": {}, "published_starts": True,
+            **TOLERANCES, "min_agree_starts": MIN_AGREE, "agree_rel_tol": AGREE_REL,
+            "agree_param_tol": AGREE_PARAM, "bound_tol": BOUND_TOL, "restart_rel_tol": RESTART_REL,
+            "crosscheck_tol": CROSSCHECK_TOL, "bootstrap_check_every": CHECK_EVERY, "n_jobs": 1,
+            "ci_narrow_flag": CI_NARROW_FLAG, "leave_one_size_out": True, "min_distinct": MIN_DISTINCT,
+            "min_range_ratio": MIN_RANGE_FLAG, "identifiability_refuse": ID_REFUSE,
+            "identifiability_flag": ID_FLAG, "exponent_range": list(EXPONENT_RANGE),
             "axis_min_span": AXIS_MIN_SPAN, "axis_runs_per_param": AXIS_RUNS_PER_PARAM,
             "teval_points_per_param": TEVAL_POINTS_PER_PARAM, "max_loss": None, "use_checkpoints": False,
             "target_flops": []}

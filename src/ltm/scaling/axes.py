@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ltm.scaling.analyse import Outcome, Split, attach_bootstrap, run_law
-from ltm.scaling.checks import Design
+from ltm.scaling.checks import MIN_DISTINCT, Design
 from ltm.scaling.config import Settings
 from ltm.scaling.laws import AXIS_LAWS, ENVELOPE, ONE_VARIABLE, TEVAL_LAWS
 from ltm.scaling.records import Points, distinct
@@ -36,7 +36,7 @@ def one_variable(p: Points, st: Settings, tags: dict[str, Any]) -> list[Outcome]
         for value, mask in _groups_by(by[fixed]):
             sub = p.take(mask)
             x = np.exp(sub.cols()[law.columns[0]])
-            if distinct(x).size < st.checks.min_distinct:
+            if distinct(x).size < MIN_DISTINCT:
                 continue  # cannot support any exponent: not worth a refusal line
             design = Design(axes={var: x})
             split = _leave_top_out(sub, design, x, var, st)
@@ -49,7 +49,7 @@ def _leave_top_out(p: Points, design: Design, x: np.ndarray, var: str, st: Setti
     so the training part may have one fewer than the full design needs."""
     top = float(np.max(x))
     mask = x < top * (1 - 1e-9)
-    train = design.restrict(mask, spans={}, min_distinct={var: st.checks.min_distinct - 1})
+    train = design.restrict(mask, spans={}, min_distinct={var: MIN_DISTINCT - 1})
     return Split(p.take(mask), p.take(~mask), f"train on {var} < {top:.4g}, predict {var} = {top:.4g}", train)
 
 
@@ -84,16 +84,16 @@ def extra_axis(p: Points, axis: str, st: Settings, tags: dict[str, Any]) -> list
         outcomes: dict[str, Outcome] = {}
         for name, law in AXIS_LAWS[axis].items():
             # the L(N, D) minimum for its 5 parameters plus AXIS_RUNS_PER_PARAM runs per extra one
-            need = max(math.ceil(st.checks.min_points_per_param * law.n_params),
-                       math.ceil(st.checks.min_points_per_param * 5) + AXIS_RUNS_PER_PARAM * (law.n_params - 5))
+            need = max(math.ceil(st.min_points_per_param * law.n_params),
+                       math.ceil(st.min_points_per_param * 5) + AXIS_RUNS_PER_PARAM * (law.n_params - 5))
             design = Design(axes={"N": sub.N, "D/N": sub.D / sub.N, axis: x}, spans={axis: AXIS_MIN_SPAN},
                             min_points=need)
             outcomes[name] = run_law(law, sub, st, {other: other_value}, design, tags,
                                      heldout=_leave_top_out(sub, design, x, axis, st), n_bootstrap=0)
         sel = _choose(outcomes, sub, f"held-out MAE (largest {axis} left out)")
         sel["reason"] = None if sel["chosen"] else "no form has an accepted fit with a held-out error"
-        if sel["chosen"] is not None and st.boot.n > 0:  # only the winner: each form costs a multi-start fit
-            attach_bootstrap(outcomes[sel["chosen"]], sub, st, st.boot.n)
+        if sel["chosen"] is not None and st.n_bootstrap > 0:  # only the winner: each form costs a multi-start fit
+            attach_bootstrap(outcomes[sel["chosen"]], sub, st, st.n_bootstrap)
         results.append({"axis": axis, "subset": {other: other_value}, "selection": sel, "outcomes": outcomes})
     return results
 

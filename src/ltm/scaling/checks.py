@@ -13,15 +13,11 @@ from ltm.scaling.fit import FitError
 from ltm.scaling.laws import Cols, Law
 from ltm.scaling.records import distinct
 
-
-@dataclass(frozen=True)
-class CheckSettings:
-    min_points_per_param: float = 4.0
-    min_distinct: int = 3
-    min_range_flag: float = 8.0  # flag an axis spanning less than this factor
-    id_refuse: float = 1e-5
-    id_flag: float = 1e-3
-    exponent_range: tuple[float, float] = (0.05, 1.5)
+# The method's fixed rules (docs/scaling.md §3.7); the points per parameter come from params.yaml.
+MIN_DISTINCT = 3
+MIN_RANGE_FLAG = 8.0  # flag an axis spanning less than this factor
+ID_REFUSE, ID_FLAG = 1e-5, 1e-3
+EXPONENT_RANGE = (0.05, 1.5)
 
 
 @dataclass(frozen=True)
@@ -40,10 +36,10 @@ class Design:
         return replace(self, axes={k: v[mask] for k, v in self.axes.items()}, **changes)
 
 
-def check_design(law: Law, lnL: np.ndarray, design: Design, cs: CheckSettings) -> list[str]:
+def check_design(law: Law, lnL: np.ndarray, design: Design, min_points_per_param: float) -> list[str]:
     """Refuse designs that cannot support `law`; return flags for weak ones."""
     n, p = lnL.size, law.n_params
-    per_param = design.points_per_param or cs.min_points_per_param
+    per_param = design.points_per_param or min_points_per_param
     need = int(np.ceil(per_param * p)) if design.min_points is None else design.min_points
     if n < need:
         raise FitError(f"{law.name}: {n} points for {p} free parameters (need at least {need})")
@@ -52,7 +48,7 @@ def check_design(law: Law, lnL: np.ndarray, design: Design, cs: CheckSettings) -
     warnings = []
     for label, values in design.axes.items():
         d = distinct(values)
-        need_distinct = design.min_distinct.get(label, cs.min_distinct)
+        need_distinct = design.min_distinct.get(label, MIN_DISTINCT)
         if d.size < need_distinct:
             raise FitError(f"{law.name}: only {d.size} distinct {label} value(s) (need {need_distinct}); "
                            f"{label} is not varied enough to fit its exponent")
@@ -60,8 +56,8 @@ def check_design(law: Law, lnL: np.ndarray, design: Design, cs: CheckSettings) -
         required = design.spans.get(label)
         if required is not None and ratio < required * (1 - 1e-9):
             raise FitError(f"{law.name}: {label} spans only {ratio:.2g}x (need {required:g}x)")
-        if ratio < cs.min_range_flag:
-            warnings.append(f"{law.name}: {label} spans only {ratio:.2g}x (< {cs.min_range_flag:g}x): "
+        if ratio < MIN_RANGE_FLAG:
+            warnings.append(f"{law.name}: {label} spans only {ratio:.2g}x (< {MIN_RANGE_FLAG:g}x): "
                             "exponents are weakly constrained")
     return warnings
 
@@ -76,23 +72,22 @@ def identifiability(law: Law, theta: np.ndarray, cols: Cols) -> float:
     return float(s[-1] / s[0])
 
 
-def check_optimum(law: Law, theta: np.ndarray, cols: Cols, min_loss: float,
-                  cs: CheckSettings) -> tuple[float, list[str]]:
+def check_optimum(law: Law, theta: np.ndarray, cols: Cols, min_loss: float) -> tuple[float, list[str]]:
     """ρ_id at the optimum (FitError below the refusal threshold) and the post-fit flags: weak identification,
     E above the data, exponents outside a plausible range."""
     rho_id = identifiability(law, theta, cols)
-    if rho_id < cs.id_refuse:
-        raise FitError(f"{law.name}: not identifiable (rho_id = {rho_id:.1e} < {cs.id_refuse:g} at the optimum); "
+    if rho_id < ID_REFUSE:
+        raise FitError(f"{law.name}: not identifiable (rho_id = {rho_id:.1e} < {ID_REFUSE:g} at the optimum); "
                        "the design cannot separate the parameters (collinear axes or a single size?)",
                        {"rho_id": rho_id})
     out = []
     nat = law.natural(theta)
-    if rho_id < cs.id_flag:
-        out.append(f"{law.name}: weakly identified (rho_id = {rho_id:.1e} < {cs.id_flag:g})")
+    if rho_id < ID_FLAG:
+        out.append(f"{law.name}: weakly identified (rho_id = {rho_id:.1e} < {ID_FLAG:g})")
     for e_name in ("E", "L_inf"):
         if e_name in nat and nat[e_name] >= min_loss:
             out.append(f"{law.name}: fitted {e_name} = {nat[e_name]:.4g} >= the lowest observed loss {min_loss:.4g}")
-    lo, hi = cs.exponent_range
+    lo, hi = EXPONENT_RANGE
     for name in ("alpha", "beta"):
         if name in nat and not lo <= nat[name] <= hi:
             out.append(f"{law.name}: {name} = {nat[name]:.4g} outside the plausible range [{lo:g}, {hi:g}]")

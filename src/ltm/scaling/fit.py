@@ -39,26 +39,28 @@ class FitError(LtmError):
         self.diagnostics = diagnostics or {}
 
 
+# The method's fixed choices (docs/scaling.md §3.4); fit.json records them under these names (ltm.scaling.api).
+FTOL, GTOL, MAXITER = 1e-15, 1e-9, 10_000
+MIN_AGREE = 3  # starts that must reach the best objective
+AGREE_REL = 1e-9  # ... within this relative objective difference
+AGREE_ABS = 1e-10  # ... or this absolute one (exact data has J ≈ 0)
+AGREE_PARAM = 1e-4  # exponents of the agreeing starts must match this closely
+BOUND_TOL = 1e-6
+RESTART_REL = 1e-10
+TOLERANCES = {"ftol": FTOL, "gtol": GTOL, "maxiter": MAXITER}
+
+
 @dataclass(frozen=True)
 class FitSettings:
-    delta: float | None = 1e-3
-    n_starts: int = 20
-    ftol: float = 1e-15
-    gtol: float = 1e-9
-    maxiter: int = 10_000
-    min_agree: int = 3  # starts that must reach the best objective
-    agree_rel: float = 1e-9  # ... within this relative objective difference
-    agree_abs: float = 1e-10  # ... or this absolute one (exact data has J ≈ 0)
-    agree_param: float = 1e-4  # exponents of the agreeing starts must match this closely
-    bound_tol: float = 1e-6
-    restart_rel: float = 1e-10
+    """The two `fit` keys of params.yaml a fit reads (no defaults: they come from params.yaml)."""
 
-    def tolerances(self) -> dict[str, float]:
-        return {"ftol": self.ftol, "gtol": self.gtol, "maxiter": self.maxiter}
+    delta: float | None  # None: plain least squares (the δ-sensitivity table)
+    n_starts: int
 
-    def beaten(self, J: float, best: float) -> bool:
-        """`best` is lower than J by more than the agreement tolerance (False when J is NaN)."""
-        return J - best > max(self.agree_rel * abs(best), self.agree_abs)
+
+def beaten(J: float, best: float) -> bool:
+    """`best` is lower than J by more than the agreement tolerance (False when J is NaN)."""
+    return J - best > max(AGREE_REL * abs(best), AGREE_ABS)
 
 
 class Objective:
@@ -124,9 +126,9 @@ class FitResult:
         return self.law.natural(self.theta)
 
 
-def minimize_from(obj: Objective, x0: np.ndarray, s: FitSettings, opts: dict | None = None) -> Start:
+def minimize_from(obj: Objective, x0: np.ndarray, opts: dict | None = None) -> Start:
     """One L-BFGS-B run; `opts` overrides the tolerances (the regression test uses scipy's defaults)."""
-    options = opts if opts is not None else s.tolerances()
+    options = opts if opts is not None else TOLERANCES
     x0 = np.clip(np.asarray(x0, float), [b[0] for b in obj.law.bounds], [b[1] for b in obj.law.bounds])
     res = minimize(obj, x0, jac=True, method="L-BFGS-B", bounds=obj.law.bounds, options=options)
     return Start(np.asarray(res.x, float), float(res.fun), int(res.nit), str(res.message))
@@ -144,32 +146,32 @@ def multistart(law: Law, cols: Cols, lnL: np.ndarray, s: FitSettings, weights: n
                scale: float = 1.0, extra_starts: Iterable[np.ndarray] = (), opts: dict | None = None) -> list[Start]:
     """Run L-BFGS-B from the best grid points plus `extra_starts`; results sorted by objective."""
     obj = Objective(law, cols, lnL, s.delta, weights, scale)
-    starts = [minimize_from(obj, x0, s, opts) for x0 in [*grid_starts(obj, s.n_starts), *map(np.asarray, extra_starts)]]
+    starts = [minimize_from(obj, x0, opts) for x0 in [*grid_starts(obj, s.n_starts), *map(np.asarray, extra_starts)]]
     starts = [st for st in starts if np.isfinite(st.J)]
     if not starts:
         raise FitError(f"{law.name}: every start gave a non-finite objective")
     return sorted(starts, key=lambda st: st.J)
 
 
-def check_acceptance(law: Law, starts: list[Start], obj: Objective, s: FitSettings) -> dict[str, Any]:
+def check_acceptance(law: Law, starts: list[Start], obj: Objective) -> dict[str, Any]:
     """The §3.4 acceptance rules. Returns diagnostics; raises FitError naming the first failed rule."""
     best = starts[0]
-    agree = [st for st in starts if not s.beaten(st.J, best.J)]  # every start's J is finite
+    agree = [st for st in starts if not beaten(st.J, best.J)]  # every start's J is finite
     spread = {p: float(np.ptp([st.theta[law.params.index(p)] for st in agree])) for p in law.shape}
-    bound = [f"{name}={lo:g} (lower bound)" if v - lo <= s.bound_tol else f"{name}={hi:g} (upper bound)"
+    bound = [f"{name}={lo:g} (lower bound)" if v - lo <= BOUND_TOL else f"{name}={hi:g} (upper bound)"
              for name, v, (lo, hi) in zip(law.params, best.theta, law.bounds)
-             if v - lo <= s.bound_tol or hi - v <= s.bound_tol]
-    restart = minimize_from(obj, best.theta, s)
-    restart_change = (best.J - restart.J) / max(abs(best.J), s.agree_abs)
-    wide = [f"{p} spread {v:.2g}" for p, v in spread.items() if v > s.agree_param]
+             if v - lo <= BOUND_TOL or hi - v <= BOUND_TOL]
+    restart = minimize_from(obj, best.theta)
+    restart_change = (best.J - restart.J) / max(abs(best.J), AGREE_ABS)
+    wide = [f"{p} spread {v:.2g}" for p, v in spread.items() if v > AGREE_PARAM]
     if bound:
         failed = f"optimum on a bound: {', '.join(bound)}"
-    elif len(agree) < s.min_agree:
-        failed = (f"only {len(agree)} of {len(starts)} starts reach the best objective (need {s.min_agree}); "
+    elif len(agree) < MIN_AGREE:
+        failed = (f"only {len(agree)} of {len(starts)} starts reach the best objective (need {MIN_AGREE}); "
                   "the optimum is not reliable")
     elif wide:
         failed = f"agreeing starts disagree on exponents ({', '.join(wide)})"
-    elif restart_change > s.restart_rel and best.J - restart.J > s.agree_abs:
+    elif restart_change > RESTART_REL and best.J - restart.J > AGREE_ABS:
         failed = f"a restart from the optimum lowered J by {restart_change:.1e} (relative)"
     else:
         failed = None
@@ -187,6 +189,6 @@ def fit_law(law: Law, cols: Cols, lnL: np.ndarray, s: FitSettings, weights: np.n
             scale: float = 1.0, extra_starts: Iterable[np.ndarray] = (), opts: dict | None = None) -> FitResult:
     """Multi-start fit; the §3.4 acceptance rules must hold or FitError is raised."""
     starts = multistart(law, cols, lnL, s, weights, scale, extra_starts, opts)
-    diag = check_acceptance(law, starts, Objective(law, cols, lnL, s.delta, weights, scale), s)
+    diag = check_acceptance(law, starts, Objective(law, cols, lnL, s.delta, weights, scale))
     return FitResult(law, starts[0].theta, starts[0].J, diag)
 

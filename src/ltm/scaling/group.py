@@ -19,7 +19,7 @@ def exclusions(p: Points, st: Settings) -> tuple[np.ndarray, list[dict[str, Any]
     """Explicit, logged exclusion rules (docs/scaling.md §3.2). Returns the keep mask and the log."""
     keep = np.ones(len(p), bool)
     log = []
-    cut = st.cfg["min_tokens_per_param"]
+    cut = st.min_tokens_per_param
     rules = [(p.diverged, "diverged"), (~p.final, "non-final checkpoint"), (p.D / p.N < cut, f"D/N < {cut:g}")]
     for mask, reason in rules:
         for i in np.nonzero(mask & keep)[0]:
@@ -85,7 +85,7 @@ def analyse_group(p_all: Points, st: Settings) -> tuple[dict[str, Any], list[Out
     laws = [{"role": role, **o.entry} for role, o in outcomes]
     entry = {"family": p_all.family, "loss_kind": p_all.loss_kind, "loss_is_bound": is_bound(p_all.loss_kind),
              "n_records": len(p_all), "n_main": len(pm), "n_fitted": len(kept), "excluded": excluded_log,
-             "seed_noise": seed_noise(kept, st.fit.delta) if len(kept) else None, "laws": laws,
+             "seed_noise": seed_noise(kept, st.huber_delta) if len(kept) else None, "laws": laws,
              "axis_selection": [sel for _, sel in axis_sel], "teval_selection": [sel for _, sel in teval_sel],
              "accepted": [" ".join([e["law"], *(f"{k}={v}" for k, v in e["subset"].items())])
                           for e in laws if e["status"] == "accepted"]}

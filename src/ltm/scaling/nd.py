@@ -114,7 +114,7 @@ def analyse_nd(p: Points, excluded: Points, st: Settings, subset: dict[str, Any]
     conv, conv_warn = compute_convention(p)
     targets = [float(np.max(p.C_fit)), 10.0 * float(np.max(p.C_fit))]  # N*, D*, L* reported there (§1.2)
     extra = [np.array(v) for v in PUBLISHED_ND.values()]
-    mask, how = split_mask(st.cfg["heldout_rule"], st.cfg["heldout_fraction"], p.C_fit, p.N)
+    mask, how = split_mask(st.heldout_rule, st.heldout_fraction, p.C_fit, p.N)
     design = nd_design(p)
     split = Split(p.take(mask), p.take(~mask), how, design.restrict(mask))
     out = run_law(law, p, st, subset, design, tags, extra, nd_derived(conv, targets), split)

@@ -11,15 +11,29 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ltm.scaling.fit import FitSettings, Objective, minimize_from, multistart, one_blas_thread
+from ltm.scaling.fit import (
+    AGREE_PARAM,
+    MAXITER,
+    FitSettings,
+    Objective,
+    beaten,
+    minimize_from,
+    multistart,
+    one_blas_thread,
+)
 from ltm.scaling.laws import Cols, Law
+
+CHECK_EVERY = 20  # every 20th replicate also runs the full multi-start (docs/scaling.md §3.5)
 
 
 @dataclass(frozen=True)
 class BootstrapSettings:
-    n: int = 1000
-    check_every: int = 20
-    seed: int = 0
+    """Replicates and seed (params.yaml `fit.n_bootstrap`, `fit.seed`); the check rate and the worker
+    processes are the method's (a test varies them)."""
+
+    n: int
+    seed: int
+    check_every: int = CHECK_EVERY
     n_jobs: int = 1
 
 
@@ -40,25 +54,27 @@ class BootResult:
 
 @one_blas_thread()
 def _replicates(law: Law, cols: Cols, lnLs: np.ndarray, weights: np.ndarray, theta_hat: np.ndarray,
-                fs: FitSettings, check: np.ndarray, scale: float) -> list[tuple[np.ndarray, bool]]:
+                fs: FitSettings, check: np.ndarray, scale: float, opts: dict | None) -> list[tuple[np.ndarray, bool]]:
     """Fit a block of replicates; returns (θ or NaNs, multi-start found a better optimum)."""
     out = []
     for i in range(lnLs.shape[0]):
-        st = minimize_from(Objective(law, cols, lnLs[i], fs.delta, weights[i], scale), theta_hat, fs)
+        st = minimize_from(Objective(law, cols, lnLs[i], fs.delta, weights[i], scale), theta_hat, opts)
         disagree = False
         if check[i]:
-            best = multistart(law, cols, lnLs[i], fs, weights[i], scale, extra_starts=[theta_hat])[0]
-            if fs.beaten(st.J, best.J) and np.max(np.abs(best.theta - st.theta)) > fs.agree_param:
+            best = multistart(law, cols, lnLs[i], fs, weights[i], scale, extra_starts=[theta_hat], opts=opts)[0]
+            if beaten(st.J, best.J) and np.max(np.abs(best.theta - st.theta)) > AGREE_PARAM:
                 disagree, st = True, best
-        good = np.all(np.isfinite(st.theta)) and np.isfinite(st.J) and st.nit < fs.maxiter
+        good = np.all(np.isfinite(st.theta)) and np.isfinite(st.J) and st.nit < MAXITER
         out.append((st.theta if good else np.full(law.n_params, np.nan), disagree))
     return out
 
 
 def bootstrap(law: Law, cols: Cols, lnL: np.ndarray, theta_hat: np.ndarray, fs: FitSettings, bs: BootstrapSettings,
-              clusters: np.ndarray | None = None, residual: bool = False, scale: float = 1.0) -> BootResult:
+              clusters: np.ndarray | None = None, residual: bool = False, scale: float = 1.0,
+              opts: dict | None = None) -> BootResult:
     """Run `bs.n` replicates (cluster bootstrap, or residual bootstrap when `residual`).
-    `scale` multiplies the objective (only the Chinchilla-bug regression test changes it)."""
+    `scale` multiplies the objective and `opts` replaces the L-BFGS-B tolerances (only the Chinchilla-bug
+    regression test changes them)."""
     rng = np.random.default_rng(bs.seed)
     n = lnL.size
     if residual:
@@ -78,7 +94,7 @@ def bootstrap(law: Law, cols: Cols, lnL: np.ndarray, theta_hat: np.ndarray, fs: 
     if bs.check_every > 0:
         check[bs.check_every - 1 :: bs.check_every] = True
     blocks = np.array_split(np.arange(bs.n), max(1, min(bs.n_jobs, bs.n)))
-    args = [(law, cols, lnLs[b], weights[b], theta_hat, fs, check[b], scale) for b in blocks]
+    args = [(law, cols, lnLs[b], weights[b], theta_hat, fs, check[b], scale, opts) for b in blocks]
     if len(blocks) > 1:
         # fork: workers start in milliseconds and never re-import the caller's __main__. A caller whose
         # other threads hold locks at fork time (heavy torch use) should keep fit.n_jobs = 1.
