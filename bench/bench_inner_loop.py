@@ -33,10 +33,11 @@ import torch
 import torch.nn.functional as F
 
 import ltm.model
+from ltm.device import autocast_dtype
 from ltm.errors import LtmError
 from ltm.model import Decoder, ModelConfig
 from ltm.posterior import fit_posterior, frozen, latent_grads
-from ltm.runtime import Runtime, autocast_dtype
+from ltm.runtime import Runtime
 
 from defaults import fast_loop
 

@@ -1,6 +1,7 @@
 """params.yaml validation: every mistake fails before any work, naming the key."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -102,7 +103,8 @@ def test_bad_runtime_overrides_are_one_line_errors(env, expected):
 def test_a_device_this_build_cannot_use_is_refused():
     import torch
 
-    from ltm.runtime import Runtime, resolve_device
+    from ltm.device import resolve_device
+    from ltm.runtime import Runtime
 
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
@@ -196,3 +198,15 @@ def test_the_readmes_params_snippets_are_valid_params(tmp_path):
         path = tmp_path / "params.yaml"
         path.write_text(yaml.safe_dump(params))
         load_params(path, env={})
+
+
+def test_stages_without_tensors_start_without_torch_and_the_others_get_their_threads(tmp_path):
+    """corpus, tokenizer, shards and scaling never import torch (about 1.8 s of every start on this
+    machine); a stage that does import it has runtime.threads applied when it begins."""
+    params = write_params(tmp_path, lambda p: p["runtime"].update(threads=1))
+    code = ("import sys\nimport ltm.stages.corpus, ltm.stages.tokenizer, ltm.stages.shards, ltm.stages.scaling\n"
+            "print('torch' in sys.modules)\nimport ltm.stages.train, torch\nfrom ltm.stage_run import begin\n"
+            f"torch.set_num_threads(2)\nbegin('train', {str(params)!r})\nprint(torch.get_num_threads())\n")
+    env = {k: v for k, v in os.environ.items() if k != "LTM_THREADS"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
+    assert out.split() == ["False", "1"]

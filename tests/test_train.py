@@ -85,7 +85,8 @@ def test_micro_batch_is_a_hardware_knob(tiny_data, tmp_path):
 
 
 def test_bf16_autocast_on_cpu_is_a_recorded_knob_that_changes_numbers_slightly(tiny_data, tmp_path):
-    from ltm.runtime import Runtime, autocast_dtype
+    from ltm.device import autocast_dtype
+    from ltm.runtime import Runtime
 
     try:
         autocast_dtype(Runtime("cpu", 0, 0, False, "bf16", False), torch.device("cpu"))

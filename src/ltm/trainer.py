@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from ltm import checkpoint, flops
 from ltm.data.loader import BatchLoader, TokenShards, iter_eval_batches
+from ltm.device import autocast_dtype, resolve_device
 from ltm.distributed import barrier, init_distributed, mean_across, shutdown
 from ltm.errors import LtmError
 from ltm.families import family
@@ -31,7 +32,7 @@ from ltm.optim import make_optimizer, make_scheduler
 from ltm.posterior import kl_to_standard_normal
 from ltm.progress import progress
 from ltm.runs import RunSpec
-from ltm.runtime import Runtime, autocast_dtype, resolve_device
+from ltm.runtime import Runtime
 from ltm.seeds import derive_seed
 from ltm.tracking import Tracker, summary
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from ltm.data.loader import TokenShards
+from ltm.device import resolve_device
 from ltm.eval_bytes import load_token_byte_lengths
 from ltm.evaluate import EvalConfig, ScoreCache
 from ltm.families import family
 from ltm.io import write_json
 from ltm.model_files import check_compatible, fast_loop, load_model
-from ltm.runtime import resolve_device
 from ltm.stage_run import begin
 from ltm.tracking import write_rows_tsv
 

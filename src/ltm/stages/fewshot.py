@@ -4,12 +4,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from ltm.data.tokenizer import load_tokenizer
+from ltm.device import resolve_device
 from ltm.errors import LtmError
 from ltm.families import family
 from ltm.fewshot import FewshotConfig, load_gsm8k, make_problems, pass_at_n
 from ltm.io import write_json
 from ltm.model_files import fast_loop, load_model
-from ltm.runtime import resolve_device
 from ltm.stage_run import begin
 
 

@@ -8,10 +8,11 @@ import torch
 from ltm import generate as gen
 from ltm.config import load_params
 from ltm.data.tokenizer import decode_text, load_tokenizer
+from ltm.device import resolve_device
 from ltm.families import family
 from ltm.io import write_json
 from ltm.model_files import fast_loop, load_model
-from ltm.runtime import Runtime, configure_threads, resolve_device
+from ltm.runtime import Runtime, configure_threads
 
 
 def generate(params_path: str, run: str, model_dir: str, tokenizer_dir: str, *, prompt: str | None, n: int,

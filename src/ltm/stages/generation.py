@@ -14,11 +14,11 @@ import torch
 from ltm import generate as gen
 from ltm.data.loader import TokenShards
 from ltm.data.tokenizer import decode_text, load_tokenizer
+from ltm.device import resolve_device
 from ltm.errors import LtmError
 from ltm.families import family
 from ltm.io import write_json
 from ltm.model_files import fast_loop, load_model
-from ltm.runtime import resolve_device
 from ltm.stage_run import begin
 
 
