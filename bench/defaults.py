@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from ltm.config import REPO_ROOT, load_params
 from ltm.diffusion import DiffusionConfig
-from ltm.posterior import PosteriorConfig
+from ltm.fast_loop import PosteriorConfig
 
 PARAMS = load_params(REPO_ROOT / "params.yaml")
 

@@ -9,7 +9,7 @@ import yaml
 
 from ltm.diffusion import DiffusionConfig
 from ltm.evaluate import EvalConfig
-from ltm.posterior import PosteriorConfig
+from ltm.fast_loop import PosteriorConfig
 
 PARAMS = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
 

@@ -201,11 +201,11 @@ def test_the_readmes_params_snippets_are_valid_params(tmp_path):
 
 
 def test_stages_without_tensors_start_without_torch_and_the_others_get_their_threads(tmp_path):
-    """corpus, tokenizer, shards and scaling never import torch (about 1.8 s of every start on this
+    """corpus, tokenizer, shards, scaling and report never import torch (about 1.8 s of every start on this
     machine); a stage that does import it has runtime.threads applied when it begins."""
     params = write_params(tmp_path, lambda p: p["runtime"].update(threads=1))
     code = ("import sys\nimport ltm.stages.corpus, ltm.stages.tokenizer, ltm.stages.shards, ltm.stages.scaling\n"
-            "print('torch' in sys.modules)\nimport ltm.stages.train, torch\nfrom ltm.stage_run import begin\n"
+            "import ltm.stages.report\nprint('torch' in sys.modules)\nimport ltm.stages.train, torch\nfrom ltm.stage_run import begin\n"
             f"torch.set_num_threads(2)\nbegin('train', {str(params)!r})\nprint(torch.get_num_threads())\n")
     env = {k: v for k, v in os.environ.items() if k != "LTM_THREADS"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout

@@ -11,8 +11,8 @@ from ltm.diffusion import DiffusionConfig
 from ltm.errors import LtmError
 from ltm.families import FAMILIES, family
 from ltm.families.base import INTERFACE
+from ltm.fast_loop import PosteriorConfig
 from ltm.grid import train_sections
-from ltm.posterior import PosteriorConfig
 from ltm.runs import TrainConfig, resolve_run
 
 ROOT = Path(__file__).resolve().parents[1]

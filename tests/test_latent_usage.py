@@ -6,14 +6,8 @@ import pytest
 import torch
 
 from ltm.bounds import score_batch
-from ltm.latent_usage import (
-    UsageTotals,
-    adam_step_bound,
-    alternative_nll,
-    kl_floor_per_dim,
-    likelihood_free_kl,
-    logvar_ceiling,
-)
+from ltm.fast_loop import adam_step_bound, kl_floor_per_dim, logvar_ceiling
+from ltm.latent_usage import UsageTotals, alternative_nll, likelihood_free_kl
 from ltm.model import Decoder, ModelConfig
 from ltm.posterior import Posterior, fit_posterior
 

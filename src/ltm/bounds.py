@@ -24,8 +24,9 @@ import torch
 from torch import Tensor
 
 from ltm.errors import LtmError
+from ltm.fast_loop import PosteriorConfig
 from ltm.model import Decoder
-from ltm.posterior import Posterior, PosteriorConfig, eval_mode, fit_trajectory, kl_to_standard_normal
+from ltm.posterior import Posterior, eval_mode, fit_trajectory, kl_to_standard_normal
 from ltm.seeds import derive_seed
 
 

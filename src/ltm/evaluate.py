@@ -30,15 +30,14 @@ from ltm.config import typed
 from ltm.data.loader import TokenShards, iter_eval_batches
 from ltm.errors import LtmError
 from ltm.eval_bytes import bytes_per_token, target_bytes
+from ltm.fast_loop import PosteriorConfig, floor_note
 from ltm.flops import eval_flops_per_token, flop_shape
 from ltm.latent_usage import (
     UsageTotals,
     alternative_nll,
-    floor_note,
     likelihood_free_kl,
 )
 from ltm.model import Decoder
-from ltm.posterior import PosteriorConfig
 from ltm.progress import progress
 from ltm.seeds import derive_seed
 

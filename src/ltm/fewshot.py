@@ -19,9 +19,9 @@ from tokenizers import Tokenizer
 
 from ltm.config import typed
 from ltm.errors import LtmError
+from ltm.fast_loop import PosteriorConfig
 from ltm.generate import fit_prompt_z, sample
 from ltm.model import Decoder
-from ltm.posterior import PosteriorConfig
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,9 @@ from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
 
 from ltm.errors import LtmError
+from ltm.fast_loop import PosteriorConfig
 from ltm.model import Decoder, ModelConfig, count_parameters
-from ltm.posterior import PosteriorConfig, fit_posterior
+from ltm.posterior import fit_posterior
 
 # Dense (no sparsity) bf16 tensor-core peaks, TFLOP/s, from the vendors' data sheets, matched against
 # torch.cuda.get_device_name() most specific first: an H100 PCIe is not an SXM part.

@@ -18,8 +18,9 @@ from torch import Tensor
 
 from ltm.config import typed
 from ltm.errors import LtmError
+from ltm.fast_loop import PosteriorConfig
 from ltm.model import Decoder, token_nll, upcast
-from ltm.posterior import Posterior, PosteriorConfig, eval_mode, fit_posterior
+from ltm.posterior import Posterior, eval_mode, fit_posterior
 
 
 @dataclass(frozen=True)

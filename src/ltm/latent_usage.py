@@ -11,66 +11,23 @@ Per batch (after the fast loop has fitted q(z|x)):
   active units    dimensions whose posterior mean varies across sequences, Cov_x(E_q[z]) > 0.01
                   (Burda et al. 2016).
 
-The KL floor: the fast loop starts at log sigma^2 ~ init_logvar_mean (-5 in the paper) and AdamW moves
-a parameter by at most lr_t * c_t per step (lr_t times lr_logvar_scale for log sigma^2), where
-c_t = max |m_hat_t| / sqrt(v_hat_t) over all gradient histories (Cauchy-Schwarz; c_1 = 1, c_t
-slightly above 1 for betas 0.9/0.999), plus decoupled weight
-decay, which pulls log sigma^2 towards 0. So after T steps log sigma^2 <= u_T with
-    u_0 = init, u_{t+1} = u_t (1 - lr_t wd) + lr_t c_t,
-and every dimension keeps a variance-part KL of at least f(min(u_T, 0)), f(v) = 0.5 (e^v - 1 - v),
-whatever the decoder does. `kl_floor_per_dim` computes it (averaged over the init's spread by
-Gauss-Hermite quadrature); `likelihood_free_kl` simulates the fast loop with the likelihood term
-removed, the curve a fit of latents that carry nothing would follow.
+The KL floor these settings imply before any data is in ltm.fast_loop; `likelihood_free_kl` simulates
+the fast loop with the likelihood term removed, the curve a fit of latents that carry nothing would follow.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import replace
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from ltm.errors import LtmError
+from ltm.fast_loop import PosteriorConfig, variance_kl
 from ltm.model import Decoder
-from ltm.posterior import Posterior, PosteriorConfig, eval_mode, kl_to_standard_normal
+from ltm.posterior import Posterior, eval_mode, kl_to_standard_normal
 
 ACTIVE_THRESHOLD = 0.01  # Burda et al. 2016
-
-
-def adam_step_bound(t: int, betas: tuple[float, float]) -> float:
-    """max over gradient histories of |m_hat_t| / sqrt(v_hat_t) at AdamW step t >= 1 (eps ignored)."""
-    b1, b2 = betas
-    ages = np.arange(t)  # t - i for i = t .. 1
-    weights = (b1 ** (2 * ages) / b2 ** ages).sum()
-    c1, c2 = (1 - b1) / (1 - b1 ** t), (1 - b2 ** t) / (1 - b2)
-    return float(math.sqrt(c1 * c1 * c2 * weights))
-
-
-def logvar_ceiling(cfg: PosteriorConfig, steps: int, start: float) -> float:
-    """The largest log sigma^2 that `steps` AdamW steps can reach from `start` (see the module doc)."""
-    u = start
-    for k in range(steps):
-        lr = cfg.lr(k) * cfg.lr_logvar_scale
-        u = u * (1 - lr * cfg.weight_decay) + lr * adam_step_bound(k + 1, cfg.betas)
-    return u
-
-
-def variance_kl(logvar: np.ndarray | float) -> np.ndarray | float:
-    return 0.5 * (np.exp(logvar) - 1.0 - logvar)
-
-
-def kl_floor_per_dim(cfg: PosteriorConfig, steps: int | None = None, nodes: int = 40) -> float:
-    """Smallest expected KL per latent dimension after `steps` (default cfg.steps) inner steps.
-
-    The ceiling is affine in the starting point, so its expectation over the init's N(mean, std^2)
-    spread is taken exactly enough by Gauss-Hermite quadrature."""
-    cfg = cfg if steps is None else replace(cfg, steps=steps)
-    steps = cfg.steps
-    x, w = np.polynomial.hermite_e.hermegauss(nodes)
-    starts = cfg.init_logvar_mean + cfg.init_logvar_std * x
-    ceilings = np.array([logvar_ceiling(cfg, steps, float(s)) for s in starts])
-    return float((w * variance_kl(np.minimum(ceilings, 0.0))).sum() / w.sum())
 
 
 def likelihood_free_kl(cfg: PosteriorConfig, steps: int, dims: int = 4096, seed: int = 0) -> dict[str, float]:
@@ -185,10 +142,3 @@ class UsageTotals:
             "active_units": int((spread > ACTIVE_THRESHOLD).sum()),
             "active_threshold": ACTIVE_THRESHOLD,
         }
-
-
-def floor_note(cfg: PosteriorConfig, steps: int, dims_per_token: float) -> dict[str, float]:
-    """The KL floor of these fast-loop settings at `steps`, per dimension and per token."""
-    per_dim = kl_floor_per_dim(cfg, steps)
-    return {"kl_floor_per_dim": per_dim, "kl_floor_per_token": per_dim * dims_per_token,
-            "ppl_floor": math.exp(per_dim * dims_per_token)}

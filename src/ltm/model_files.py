@@ -14,9 +14,9 @@ from ltm.data.loader import TokenShards
 from ltm.diffusion import DiffusionConfig
 from ltm.errors import LtmError
 from ltm.families import family
+from ltm.fast_loop import PosteriorConfig
 from ltm.io import atomic_dir, read_json, sha256_file, write_json
 from ltm.model import ModelConfig
-from ltm.posterior import PosteriorConfig
 
 
 def export_model(trainer, out: Path) -> None:

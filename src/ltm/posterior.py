@@ -12,7 +12,6 @@ inner step calls backward() on the summed NELBO, so each of the T steps adds the
 token NLL at the current z, unscaled, to the decoder's .grad.
 """
 
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -20,38 +19,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ltm.config import typed
 from ltm.errors import LtmError
+from ltm.fast_loop import PosteriorConfig
 from ltm.model import Decoder
-
-
-@dataclass(frozen=True)
-class PosteriorConfig:
-    """The fast loop's settings: the `posterior:` params section (validated there), with `steps` the
-    number of AdamW steps of this fit: posterior.inner_steps at training, eval.t_eval at evaluation."""
-    steps: int
-    lr_max: float
-    lr_min: float
-    betas: tuple[float, float]
-    weight_decay: float
-    adam_eps: float
-    init_mu_std: float
-    init_logvar_mean: float
-    init_logvar_std: float
-    decoder_grads: bool  # public-code quirk: inner backward() also accumulates decoder gradients
-    lr_logvar_scale: float  # log sigma^2 steps at this multiple of the fast lr (paper: 1, one lr)
-    schedule_steps: int | None = None  # steps the lr cosine spans; None = steps (evaluation may differ)
-
-    @classmethod
-    def from_params(cls, section: dict) -> "PosteriorConfig":
-        return typed(cls, section, steps="inner_steps")
-
-    def lr(self, step: int) -> float:
-        """Cosine from lr_max at step 0 towards lr_min over `schedule_steps` (default T; step T would
-        reach lr_min); past the end of its span the cosine stays at lr_min."""
-        span = self.schedule_steps or self.steps
-        coeff = 0.5 * (1.0 + math.cos(math.pi * min(step, span) / span))
-        return self.lr_min + coeff * (self.lr_max - self.lr_min)
 
 
 @dataclass

@@ -8,8 +8,8 @@ from ltm.config import params_hash, subset, typed
 from ltm.diffusion import DiffusionConfig
 from ltm.errors import LtmError
 from ltm.families import family
+from ltm.fast_loop import PosteriorConfig
 from ltm.grid import run_entry, train_sections
-from ltm.posterior import PosteriorConfig
 
 
 @dataclass(frozen=True)

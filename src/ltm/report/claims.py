@@ -11,7 +11,7 @@ import math
 from typing import Any
 
 from ltm.families import family
-from ltm.latent_usage import kl_floor_per_dim
+from ltm.fast_loop import kl_floor_per_dim
 from ltm.report.inputs import Inputs, RunArtifacts
 from ltm.report.latents import PAPER_DIMS_PER_TOKEN, PAPER_FAST_LOOP, PAPER_PPL
 from ltm.report.tables import num, table

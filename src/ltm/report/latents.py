@@ -12,8 +12,7 @@ from typing import Any
 from matplotlib import ticker
 
 from ltm.families import family
-from ltm.latent_usage import kl_floor_per_dim
-from ltm.posterior import PosteriorConfig
+from ltm.fast_loop import PosteriorConfig, kl_floor_per_dim
 from ltm.report.figures import FigureInfo, _new, _save, family_color
 from ltm.report.inputs import Inputs, RunArtifacts
 from ltm.report.tables import figure_md, num, table
