@@ -16,6 +16,8 @@ def test_record_is_byte_identical_across_reruns_and_times_sit_beside_it(tmp_path
     assert b"started" not in records[0] and b"finished" not in records[0]
     merged = lineage.read_record(art)
     assert merged["started"] == "2026-06-01T00:00:00+00:00" and "git" in merged and merged["stage"] == "corpus"
+    # the CPU (trained weights depend on its vector instructions) is in the run file, never in the record
+    assert merged["machine"]["arch"] and merged["machine"]["cpu"] and b"machine" not in records[0]
     # the run file never enters the artifact's content hash
     before = lineage.content_hash(art)
     (art / "lineage.run.json").write_text("{}")

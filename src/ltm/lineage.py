@@ -1,8 +1,8 @@
 """Lineage records: a small JSON beside every artifact saying exactly what made it.
 
 Each record names the stage, the command line, the params subset and its hash, the content hash of
-every input (and where that input's own record lives) and package versions; the git commit and times
-sit beside it in lineage.run.json (they differ on every rerun; the record must not).
+every input (and where that input's own record lives) and package versions; the git commit, the times and
+the CPU sit beside it in lineage.run.json (they differ on every rerun or machine; the record must not).
 `walk` follows the inputs back to the raw corpus, checking that each input still has the content it
 had when the artifact was made.
 """
@@ -88,6 +88,19 @@ def package_versions() -> dict:
     return versions
 
 
+def machine() -> dict:
+    """The CPU a stage ran on: torch picks its float kernels by the CPU's vector instructions, so trained
+    weights can differ in the last bits between CPU kinds (the run file records it; the record must not)."""
+    model = platform.processor()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        model = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text(errors="replace").splitlines()
+                      if line.startswith("model name")), model)
+    torch = sys.modules.get("torch")  # only where the stage uses it: importing it here costs ~1.8 s
+    capability = torch.backends.cpu.get_cpu_capability() if torch is not None else None
+    return {"arch": platform.machine(), "cpu": model, "torch_cpu_capability": capability}
+
+
 def write_record(artifact: str | Path, *, stage: str, params: dict, inputs: dict[str, str | Path],
                  started: str, extra: dict | None = None, record: Path | None = None,
                  files: list[str | Path] | None = None) -> dict:
@@ -115,7 +128,7 @@ def write_record(artifact: str | Path, *, stage: str, params: dict, inputs: dict
         "packages": package_versions(),
         **(extra or {}),
     }
-    when = {"git": git_state(), "started": started, "finished": now()}
+    when = {"git": git_state(), "started": started, "finished": now(), "machine": machine()}
     write_json(path, rec)
     write_json(run_path(path), when)
     return {**rec, **when}
