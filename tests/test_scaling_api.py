@@ -129,6 +129,10 @@ def test_small_cpu_grid_refuses_the_full_law_and_shows_what_it_supports():
     assert sum("L(D)|N [N=" in ln and "alpha=" in ln for ln in text.splitlines()) == 2
 
 
+def test_groups_fitted_side_by_side_give_the_same_result(result):
+    assert run_scaling(_pipeline_records(), CFG, processes=2) == result
+
+
 def test_bootstrap_is_deterministic_and_the_same_in_parallel():
     N, D = grid_design()
     cols, lnL = {"lnN": np.log(N), "lnD": np.log(D)}, np.log(noisy(nd_loss(CHINCHILLA_ROUNDED, N, D), 0.003, 5))

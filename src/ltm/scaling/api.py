@@ -24,7 +24,7 @@ from ltm.scaling.frontier import crossover, optimal_allocation
 from ltm.scaling.group import analyse_group
 from ltm.scaling.nd import CI_NARROW_FLAG, CROSSCHECK_TOL, SENSITIVITY_DELTAS
 from ltm.scaling.records import group, is_bound, normalize, to_points
-from ltm.scaling.uncertainty import CHECK_EVERY
+from ltm.scaling.uncertainty import CHECK_EVERY, process_map
 
 SCHEMA = "ltm.scaling.fit/1"
 RESIDUAL_COLUMNS = ("family", "loss_kind", "law", "law_id", "subset", "run", "N", "D", "C", "T", "n_latents", "T_eval",
@@ -76,8 +76,9 @@ def recorded_config(st: Settings) -> dict[str, Any]:
 
 
 @one_blas_thread()
-def run_scaling(records: list[dict[str, Any]], cfg: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Fit every law the records support, per (family, loss_kind); see the package docstring."""
+def run_scaling(records: list[dict[str, Any]], cfg: dict[str, Any] | None = None, processes: int = 1) -> dict[str, Any]:
+    """Fit every law the records support, per (family, loss_kind); see the package docstring. The groups
+    are independent: with `processes` > 1 they are fitted side by side, with the same result."""
     st = resolve(cfg)
     recs = normalize(records)
     result: dict[str, Any] = {"schema": SCHEMA, "code_version": ltm.__version__,
@@ -86,9 +87,9 @@ def run_scaling(records: list[dict[str, Any]], cfg: dict[str, Any] | None = None
                               "residual_rows": []}
     nd_fits = []
     groups = group(recs)
-    for (family, kind), grecs in progress(groups.items(), total=len(groups), desc="scaling: fit groups",
-                                          unit="group"):
-        entry, outs, fits = analyse_group(to_points(grecs), st)
+    fitted = process_map(analyse_group, [(to_points(g), st) for g in groups.values()], processes)
+    for (family, kind), (entry, outs, fits) in progress(zip(groups, fitted), total=len(groups),
+                                                        desc="scaling: fit groups", unit="group"):
         result["groups"].append(entry)
         nd_fits += fits
         for o in outs:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -95,16 +96,20 @@ def bootstrap(law: Law, cols: Cols, lnL: np.ndarray, theta_hat: np.ndarray, fs: 
         check[bs.check_every - 1 :: bs.check_every] = True
     blocks = np.array_split(np.arange(bs.n), max(1, min(bs.n_jobs, bs.n)))
     args = [(law, cols, lnLs[b], weights[b], theta_hat, fs, check[b], scale, opts) for b in blocks]
-    if len(blocks) > 1:
-        # fork: workers start in milliseconds and never re-import the caller's __main__. A caller whose
-        # other threads hold locks at fork time (heavy torch use) should keep fit.n_jobs = 1.
-        ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
-        with ProcessPoolExecutor(max_workers=len(blocks), mp_context=ctx) as ex:
-            parts = list(ex.map(_replicates, *zip(*args)))
-    else:
-        parts = [_replicates(*args[0])]
-    flat = [r for part in parts for r in part]
+    flat = [r for part in process_map(_replicates, args, len(blocks)) for r in part]
     return BootResult(np.stack([r[0] for r in flat]), int(check.sum()), int(sum(r[1] for r in flat)), method)
+
+
+def process_map(fn: Callable, args: list[tuple], processes: int) -> Iterator:
+    """fn(*a) for each a, in order, on up to `processes` worker processes (in this process when 1).
+    Fork: workers start in milliseconds and never re-import the caller's __main__. A caller whose other
+    threads hold locks at fork time (heavy torch use) keeps processes = 1; the scaling stage imports no torch."""
+    if processes <= 1 or len(args) <= 1:
+        yield from (fn(*a) for a in args)
+        return
+    ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    with ProcessPoolExecutor(max_workers=min(processes, len(args)), mp_context=ctx) as ex:
+        yield from ex.map(fn, *zip(*args))
 
 
 def summarize(estimate: float, samples: np.ndarray) -> dict[str, object]:

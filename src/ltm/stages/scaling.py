@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from pathlib import Path
 
 from ltm import lineage
@@ -69,7 +70,8 @@ def scaling(params_path: str, eval_dir: str, out: str) -> dict:
     params = stage.params
     records = collect_records(params, Path(eval_dir))
     cfg = {k: v for k, v in params["fit"].items() if k not in ("loss_kinds", "split")}
-    result = run_scaling(records, cfg)
+    # the fit groups on worker processes, one per thread runtime.threads allows (all cores when 0)
+    result = run_scaling(records, cfg, processes=stage.threads or os.cpu_count() or 1)
     out_dir = Path(out)
     write_outputs(result, out_dir)
     write_records(out_dir / "records.csv", records)
