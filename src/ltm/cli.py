@@ -18,8 +18,13 @@ from ltm.families import family
 DATA = "data"
 
 
-def _params_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--params", default="params.yaml", metavar="PATH", help="params file (default: params.yaml)")
+def _command(sub, name: str, func, help: str, params: bool = True) -> argparse.ArgumentParser:
+    """One subcommand running `func`, with --params unless it reads none."""
+    p = sub.add_parser(name, help=help)
+    p.set_defaults(func=func)
+    if params:
+        p.add_argument("--params", default="params.yaml", metavar="PATH", help="params file (default: params.yaml)")
+    return p
 
 
 def _folder(p: argparse.ArgumentParser, flag: str, default: str) -> None:
@@ -176,44 +181,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ltm", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("corpus", help="collect documents into Arrow with a train/val split")
-    _params_arg(p)
+    p = _command(sub, "corpus", cmd_corpus, "collect documents into Arrow with a train/val split")
     p.add_argument("--out", default=f"{DATA}/corpus", help="output folder (default: %(default)s)")
-    p.set_defaults(func=cmd_corpus)
 
-    p = sub.add_parser("tokenizer", help="train a byte-level BPE or load the exact GPT-2 BPE")
-    _params_arg(p)
+    p = _command(sub, "tokenizer", cmd_tokenizer, "train a byte-level BPE or load the exact GPT-2 BPE")
     _folder(p, "corpus", f"{DATA}/corpus")
     p.add_argument("--out", default=f"{DATA}/tokenizer", help="output folder (default: %(default)s)")
-    p.set_defaults(func=cmd_tokenizer)
 
-    p = sub.add_parser("shards", help="encode the corpus into packed Arrow token shards")
-    _params_arg(p)
+    p = _command(sub, "shards", cmd_shards, "encode the corpus into packed Arrow token shards")
     _folder(p, "corpus", f"{DATA}/corpus")
     _folder(p, "tokenizer", f"{DATA}/tokenizer")
     p.add_argument("--out", default=f"{DATA}/shards", help="output folder (default: %(default)s)")
-    p.set_defaults(func=cmd_shards)
 
-    p = sub.add_parser("train", help="train one run of params `runs:` (resumes automatically)")
-    _params_arg(p)
+    p = _command(sub, "train", cmd_train, "train one run of params `runs:` (resumes automatically)")
     p.add_argument("--run", required=True, help="name of an entry under params `runs:`")
     _folder(p, "shards", f"{DATA}/shards")
     p.add_argument("--out", default=None, help="run folder (default: runs/RUN)")
     p.add_argument("--resume", default="auto", metavar="auto|never|PATH",
                    help="auto: continue from the latest checkpoint made with the same params and data "
                         "(default); never: start over; PATH: that checkpoint, refused if its params differ")
-    p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="score a trained run: bounds per split and a T_eval curve")
-    _params_arg(p)
+    p = _command(sub, "evaluate", cmd_evaluate, "score a trained run: bounds per split and a T_eval curve")
     _trained_run(p)
     _folder(p, "shards", f"{DATA}/shards")
     _folder(p, "tokenizer", f"{DATA}/tokenizer")
     p.add_argument("--out", default=None, help="output folder (default: results/eval/RUN)")
-    p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("generate", help="sample text from a trained run (conditional when --prompt is given)")
-    _params_arg(p)
+    p = _command(sub, "generate", cmd_generate, "sample text from a trained run (conditional when --prompt is given)")
     _trained_run(p)
     _folder(p, "tokenizer", f"{DATA}/tokenizer")
     p.add_argument("--prompt", default=None, help="text to continue; LTM: z is fitted on it, then fixed")
@@ -228,64 +222,49 @@ def build_parser() -> argparse.ArgumentParser:
                    help="diffusion sampler steps (default: params generation.diffusion_steps)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="also write the samples and settings to this JSON file")
-    p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("generation", help="sample from a run and score the samples with the AR judge")
-    _params_arg(p)
+    p = _command(sub, "generation", cmd_generation, "sample from a run and score the samples with the AR judge")
     _trained_run(p)
     p.add_argument("--judge", default=None, help="judge model folder (default: runs/<generation.judge>/model)")
     _folder(p, "shards", f"{DATA}/shards")
     _folder(p, "tokenizer", f"{DATA}/tokenizer")
     p.add_argument("--out", default=None, help="output folder (default: results/generation/RUN)")
-    p.set_defaults(func=cmd_generation)
 
-    p = sub.add_parser("fewshot", help="k-shot word problems, pass@n, for a trained run")
-    _params_arg(p)
+    p = _command(sub, "fewshot", cmd_fewshot, "k-shot word problems, pass@n, for a trained run")
     _trained_run(p)
     _folder(p, "tokenizer", f"{DATA}/tokenizer")
     p.add_argument("--out", default=None, help="output folder (default: results/fewshot/RUN)")
-    p.set_defaults(func=cmd_fewshot)
 
-    p = sub.add_parser("scaling", help="fit scaling laws to every run's evaluation (or say why not)")
-    _params_arg(p)
+    p = _command(sub, "scaling", cmd_scaling, "fit scaling laws to every run's evaluation (or say why not)")
     p.add_argument("--eval", default="results/eval", help="evaluation folder (default: %(default)s)")
     p.add_argument("--out", default="results/scaling", help="output folder (default: %(default)s)")
-    p.set_defaults(func=cmd_scaling)
 
-    p = sub.add_parser("demo", help="the mechanism on the synthetic corpus: LTM vs AR next to the ground truth")
-    _params_arg(p)
+    p = _command(sub, "demo", cmd_demo, "the mechanism on the synthetic corpus: LTM vs AR next to the ground truth")
     p.add_argument("--out", default="results/demo", help="output folder (default: %(default)s)")
-    p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("report", help="write the Markdown report with figures from every result")
-    _params_arg(p)
+    p = _command(sub, "report", cmd_report, "write the Markdown report with figures from every result")
     p.add_argument("--runs", default="runs", help="runs folder (default: %(default)s)")
     p.add_argument("--eval", default="results/eval", help="evaluation folder (default: %(default)s)")
     p.add_argument("--scaling", default="results/scaling", help="scaling folder (default: %(default)s)")
     p.add_argument("--out", default="reports", help="report folder (default: %(default)s)")
-    p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("lineage", help="print the chain of artifacts, params and code that made PATH")
+    p = _command(sub, "lineage", cmd_lineage, "print the chain of artifacts, params and code that made PATH",
+                 params=False)
     p.add_argument("path", help="an artifact folder or a file inside one")
     p.add_argument("--json", action="store_true", help="print the artifact's own record as JSON")
-    p.set_defaults(func=cmd_lineage)
 
-    p = sub.add_parser("restore", help="put back outputs a failed or killed Snakemake run deleted")
+    p = _command(sub, "restore", cmd_restore, "put back outputs a failed or killed Snakemake run deleted",
+                 params=False)
     p.add_argument("paths", nargs="+", help="declared outputs, e.g. runs/ltm-tiny/model results/eval/ltm-tiny/metrics.json")
-    p.set_defaults(func=cmd_restore)
 
-    p = sub.add_parser("pipeline", help="generate dvc.yaml from the pipeline table (print, --write or --check)")
-    _params_arg(p)
+    p = _command(sub, "pipeline", cmd_pipeline, "generate dvc.yaml from the pipeline table (print, --write or --check)")
     p.add_argument("--dvc-yaml", default="dvc.yaml", help="the file to write or check (default dvc.yaml)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--write", action="store_true", help="write it")
     mode.add_argument("--check", action="store_true", help="fail unless the file equals the generated text")
-    p.set_defaults(func=cmd_pipeline)
 
-    p = sub.add_parser("params", help="validate a params file and print its hash")
-    _params_arg(p)
+    p = _command(sub, "params", cmd_params, "validate a params file and print its hash")
     p.add_argument("--show", action="store_true", help="also print the resolved params")
-    p.set_defaults(func=cmd_params)
     return parser
 
 

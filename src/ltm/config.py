@@ -14,7 +14,7 @@ import os
 from dataclasses import MISSING, fields
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import jsonschema
 import yaml
@@ -86,6 +86,14 @@ def typed(cls: type, section: dict, **renamed: str):
         value = section[key]
         values[f.name] = tuple(value) if isinstance(value, list) else value
     return cls(**values)
+
+
+class FromParams:
+    """Base of a frozen settings dataclass built from one validated params section: `X.from_params(section)`."""
+
+    @classmethod
+    def from_params(cls, section: dict) -> Self:
+        return typed(cls, section)
 
 
 def non_finite_key(node: Any, prefix: str = "") -> str | None:

@@ -30,24 +30,18 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from ltm.config import typed
+from ltm.config import FromParams
 from ltm.errors import LtmError
 from ltm.generate import next_token
 from ltm.model import Decoder, ModelConfig, token_nll
 
-SCHEDULES = ("loglinear", "cosine")
-
 
 @dataclass(frozen=True)
-class DiffusionConfig:
+class DiffusionConfig(FromParams):
     """The `diffusion:` params section (validated there)."""
     schedule: str  # loglinear | cosine
     eps: float  # alpha_1 = eps (MDLM's LogLinearNoise eps)
     t_min: float  # training times t ~ U[t_min, 1] keep the weight w(t) <= ~1/t_min (MDLM's sampling_eps)
-
-    @classmethod
-    def from_params(cls, section: dict) -> "DiffusionConfig":
-        return typed(cls, section)
 
     def _shape(self, t: Tensor) -> Tensor:
         """m(t) in [0, 1], m(0) = 0, m(1) = 1; the masked fraction is (1 - eps) m(t)."""

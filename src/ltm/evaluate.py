@@ -26,7 +26,7 @@ from ltm.bounds import (
     score_stops,
     scored_tokens,
 )
-from ltm.config import typed
+from ltm.config import FromParams
 from ltm.data.loader import TokenShards, iter_eval_batches
 from ltm.errors import LtmError
 from ltm.eval_bytes import bytes_per_token, target_bytes
@@ -59,7 +59,7 @@ def eval_posterior(post_cfg: PosteriorConfig, steps: int, lr_schedule: str) -> P
 
 
 @dataclass(frozen=True)
-class EvalConfig:
+class EvalConfig(FromParams):
     """The `eval:` params section (validated there)."""
     splits: tuple[str, ...]
     max_rows: int  # rows (sequences) scored per split; 0 = all
@@ -71,10 +71,6 @@ class EvalConfig:
     t_curve: tuple[int, ...]
     t_curve_max_rows: int  # rows for each point of the T_eval curve; 0 = max_rows
     lr_schedule: str  # fast lr at T_eval: respan (cosine over T_eval) | continue (training cosine, then lr_min)
-
-    @classmethod
-    def from_params(cls, section: dict) -> "EvalConfig":
-        return typed(cls, section)
 
 
 class _Totals:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from tokenizers import Tokenizer
 
-from ltm.config import typed
+from ltm.config import FromParams
 from ltm.errors import LtmError
 from ltm.fast_loop import PosteriorConfig
 from ltm.generate import fit_prompt_z, sample
@@ -25,7 +25,7 @@ from ltm.model import Decoder
 
 
 @dataclass(frozen=True)
-class FewshotConfig:
+class FewshotConfig(FromParams):
     """The `fewshot:` params section (validated there)."""
     source: str  # arithmetic (seeded, offline) | gsm8k (HuggingFace datasets)
     problems: int  # problems scored per k
@@ -35,10 +35,6 @@ class FewshotConfig:
     seed: int
     max_new_tokens: int
     temperature: float  # the AR baseline's tries are samples at this temperature
-
-    @classmethod
-    def from_params(cls, section: dict) -> "FewshotConfig":
-        return typed(cls, section)
 
 
 @dataclass(frozen=True)

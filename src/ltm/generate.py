@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ltm.config import typed
+from ltm.config import FromParams
 from ltm.errors import LtmError
 from ltm.fast_loop import PosteriorConfig
 from ltm.model import Decoder, token_nll, upcast
@@ -35,7 +35,7 @@ class Sampling:
 
 
 @dataclass(frozen=True)
-class GenerationConfig:
+class GenerationConfig(FromParams):
     """The `generation:` params section (validated there): what the generation stage draws and scores."""
     judge: str  # the named AR run whose exact likelihood scores every sample
     samples: int
@@ -46,10 +46,6 @@ class GenerationConfig:
     z_temperature: float
     diffusion_steps: int
     seed: int
-
-    @classmethod
-    def from_params(cls, section: dict) -> "GenerationConfig":
-        return typed(cls, section)
 
     def sampling(self) -> Sampling:
         """The stage samples (never greedy, no top-k); the rest comes from params."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-from ltm.config import params_hash, subset, typed
+from ltm.config import FromParams, params_hash, subset
 from ltm.diffusion import DiffusionConfig
 from ltm.errors import LtmError
 from ltm.families import family
@@ -13,7 +13,7 @@ from ltm.grid import run_entry, train_sections
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(FromParams):
     """The `train:` params section (validated there): the slow loop."""
     batch_tokens: int  # global batch in tokens
     lr: float
@@ -29,10 +29,6 @@ class TrainConfig:
     save_every: int
     keep_last: int
     val_diffusion_samples: int  # draws of the diffusion bound per validation batch
-
-    @classmethod
-    def from_params(cls, section: dict) -> TrainConfig:
-        return typed(cls, section)
 
 
 @dataclass(frozen=True)

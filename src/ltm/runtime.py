@@ -8,11 +8,11 @@ import os
 import sys
 from dataclasses import dataclass
 
-from ltm.config import typed
+from ltm.config import FromParams
 
 
 @dataclass(frozen=True)
-class Runtime:
+class Runtime(FromParams):
     """The `runtime:` params section with its LTM_* environment overrides applied (ltm.config.load_params).
     None of it enters a params hash: it changes where and how fast, not what is computed."""
     device: str  # auto | cpu | mps | cuda | cuda:N
@@ -21,10 +21,6 @@ class Runtime:
     compile: bool  # torch.compile the decoder (every forward, the fast loop's included)
     precision: str  # auto (bf16 autocast on CUDA, fp32 elsewhere) | fp32 | bf16
     fused_loss: bool  # the fast loop's output layer and cross-entropy in one pass (ltm.fused_loss)
-
-    @classmethod
-    def from_params(cls, section: dict) -> "Runtime":
-        return typed(cls, section)
 
 
 def configure_threads(runtime: Runtime) -> int | None:

@@ -24,7 +24,7 @@ from typing import Any, Iterator
 import numpy as np
 from scipy.special import logsumexp
 
-from ltm.config import typed
+from ltm.config import FromParams
 from ltm.errors import LtmError
 
 _ONSETS = "bdfgklmnprstvz"
@@ -32,7 +32,7 @@ _VOWELS = "aeiou"
 
 
 @dataclass(frozen=True)
-class TopicProcess:
+class TopicProcess(FromParams):
     """The generating process of the synthetic corpus (params data.corpus.synthetic)."""
     documents: int
     topics: int
@@ -55,10 +55,6 @@ class TopicProcess:
                 raise LtmError(f"data.corpus.synthetic.{name} must be positive, got {getattr(self, name)!r}")
         if not 0 <= self.topic_weight <= 1:
             raise LtmError(f"data.corpus.synthetic.topic_weight must be in [0, 1], got {self.topic_weight!r}")
-
-    @classmethod
-    def from_params(cls, section: dict[str, Any]) -> "TopicProcess":
-        return typed(cls, section)
 
     def vocabulary(self) -> list[str]:
         """Two-syllable pseudo-words: distinct, lowercase ASCII, no spaces."""

@@ -57,14 +57,6 @@ class FigureInfo:
     uses_scaling: bool = False
 
 
-def family_color(name: str) -> str:
-    return family(name).color
-
-
-def family_label(name: str) -> str:
-    return family(name).label
-
-
 def run_shades(runs: list[RunArtifacts]) -> dict[str, Any]:
     """A distinct shade of its family colour for every run."""
     out: dict[str, Any] = {}
@@ -72,7 +64,7 @@ def run_shades(runs: list[RunArtifacts]) -> dict[str, Any]:
         members = [r.name for r in runs if r.family == fam]
         cmap = colormaps[family(fam).cmap]
         for i, name in enumerate(members):
-            out[name] = cmap(0.85 - 0.45 * (i / max(len(members) - 1, 1))) if len(members) > 1 else family_color(fam)
+            out[name] = cmap(0.85 - 0.45 * (i / max(len(members) - 1, 1))) if len(members) > 1 else family(fam).color
     return out
 
 
@@ -122,16 +114,16 @@ def make_ppl_vs_teval(inp: Inputs, out: Path) -> FigureInfo | None:
         if family(r.family).has_latents or not rec:
             continue
         if "exact" in rec:
-            refs.append((r.name, rec["exact"]["ppl"], f"{family_label(r.family)} {r.name}: exact PPL"))
+            refs.append((r.name, rec["exact"]["ppl"], f"{family(r.family).label} {r.name}: exact PPL"))
         for key in other_bounds(rec)[:1]:
-            refs.append((r.name, rec[key]["ppl"], f"{family_label(r.family)} {r.name}: {key} PPL (bound)"))
+            refs.append((r.name, rec[key]["ppl"], f"{family(r.family).label} {r.name}: {key} PPL (bound)"))
     shades = run_shades(inp.runs)
     ncols = min(3, len(ltm))
     nrows = math.ceil(len(ltm) / ncols)
     fig, axes = _new(nrows, ncols, 4.8, 3.8, sharey=True)
     for ax, run in zip(axes.flat, ltm):
         T = [row["T_eval"] for row in run.curve]
-        for col, label, style, color in (("iwae_ppl", "IWAE bound", "-o", family_color("ltm")),
+        for col, label, style, color in (("iwae_ppl", "IWAE bound", "-o", family("ltm").color),
                                          ("fresh_elbo_ppl", "fresh-noise ELBO bound", "--s", "#6baed6"),
                                          ("paper_ppl", "paper protocol (biased, not a bound)", ":", "#7f7f7f")):
             x, y = _finite(T, [row.get(col, math.nan) for row in run.curve])
@@ -203,8 +195,8 @@ def make_loss_vs_flops(inp: Inputs, out: Path) -> FigureInfo | None:
             x = [p[0] for p in pts]
             y = [p[1] for p in pts]
             hollow = key == "fresh_elbo"
-            ax.scatter(x, y, marker=marker, s=46, label=f"{family_label(fam)}: {label}",
-                       facecolors="none" if hollow else family_color(fam), edgecolors=family_color(fam))
+            ax.scatter(x, y, marker=marker, s=46, label=f"{family(fam).label}: {label}",
+                       facecolors="none" if hollow else family(fam).color, edgecolors=family(fam).color)
             if key != "fresh_elbo":  # its points sit beside the IWAE ones: one label per run is enough
                 for (xx, yy, run) in pts:
                     text = f"D={_budget(float(run.train.get('tokens') or 0))}" + (
@@ -238,7 +230,7 @@ def make_train_curves(inp: Inputs, out: Path) -> FigureInfo | None:
     for r in runs:
         x, y = _finite([row.get("tokens") for row in r.train_log[1:]], [row.get("loss") for row in r.train_log[1:]])
         if y:
-            ax.plot(x, y, "-o", ms=3, color=shades[r.name], lw=1.4, label=f"{family_label(r.family)} {r.name}")
+            ax.plot(x, y, "-o", ms=3, color=shades[r.name], lw=1.4, label=f"{family(r.family).label} {r.name}")
     ax.set_xlabel("training tokens")
     ax.set_ylabel("training loss (nats/token)")
     ax.set_title("Training loss (LTM: token NLL given the fitted z, the decoder's objective; AR: NLL)", fontsize=10)
@@ -315,7 +307,7 @@ def _law_panels(fam: str, kind: str, cls: str, title: str, accs: list[Accepted],
     fig, axes = _new(nrows, ncols, 4.8, 3.8)
     styles = ["-", "--", "-.", ":"]
     cmap = colormaps[family(fam).cmap]
-    shades = [family_color(fam), cmap(0.45), cmap(0.95), cmap(0.65)]
+    shades = [family(fam).color, cmap(0.45), cmap(0.95), cmap(0.65)]
     for ax, (panel, members) in zip(axes.flat, by_panel.items()):
         for i, a in enumerate(members):
             form = a.name.replace("L(T_eval) ", "") if cls == "teval" else a.entry.get("form", a.name)
@@ -327,12 +319,12 @@ def _law_panels(fam: str, kind: str, cls: str, title: str, accs: list[Accepted],
     for ax in list(axes.flat)[len(by_panel):]:
         ax.set_visible(False)
     held = any(r["role"] == "held_out" for a in accs for r in a.rows)
-    fig.suptitle(f"{family_label(fam)} / {kind}: accepted {title} (filled: fitted points"
+    fig.suptitle(f"{family(fam).label} / {kind}: accepted {title} (filled: fitted points"
                  + (", hollow: held out)" if held else "; no point held out)"))
     name = f"law_{safe(fam)}_{safe(kind)}_{cls}.png"
     _save(fig, out / name)
     return FigureInfo(f"law_{fam}_{kind}_{cls}", f"figures/{name}",
-                      f"{family_label(fam)} {kind}: accepted {title}, "
+                      f"{family(fam).label} {kind}: accepted {title}, "
                       + ("fitted curves with 95 % bootstrap bands"
                          if any((a.entry.get("bootstrap") or {}).get("theta_samples") for a in accs)
                          else "point-estimate curves"),
@@ -377,11 +369,11 @@ def _parity(fam: str, kind: str, cls: str, accs: list[Accepted], out: Path) -> F
     axes[0, 1].set_title("residuals", fontsize=10)
     for ax in axes.flat:
         ax.grid(True, which="both", alpha=0.25)
-    fig.suptitle(f"{family_label(fam)} / {kind}: accepted {'T_eval' if cls == 'teval' else 'run-level'} laws")
+    fig.suptitle(f"{family(fam).label} / {kind}: accepted {'T_eval' if cls == 'teval' else 'run-level'} laws")
     name = f"parity_{safe(fam)}_{safe(kind)}_{cls}.png"
     _save(fig, out / name)
     return FigureInfo(f"parity_{fam}_{kind}_{cls}", f"figures/{name}",
-                      f"{family_label(fam)} {kind}: observed vs predicted and log residuals (residuals.csv)",
+                      f"{family(fam).label} {kind}: observed vs predicted and log residuals (residuals.csv)",
                       sorted({r["run"] for a in accs for r in a.rows}), uses_scaling=True)
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ltm.report.figures import FigureInfo, family_label
+from ltm.families import family
+from ltm.report.figures import FigureInfo
 from ltm.report.inputs import Inputs
 from ltm.report.laws import Accepted, count_laws, refusals, subset_text
 from ltm.report.tables import figure_md, num, table
@@ -40,7 +41,7 @@ def accepted_table(accepted: list[Accepted]) -> str:
     for a in accepted:
         e = a.entry
         ins = (e.get("fit_quality") or {}).get("in_sample") or {}
-        rows.append([f"{family_label(a.family)} / {a.loss_kind}", a.name, subset_text(e.get("subset")),
+        rows.append([f"{family(a.family).label} / {a.loss_kind}", a.name, subset_text(e.get("subset")),
                      e.get("form", ""), num(e.get("n_points")),
                      "; ".join(f"{k} = {_ci(v)}" for k, v in (e.get("params") or {}).items()),
                      _boot(e), num(ins.get("mae")), _heldout(e), "; ".join(e.get("warnings") or []) or "—"])
@@ -54,7 +55,7 @@ def derived_tables(accepted: list[Accepted]) -> list[str]:
         d = a.entry.get("derived") or {}
         rows = [[k, _ci(v)] for k, v in d.items() if any(k == p or k.startswith(p) for p in DERIVED_SHOWN)]
         if rows:
-            out += [f"Derived from {a.label} ({family_label(a.family)} / {a.loss_kind}); `@C=` marks a compute "
+            out += [f"Derived from {a.label} ({family(a.family).label} / {a.loss_kind}); `@C=` marks a compute "
                     "budget in FLOPs, L_opt the predicted loss of the compute-optimal allocation:\n",
                     table(["quantity", "estimate [95 % bootstrap CI]"], rows), ""]
     return out
@@ -65,7 +66,7 @@ def group_overview(fit: dict[str, Any]) -> str:
     for g in fit.get("groups", []):
         excl = g.get("excluded") or []
         acc = g.get("accepted") or []
-        rows.append([family_label(g["family"]), g["loss_kind"], "bound" if g.get("loss_is_bound") else "exact",
+        rows.append([family(g["family"]).label, g["loss_kind"], "bound" if g.get("loss_is_bound") else "exact",
                      num(g.get("n_records")), num(g.get("n_fitted")),
                      "; ".join(f"{x['run']} ({x['reason']})" for x in excl) or "none",
                      f"{len(acc)} of {len(g.get('laws') or [])}"])
@@ -81,7 +82,7 @@ def selections(fit: dict[str, Any]) -> list[str]:
             if not any(r.get("status") == "accepted" for r in s.get("table", [])):
                 continue
             where = sel.get("run") or subset_text(sel.get("subset"))
-            key = (f"{family_label(g['family'])} / {g['loss_kind']}", s.get("chosen"), s.get("by", ""))
+            key = (f"{family(g['family']).label} / {g['loss_kind']}", s.get("chosen"), s.get("by", ""))
             outcome.setdefault(key, []).append(str(where))
     lines = []
     for (grp, chosen, by), where in outcome.items():
@@ -131,7 +132,7 @@ def laws_section(inp: Inputs, accepted: list[Accepted], figs: list[FigureInfo]) 
     parts.append("### Refused laws (reason only; no values are reported for a refused fit)\n")
     if refused:
         parts.append(table(["group", "law", "tried on", "reason"],
-                           [[f"{family_label(r['family'])} / {r['loss_kind']}", r["law"],
+                           [[f"{family(r['family']).label} / {r['loss_kind']}", r["law"],
                              "; ".join(r["subsets"]), r["reason"]] for r in refused]))
     else:
         parts.append("None.")

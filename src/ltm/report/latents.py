@@ -13,7 +13,7 @@ from matplotlib import ticker
 
 from ltm.families import family
 from ltm.fast_loop import PosteriorConfig, kl_floor_per_dim
-from ltm.report.figures import FigureInfo, _new, _save, family_color
+from ltm.report.figures import FigureInfo, _new, _save
 from ltm.report.inputs import Inputs, RunArtifacts
 from ltm.report.tables import figure_md, num, table
 
@@ -82,7 +82,7 @@ def make_kl_vs_teval(inp: Inputs, out: Path) -> FigureInfo | None:
     fig, axes = _new(1, len(runs), 4.8, 3.6)
     for ax, run in zip(axes.flat, runs):
         T = [row["T_eval"] for row in run.curve]
-        ax.plot(T, [row["fresh_elbo_kl"] for row in run.curve], "-o", color=family_color("ltm"), ms=4,
+        ax.plot(T, [row["fresh_elbo_kl"] for row in run.curve], "-o", color=family("ltm").color, ms=4,
                 label="KL of the fitted q")
         ax.plot(T, [row["kl_likelihood_free"] for row in run.curve], "--", color="black", lw=1.2,
                 label="likelihood-free fast loop")

@@ -10,7 +10,7 @@ from typing import Any
 
 from ltm.config import params_hash
 from ltm.families import family
-from ltm.report.figures import FigureInfo, family_label, other_bounds
+from ltm.report.figures import FigureInfo, other_bounds
 from ltm.report.inputs import Inputs
 from ltm.report.metrics import tightest
 
@@ -61,7 +61,7 @@ def best_bpb(rec: dict[str, Any] | None) -> tuple[str, str]:
     key = tightest(rec)
     if key is None:
         return "—", "—"
-    return num(rec[key].get("bpb")), {"exact": "exact", "iwae": "IWAE", "fresh_elbo": "fresh ELBO"}.get(key, key)
+    return num(rec[key].get("bpb")), dict(ESTIMATORS).get(key, key)
 
 
 def extra_keys(recs: list[dict[str, Any] | None]) -> list[str]:
@@ -83,7 +83,7 @@ def header(inp: Inputs) -> str:
     fams: dict[str, int] = {}
     for r in runs:
         fams[r.family] = fams.get(r.family, 0) + 1
-    counts = ", ".join(f"{n} {family_label(f)}" for f, n in fams.items())
+    counts = ", ".join(f"{n} {family(f).label}" for f, n in fams.items())
     data = params.get("data", {})
     corpus, tok, shards = data.get("corpus", {}), data.get("tokenizer", {}), data.get("shards", {})
     tok_text = (f"{tok.get('kind')} tokenizer" + (f", vocabulary {tok.get('vocab_size')}" if tok.get("kind") == "bpe"
@@ -130,7 +130,7 @@ def run_table(inp: Inputs) -> str:
     for r in inp.runs:
         rec = r.split(inp.split)
         bpb, of = best_bpb(rec)
-        rows.append([r.name, family_label(r.family), num(r.train.get("params")), num(r.train.get("tokens")),
+        rows.append([r.name, family(r.family).label, num(r.train.get("params")), num(r.train.get("tokens")),
                      num(r.train.get("inner_steps", r.inner_steps)), num(r.train.get("n_latents")),
                      num(r.train.get("train_flops")), num(r.train.get("val_loss")),
                      str(r.train.get("val_loss_kind", "—")),
@@ -216,7 +216,7 @@ def zero_shot_section(inp: Inputs) -> str:
     for r, split, rec in others:
         bpb, of = best_bpb(rec)
         paper = num(rec["paper"].get("ppl_mean_of_sequences")) if "paper" in rec else "—"
-        rows.append([r.name, family_label(r.family), split, protocol_text(rec),
+        rows.append([r.name, family(r.family).label, split, protocol_text(rec),
                      num(rec.get("protocol", {}).get("tokens")), _ppl(rec, "iwae"), _ppl(rec, "fresh_elbo"),
                      *(_ppl(rec, k) for k in extra), _ppl(rec, "exact"), bpb, of, paper])
     parts = ["## 5. Zero-shot and few-shot\n", "### Zero-shot (splits other than the headline split)\n"]
@@ -241,7 +241,7 @@ def generation_section(inp: Inputs) -> list[str]:
     for r in inp.runs:
         g = r.generation
         for mode, m in ((g or {}).get("modes") or {}).items():
-            rows.append([r.name, family_label(r.family), mode, str(g.get("judge", "—")), num(m.get("gen_ppl")),
+            rows.append([r.name, family(r.family).label, mode, str(g.get("judge", "—")), num(m.get("gen_ppl")),
                          num(m.get("unigram_entropy")), num(m.get("mauve")) if m.get("mauve") is not None else "—"])
     if not rows:
         return parts + ["No generation results: no `results/generation/<RUN>/metrics.json` exists for any run."]
@@ -273,7 +273,7 @@ def fewshot_section(inp: Inputs) -> list[str]:
     rows = []
     for r in inp.runs:
         for rec in fewshot_records(r.fewshot) if r.fewshot is not None else []:
-            rows.append([r.name, family_label(r.family), num(rec.get("k")), num(rec.get("n")),
+            rows.append([r.name, family(r.family).label, num(rec.get("k")), num(rec.get("n")),
                          num(rec.get("problems")), num(rec.get("solved")), num(rec.get("pass_at_n")),
                          str(rec.get("source", rec.get("dataset", "—")))])
     if rows:

@@ -7,14 +7,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ltm.config import section_error, typed
+from ltm.config import FromParams, section_error
 from ltm.errors import LtmError
 from ltm.scaling.fit import MIN_AGREE, FitSettings
 from ltm.scaling.uncertainty import BootstrapSettings
 
 
 @dataclass(frozen=True)
-class Settings:
+class Settings(FromParams):
     """params.yaml `fit:` without loss_kinds and split (they choose the records, in ltm.stages.scaling)."""
 
     huber_delta: float
@@ -52,4 +52,4 @@ def resolve(cfg: dict[str, Any] | None) -> Settings:
         raise LtmError(f"fit: missing key(s) {', '.join(missing)}")
     if full["n_starts"] < MIN_AGREE:  # a rule of the method the schema does not state
         raise LtmError(f"fit.n_starts must be >= {MIN_AGREE} (the starts that must agree)")
-    return typed(Settings, full)
+    return Settings.from_params(full)

@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ltm.config import typed
+from ltm.config import FromParams
 from ltm.data.corpus import build_corpus
 from ltm.data.loader import TokenShards
 from ltm.data.shards import build_shards
@@ -32,7 +32,7 @@ from ltm.trainer import Trainer
 
 
 @dataclass(frozen=True)
-class DemoConfig:
+class DemoConfig(FromParams):
     """The `demo:` params section (validated there); the optional keys override the presets and params."""
     models: tuple[str, ...]  # presets trained on the synthetic corpus
     tokens: int  # training tokens per model
@@ -41,10 +41,6 @@ class DemoConfig:
     n_latents: int | None = None  # absent: each LTM preset's own N_z
     batch_tokens: int | None = None  # absent: train.batch_tokens
     posterior: dict = field(default_factory=dict)  # fast-loop keys that replace posterior:'s
-
-    @classmethod
-    def from_params(cls, section: dict) -> "DemoConfig":
-        return typed(cls, section)
 
 
 def demo_params(params: dict, cfg: DemoConfig) -> dict:

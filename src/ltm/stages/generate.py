@@ -6,23 +6,20 @@ from pathlib import Path
 import torch
 
 from ltm import generate as gen
-from ltm.config import load_params
 from ltm.data.tokenizer import decode_text, load_tokenizer
 from ltm.device import resolve_device
 from ltm.families import family
 from ltm.io import write_json
 from ltm.model_files import fast_loop, load_model
-from ltm.runtime import Runtime, configure_threads
+from ltm.stage_run import begin
 
 
 def generate(params_path: str, run: str, model_dir: str, tokenizer_dir: str, *, prompt: str | None, n: int,
              max_new: int, temperature: float, top_k: int | None, top_p: float | None, greedy: bool,
              z_temperature: float, diffusion_steps: int | None, seed: int, out: str | None) -> list[str]:
-    params = load_params(params_path)
-    diffusion_steps = diffusion_steps or params["generation"]["diffusion_steps"]
-    runtime = Runtime.from_params(params["runtime"])
-    configure_threads(runtime)
-    device = resolve_device(runtime)
+    stage = begin("generate", params_path)  # not a pipeline stage: it writes no lineage record
+    diffusion_steps = diffusion_steps or stage.params["generation"]["diffusion_steps"]
+    device = resolve_device(stage.runtime)
     model, config = load_model(Path(model_dir), device)
     tok, manifest = load_tokenizer(Path(tokenizer_dir))
     bos, eos = manifest["bos_id"], manifest["eos_id"]
