@@ -54,9 +54,6 @@ class Stage:
     each: str | None = None     # None: once | named: each run of `runs:` | all: named runs and sweep points
     note: str = ""
 
-    def per_run(self) -> bool:
-        return self.each is not None
-
 
 def _run_outputs(folder: str, *names: str) -> tuple[Out, ...]:
     return tuple(Out(f"{folder}/{n}") for n in names)
@@ -195,9 +192,7 @@ def _sweep_matrix(fam: Family) -> tuple[dict, str]:
 def _dvc_outs(stage: Stage, run: str) -> dict:
     body: dict = {}
     for o in stage.outputs:
-        spec = {"persist": True}
-        if o.kind == "plot":
-            spec = {"x": o.x, "y": o.y, "persist": True}
+        spec = {"x": o.x, "y": o.y, "persist": True} if o.kind == "plot" else {"persist": True}
         key = {"out": "outs", "metrics": "metrics", "plot": "plots"}[o.kind]
         body.setdefault(key, []).append({o.path.format(run=run): spec})
     return body
@@ -237,7 +232,7 @@ def dvc_yaml(params: dict) -> str:
     named = list(params["runs"])
     points = sweep_points(params)
     for stage in STAGES:
-        if not stage.per_run():
+        if stage.each is None:
             stages[stage.name] = _stage_body(stage, params, "", "", "", "", None)
             continue
         if named:
@@ -268,17 +263,14 @@ def _runs(over: str | None, params: dict) -> list[str | None]:
     return list(params["runs"]) if over == "named" else list(all_runs(params))
 
 
-def _gathered(g: Gather, params: dict) -> list[str]:
-    return [f.format(run=r) for r in _runs(g.over, params) for f in g.files]
-
-
 def snakemake_inputs(stage: Stage, run: str | None, params: dict) -> dict[str, list[str]]:
     """A rule's inputs for one job: the files it reads (a folder DVC depends on as a whole stands for the
     per-run files inside it) and its code."""
     judge = params["generation"]["judge"]
     data = []
     for i in stage.inputs:
-        data += _gathered(i, params) if isinstance(i, Gather) else [i.format(run=run, judge=judge)]
+        data += ([f.format(run=r) for r in _runs(i.over, params) for f in i.files] if isinstance(i, Gather)
+                 else [i.format(run=run, judge=judge)])
     return {"data": data, "code": code_files(stage)}
 
 

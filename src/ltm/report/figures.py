@@ -75,8 +75,10 @@ def _new(nrows: int = 1, ncols: int = 1, w: float = 6.4, h: float = 4.4, **kw) -
     return fig, axes
 
 
-def _save(fig: Figure, path: Path) -> None:
-    fig.savefig(path, dpi=DPI, format="png")
+def _figure(fig: Figure, out: Path, key: str, name: str, caption: str, runs: list[str], **kw: Any) -> FigureInfo:
+    """Save the PNG as out/name and describe it for the report."""
+    fig.savefig(out / name, dpi=DPI, format="png")
+    return FigureInfo(key, f"figures/{name}", caption, runs, **kw)
 
 
 def safe(text: str) -> str:
@@ -148,13 +150,11 @@ def make_ppl_vs_teval(inp: Inputs, out: Path) -> FigureInfo | None:
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=min(3, len(labels)), fontsize=8)
     fig.suptitle(f"{inp.split} PPL vs inference steps (log scale; LTM: upper bounds, AR: exact)")
-    name = "ppl_vs_teval.png"
-    _save(fig, out / name)
     K = sorted({(r.split(inp.split) or {}).get("protocol", {}).get("K") for r in ltm} - {None})
-    return FigureInfo("ppl_vs_teval", f"figures/{name}",
-                      f"PPL vs T_eval per LTM run (K={', '.join(map(str, K)) or '?'} samples per sequence); the "
-                      "dotted vertical line is the training T, dash-dot lines the other runs' PPL (AR: exact)",
-                      [r.name for r in ltm] + [a[0] for a in refs])
+    return _figure(fig, out, "ppl_vs_teval", "ppl_vs_teval.png",
+                   f"PPL vs T_eval per LTM run (K={', '.join(map(str, K)) or '?'} samples per sequence); the "
+                   "dotted vertical line is the training T, dash-dot lines the other runs' PPL (AR: exact)",
+                   [r.name for r in ltm] + [a[0] for a in refs])
 
 
 # ---------------------------------------------------------------- loss vs training FLOPs
@@ -210,13 +210,11 @@ def make_loss_vs_flops(inp: Inputs, out: Path) -> FigureInfo | None:
         ax.legend(fontsize=8)
     fig.suptitle(f"Final {inp.split} loss vs training FLOPs (one marker per run and loss kind; "
                  "labels: token budget D, LTM training T)")
-    name = "loss_vs_flops.png"
-    _save(fig, out / name)
     runs = sorted({p[2].name for pts in series.values() for p in pts})
-    return FigureInfo("loss_vs_flops", f"figures/{name}",
-                      "final validation loss vs training FLOPs, each point labelled with its token budget D (and T "
-                      "for an LTM); exact NLL and bounds are separate series and panels (a bound is not comparable "
-                      "to an exact NLL as if both were exact)", runs)
+    return _figure(fig, out, "loss_vs_flops", "loss_vs_flops.png",
+                   "final validation loss vs training FLOPs, each point labelled with its token budget D (and T "
+                   "for an LTM); exact NLL and bounds are separate series and panels (a bound is not comparable "
+                   "to an exact NLL as if both were exact)", runs)
 
 
 # ---------------------------------------------------------------- training curves
@@ -236,10 +234,8 @@ def make_train_curves(inp: Inputs, out: Path) -> FigureInfo | None:
     ax.set_title("Training loss (LTM: token NLL given the fitted z, the decoder's objective; AR: NLL)", fontsize=10)
     ax.grid(True, alpha=0.25)
     ax.legend(fontsize=7, loc="upper right", ncols=2 if len(runs) > 6 else 1)
-    name = "train_curves.png"
-    _save(fig, out / name)
-    return FigureInfo("train_curves", f"figures/{name}", "training loss vs tokens seen, one line per run",
-                      [r.name for r in runs])
+    return _figure(fig, out, "train_curves", "train_curves.png", "training loss vs tokens seen, one line per run",
+                   [r.name for r in runs])
 
 
 # ---------------------------------------------------------------- fitted laws
@@ -321,14 +317,12 @@ def _law_panels(fam: str, kind: str, cls: str, title: str, accs: list[Accepted],
     held = any(r["role"] == "held_out" for a in accs for r in a.rows)
     fig.suptitle(f"{family(fam).label} / {kind}: accepted {title} (filled: fitted points"
                  + (", hollow: held out)" if held else "; no point held out)"))
-    name = f"law_{safe(fam)}_{safe(kind)}_{cls}.png"
-    _save(fig, out / name)
-    return FigureInfo(f"law_{fam}_{kind}_{cls}", f"figures/{name}",
-                      f"{family(fam).label} {kind}: accepted {title}, "
-                      + ("fitted curves with 95 % bootstrap bands"
-                         if any((a.entry.get("bootstrap") or {}).get("theta_samples") for a in accs)
-                         else "point-estimate curves"),
-                      sorted({r["run"] for a in accs for r in a.rows}), uses_scaling=True)
+    return _figure(fig, out, f"law_{fam}_{kind}_{cls}", f"law_{safe(fam)}_{safe(kind)}_{cls}.png",
+                   f"{family(fam).label} {kind}: accepted {title}, "
+                   + ("fitted curves with 95 % bootstrap bands"
+                      if any((a.entry.get("bootstrap") or {}).get("theta_samples") for a in accs)
+                      else "point-estimate curves"),
+                   sorted({r["run"] for a in accs for r in a.rows}), uses_scaling=True)
 
 
 def _parity(fam: str, kind: str, cls: str, accs: list[Accepted], out: Path) -> FigureInfo:
@@ -370,11 +364,9 @@ def _parity(fam: str, kind: str, cls: str, accs: list[Accepted], out: Path) -> F
     for ax in axes.flat:
         ax.grid(True, which="both", alpha=0.25)
     fig.suptitle(f"{family(fam).label} / {kind}: accepted {'T_eval' if cls == 'teval' else 'run-level'} laws")
-    name = f"parity_{safe(fam)}_{safe(kind)}_{cls}.png"
-    _save(fig, out / name)
-    return FigureInfo(f"parity_{fam}_{kind}_{cls}", f"figures/{name}",
-                      f"{family(fam).label} {kind}: observed vs predicted and log residuals (residuals.csv)",
-                      sorted({r["run"] for a in accs for r in a.rows}), uses_scaling=True)
+    return _figure(fig, out, f"parity_{fam}_{kind}_{cls}", f"parity_{safe(fam)}_{safe(kind)}_{cls}.png",
+                   f"{family(fam).label} {kind}: observed vs predicted and log residuals (residuals.csv)",
+                   sorted({r["run"] for a in accs for r in a.rows}), uses_scaling=True)
 
 
 def make_all(inp: Inputs, accepted: list[Accepted], out: Path) -> list[FigureInfo]:

@@ -13,7 +13,7 @@ from matplotlib import ticker
 
 from ltm.families import family
 from ltm.fast_loop import PosteriorConfig, kl_floor_per_dim
-from ltm.report.figures import FigureInfo, _new, _save
+from ltm.report.figures import FigureInfo, _figure, _new
 from ltm.report.inputs import Inputs, RunArtifacts
 from ltm.report.tables import figure_md, num, table
 
@@ -98,12 +98,10 @@ def make_kl_vs_teval(inp: Inputs, out: Path) -> FigureInfo | None:
         ax.set_title(run.name, fontsize=10)
         ax.grid(True, alpha=0.25)
     axes.flat[0].legend(fontsize=8)
-    name = "kl_vs_teval.png"
-    _save(fig, out / name)
-    return FigureInfo("kl_vs_teval", f"figures/{name}",
-                      "KL per token of the fitted posterior vs T_eval, next to what the same fast loop leaves when "
-                      "the likelihood gradient is zero: where the two coincide, the latents encode nothing",
-                      [r.name for r in runs])
+    return _figure(fig, out, "kl_vs_teval", "kl_vs_teval.png",
+                   "KL per token of the fitted posterior vs T_eval, next to what the same fast loop leaves when "
+                   "the likelihood gradient is zero: where the two coincide, the latents encode nothing",
+                   [r.name for r in runs])
 
 
 def kl_floor_table() -> str:

@@ -6,6 +6,7 @@ protocol (T_eval, K); AR numbers are exact. A refused law is printed with its re
 from __future__ import annotations
 
 import math
+from collections import Counter
 from typing import Any
 
 from ltm.config import params_hash
@@ -80,10 +81,7 @@ def hash_text(rec: dict[str, Any] | None) -> str:
 # ---------------------------------------------------------------- sections
 def header(inp: Inputs) -> str:
     params, runs = inp.params, inp.runs
-    fams: dict[str, int] = {}
-    for r in runs:
-        fams[r.family] = fams.get(r.family, 0) + 1
-    counts = ", ".join(f"{n} {family(f).label}" for f, n in fams.items())
+    counts = ", ".join(f"{n} {family(f).label}" for f, n in Counter(r.family for r in runs).items())
     data = params.get("data", {})
     corpus, tok, shards = data.get("corpus", {}), data.get("tokenizer", {}), data.get("shards", {})
     tok_text = (f"{tok.get('kind')} tokenizer" + (f", vocabulary {tok.get('vocab_size')}" if tok.get("kind") == "bpe"
@@ -168,11 +166,8 @@ def teval_section(inp: Inputs, figs: dict[str, FigureInfo]) -> str:
     if "ppl_vs_teval" in figs:
         rows = {r.name: max((row.get("T_eval", 0) for row in r.curve), default=0) for r in inp.runs
                 if r.curve and family(r.family).has_latents}
-        tcm = None
-        for r in inp.runs:
-            if r.eval_lineage:
-                tcm = ((r.eval_lineage.get("params") or {}).get("eval") or {}).get("t_curve_max_rows")
-                break
+        lin = next((r.eval_lineage for r in inp.runs if r.eval_lineage), {})
+        tcm = ((lin.get("params") or {}).get("eval") or {}).get("t_curve_max_rows")
         tcm = tcm if tcm is not None else (inp.params.get("eval") or {}).get("t_curve_max_rows")
         parts += [figure_md(figs["ppl_vs_teval"]), "",
                   f"Curve points use the first {num(tcm)} `val` sequences (eval.t_curve_max_rows; the run table "
