@@ -3,6 +3,7 @@ files it runs, so a code change reruns exactly the stages whose code imports the
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -82,3 +83,13 @@ def test_imports_point_one_way_with_no_cycle():
     for name in graph:
         if name not in state:
             visit(name, [name])
+
+
+def test_the_readme_layout_names_every_module():
+    """The README's layout section describes the tree as it is: every module of src/ltm is named there."""
+    text = (ROOT / "README.md").read_text()
+    layout = text[text.index("## Layout"):]
+    words = set(re.findall(r"[A-Za-z_]+", layout))
+    modules = {p.stem for p in (ROOT / "src/ltm").rglob("*.py") if p.stem != "__init__"}
+    packages = {p.parent.name for p in (ROOT / "src/ltm").rglob("__init__.py")} - {"ltm"}
+    assert not (modules | packages) - words, sorted((modules | packages) - words)
