@@ -77,7 +77,7 @@ def bench(name: str, recs: list[dict], B: int, repeat: int, cfg: dict) -> tuple[
     for jobs in (1, 2):
         def fit_and_boot(jobs=jobs):
             f = fit_law(ND, cols, lnL, fs, extra_starts=PUBLISHED_ND.values())
-            return bootstrap(ND, cols, lnL, f.theta, fs, BootstrapSettings(n=B, n_jobs=jobs))
+            return bootstrap(ND, cols, lnL, f.theta, fs, BootstrapSettings(n=B, seed=0, n_jobs=jobs))
         t, boot = _best_of(fit_and_boot, repeat)
         per_replicate = (t - t_fit) / B / t_fit
         if jobs == 1:  # as the stage runs it; 2 workers pay their start-up
