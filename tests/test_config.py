@@ -205,7 +205,8 @@ def test_stages_without_tensors_start_without_torch_and_the_others_get_their_thr
     machine); a stage that does import it has runtime.threads applied when it begins."""
     params = write_params(tmp_path, lambda p: p["runtime"].update(threads=1))
     code = ("import sys\nimport ltm.stages.corpus, ltm.stages.tokenizer, ltm.stages.shards, ltm.stages.scaling\n"
-            "import ltm.stages.report\nprint('torch' in sys.modules)\nimport ltm.stages.train, torch\nfrom ltm.stage_run import begin\n"
+            "import ltm.stages.report\nprint('torch' in sys.modules)\n"
+            "import ltm.stages.train, torch\nfrom ltm.stage_run import begin\n"
             f"torch.set_num_threads(2)\nbegin('train', {str(params)!r})\nprint(torch.get_num_threads())\n")
     env = {k: v for k, v in os.environ.items() if k != "LTM_THREADS"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout
