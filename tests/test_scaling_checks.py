@@ -11,6 +11,7 @@ from ltm.errors import LtmError
 from ltm.scaling import run_scaling
 from ltm.scaling.checks import identifiability
 from ltm.scaling.config import KEYS, resolve
+from ltm.scaling.fit import MIN_AGREE
 from ltm.scaling.laws import ND
 from ltm.scaling.records import normalize, to_points
 
@@ -162,6 +163,10 @@ def test_config_validation_names_the_key():
         resolve({**METHOD, "heldout_rule": "random"})
     st = resolve({**METHOD, "huber_delta": 1e-2, "n_starts": 5})
     assert st.fit.delta == 1e-2 and st.fit.n_starts == 5
+    # fewer starts than must agree is refused by the schema, which states the acceptance rule's minimum
+    with pytest.raises(LtmError, match="fit.n_starts: 2 is less than the minimum of 3"):
+        resolve({**METHOD, "n_starts": 2})
+    assert load_schema()["properties"]["fit"]["properties"]["n_starts"]["minimum"] == MIN_AGREE
     # the typed settings hold exactly the schema's fit keys, less the two that choose the records
     assert set(KEYS) == set(load_schema()["properties"]["fit"]["required"]) - {"loss_kinds", "split"}
 

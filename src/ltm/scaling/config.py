@@ -9,7 +9,7 @@ from typing import Any
 
 from ltm.config import FromParams, section_error
 from ltm.errors import LtmError
-from ltm.scaling.fit import MIN_AGREE, FitSettings
+from ltm.scaling.fit import FitSettings
 from ltm.scaling.uncertainty import BootstrapSettings
 
 
@@ -50,6 +50,4 @@ def resolve(cfg: dict[str, Any] | None) -> Settings:
     missing = [k for k in KEYS if k not in full]
     if missing:
         raise LtmError(f"fit: missing key(s) {', '.join(missing)}")
-    if full["n_starts"] < MIN_AGREE:  # a rule of the method the schema does not state
-        raise LtmError(f"fit.n_starts must be >= {MIN_AGREE} (the starts that must agree)")
     return Settings.from_params(full)
