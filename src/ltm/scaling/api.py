@@ -24,7 +24,7 @@ from ltm.scaling.frontier import crossover, optimal_allocation
 from ltm.scaling.group import analyse_group
 from ltm.scaling.nd import CI_NARROW_FLAG, CROSSCHECK_TOL, SENSITIVITY_DELTAS
 from ltm.scaling.records import group, is_bound, normalize, to_points
-from ltm.scaling.uncertainty import CHECK_EVERY, process_map
+from ltm.scaling.uncertainty import process_map
 
 SCHEMA = "ltm.scaling.fit/1"
 RESIDUAL_COLUMNS = ("family", "loss_kind", "law", "law_id", "subset", "run", "N", "D", "C", "T", "n_latents", "T_eval",
@@ -66,7 +66,7 @@ def recorded_config(st: Settings) -> dict[str, Any]:
     return {**asdict(st), "sensitivity_deltas": list(SENSITIVITY_DELTAS), "grid": {}, "published_starts": True,
             **TOLERANCES, "min_agree_starts": MIN_AGREE, "agree_rel_tol": AGREE_REL,
             "agree_param_tol": AGREE_PARAM, "bound_tol": BOUND_TOL, "restart_rel_tol": RESTART_REL,
-            "crosscheck_tol": CROSSCHECK_TOL, "bootstrap_check_every": CHECK_EVERY, "n_jobs": 1,
+            "crosscheck_tol": CROSSCHECK_TOL, "bootstrap_check_every": st.boot.check_every, "n_jobs": st.boot.n_jobs,
             "ci_narrow_flag": CI_NARROW_FLAG, "leave_one_size_out": True, "min_distinct": MIN_DISTINCT,
             "min_range_ratio": MIN_RANGE_FLAG, "identifiability_refuse": ID_REFUSE,
             "identifiability_flag": ID_FLAG, "exponent_range": list(EXPONENT_RANGE),

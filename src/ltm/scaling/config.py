@@ -1,10 +1,11 @@
-"""The `fit` section of params.yaml as one typed object: every key required (no defaults), checked once
-against the params schema (workflow/schemas/params.schema.yaml, the one statement of types and ranges);
-errors name the key. The method's fixed choices are constants next to the code using them.
+"""The `fit` section of params.yaml as one typed object: every key required (no defaults), checked against
+the params schema (workflow/schemas/params.schema.yaml, the one statement of types and ranges) by the
+same code that checks params.yaml, since a library caller hands run_scaling these keys alone; errors name
+the key. The method's fixed choices are constants next to the code using them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from ltm.config import FromParams, section_error
@@ -35,7 +36,7 @@ class Settings(FromParams):
         return BootstrapSettings(n=self.n_bootstrap, seed=self.seed)
 
 
-KEYS = tuple(Settings.__dataclass_fields__)
+KEYS = tuple(f.name for f in fields(Settings))
 
 
 def resolve(cfg: dict[str, Any] | None) -> Settings:
