@@ -18,7 +18,7 @@ from typing import Any
 from ltm.errors import LtmError
 from ltm.families import FAMILIES, family
 from ltm.grid import all_runs
-from ltm.lineage import check_file, run_path
+from ltm.lineage import check_file
 from ltm.report.laws import read_residuals
 
 FAMILY_ORDER = tuple(FAMILIES)  # the registry's order: LTM, AR, diffusion
@@ -97,13 +97,6 @@ def read_tsv(path: Path, what: str, required: bool = True) -> list[dict[str, flo
     return rows
 
 
-def read_lineage(path: Path, what: str) -> dict[str, Any] | None:
-    """A lineage record with its run file (times, git state) merged in; None where there is none."""
-    rec = read_json_file(path, what, required=False)
-    when = read_json_file(run_path(path), f"{what} times", required=False) if rec is not None else None
-    return {**rec, **(when or {})} if isinstance(rec, dict) else rec
-
-
 def _require(obj: Any, keys: tuple[str, ...], path: Path) -> None:
     if not isinstance(obj, dict):
         raise LtmError(f"{path}: expected a JSON object")
@@ -132,8 +125,8 @@ def load_run(name: str, runs_dir: Path, eval_dir: Path, fewshot_dir: Path | None
         curve=read_tsv(eval_dir / name / "t_curve.tsv", f"T_eval curve of run {name}",
                        required=family(train["family"]).has_latents),
         train_log=read_tsv(runs_dir / name / "train_log.tsv", f"training log of run {name}", required=False),
-        train_lineage=read_lineage(lineage_path, "training lineage"),
-        eval_lineage=read_lineage(eval_dir / name / "lineage.json", "evaluation lineage"),
+        train_lineage=read_json_file(lineage_path, "training lineage", required=False),
+        eval_lineage=read_json_file(eval_dir / name / "lineage.json", "evaluation lineage", required=False),
     )
     if fewshot_dir is not None:
         run.fewshot = read_json_file(fewshot_dir / name / "metrics.json", f"few-shot metrics of run {name}",
@@ -169,7 +162,7 @@ def load_inputs(params: dict[str, Any], runs_dir: Path, eval_dir: Path, scaling_
     residuals = read_residuals(res_path)
     split = str((params.get("fit") or {}).get("split") or "val")
     return Inputs(params=params, runs=runs, fit=fit, residuals=residuals,
-                  scaling_lineage=read_lineage(scaling_dir / "lineage.json", "scaling lineage"),
+                  scaling_lineage=read_json_file(scaling_dir / "lineage.json", "scaling lineage", required=False),
                   split=split, paths={"runs": runs_dir, "eval": eval_dir, "scaling": scaling_dir,
                                       "fewshot": fewshot_dir},
                   demo=read_json_file(eval_dir.parent / "demo" / "metrics.json", "demo metrics", required=False))
