@@ -105,7 +105,7 @@ def _require(obj: Any, keys: tuple[str, ...], path: Path) -> None:
         raise LtmError(f"{path}: missing key(s) {', '.join(missing)}")
 
 
-def load_run(name: str, runs_dir: Path, eval_dir: Path, fewshot_dir: Path | None) -> RunArtifacts:
+def load_run(name: str, runs_dir: Path, eval_dir: Path, fewshot_dir: Path) -> RunArtifacts:
     tpath, epath = runs_dir / name / "metrics.json", eval_dir / name / "metrics.json"
     train = read_json_file(tpath, f"training metrics of run {name}")
     _require(train, ("family", "params", "tokens", "train_flops"), tpath)
@@ -115,25 +115,23 @@ def load_run(name: str, runs_dir: Path, eval_dir: Path, fewshot_dir: Path | None
         raise LtmError(f"{epath}: 'splits' must be a non-empty object")
     if ev["family"] != train["family"]:
         raise LtmError(f"run {name}: family {train['family']!r} in {tpath} but {ev['family']!r} in {epath}")
-    for split, rec in ev["splits"].items():
+    for rec in ev["splits"].values():
         _require(rec, ("protocol",), epath)
     lineage_path = runs_dir / name / "model" / "lineage.json"
     if not lineage_path.is_file():
         lineage_path = runs_dir / name / "lineage.json"
-    run = RunArtifacts(
+    return RunArtifacts(
         name=name, family=str(train["family"]), train=train, eval=ev,
         curve=read_tsv(eval_dir / name / "t_curve.tsv", f"T_eval curve of run {name}",
                        required=family(train["family"]).has_latents),
         train_log=read_tsv(runs_dir / name / "train_log.tsv", f"training log of run {name}", required=False),
         train_lineage=read_json_file(lineage_path, "training lineage", required=False),
         eval_lineage=read_json_file(eval_dir / name / "lineage.json", "evaluation lineage", required=False),
+        fewshot=read_json_file(fewshot_dir / name / "metrics.json", f"few-shot metrics of run {name}",
+                               required=False),
+        generation=read_json_file(fewshot_dir.parent / "generation" / name / "metrics.json",
+                                  f"generation metrics of run {name}", required=False),
     )
-    if fewshot_dir is not None:
-        run.fewshot = read_json_file(fewshot_dir / name / "metrics.json", f"few-shot metrics of run {name}",
-                                     required=False)
-        run.generation = read_json_file(fewshot_dir.parent / "generation" / name / "metrics.json",
-                                        f"generation metrics of run {name}", required=False)
-    return run
 
 
 def load_inputs(params: dict[str, Any], runs_dir: Path, eval_dir: Path, scaling_dir: Path,
