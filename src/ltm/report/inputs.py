@@ -154,10 +154,7 @@ def load_inputs(params: dict[str, Any], runs_dir: Path, eval_dir: Path, scaling_
         _require(g, ("family", "loss_kind", "laws"), fit_path)
         for law in g["laws"]:
             _require(law, ("law", "law_id", "status"), fit_path)
-    res_path = scaling_dir / "residuals.csv"
-    if not res_path.is_file():
-        raise LtmError(f"missing scaling residuals: {res_path}")
-    residuals = read_residuals(res_path)
+    residuals = read_residuals(scaling_dir / "residuals.csv")
     split = str((params.get("fit") or {}).get("split") or "val")
     return Inputs(params=params, runs=runs, fit=fit, residuals=residuals,
                   scaling_lineage=read_json_file(scaling_dir / "lineage.json", "scaling lineage", required=False),

@@ -51,8 +51,9 @@ def subset_text(subset: dict[str, Any] | None) -> str:
 
 def read_residuals(path: Path) -> list[dict[str, Any]]:
     """residuals.csv rows with numeric columns as floats (NaN where empty)."""
-    if Path(path).is_file():
-        check_file(path)
+    if not Path(path).is_file():
+        raise LtmError(f"missing scaling residuals: {path}")
+    check_file(path)
     try:
         with open(path, newline="", encoding="utf-8") as fh:
             rows = list(csv.DictReader(fh))
