@@ -19,7 +19,7 @@ PAPER_LABEL = "paper (OWT-trained, GPT-2 tokenizer; not comparable in scale)"
 PAPER_PROTOCOL = ("posterior fitted on the scored sequence at the training T, NELBO with the optimisation noise, "
                   "mean over sequences of exp(NELBO/len); reported as upper bounds (<=) but optimistically "
                   "biased (Kong et al. 2025, section 5); 1024-token blocks")
-ESTIMATORS = (("iwae", "IWAE"), ("fresh_elbo", "fresh ELBO"), ("exact", "exact"))
+ESTIMATORS = {"iwae": "IWAE", "fresh_elbo": "fresh ELBO", "exact": "exact"}
 
 
 def num(x: Any) -> str:
@@ -62,7 +62,7 @@ def best_bpb(rec: dict[str, Any] | None) -> tuple[str, str]:
     key = tightest(rec)
     if key is None:
         return "—", "—"
-    return num(rec[key].get("bpb")), dict(ESTIMATORS).get(key, key)
+    return num(rec[key].get("bpb")), ESTIMATORS.get(key, key)
 
 
 def extra_keys(recs: list[dict[str, Any] | None]) -> list[str]:
@@ -70,8 +70,14 @@ def extra_keys(recs: list[dict[str, Any] | None]) -> list[str]:
     return list(dict.fromkeys(k for rec in recs for k in other_bounds(rec)))
 
 
-def _ppl(rec: dict[str, Any] | None, key: str) -> str:
-    return num(rec[key].get("ppl")) if rec and key in rec else "—"
+def _estimator_head(extra: list[str]) -> list[str]:
+    return ["IWAE PPL (≤)", "fresh-ELBO PPL (≤)", *(f"{k} PPL (≤)" for k in extra), "exact PPL", "bpb", "bpb of"]
+
+
+def _estimator_cells(rec: dict[str, Any] | None, extra: list[str]) -> list[str]:
+    """The cells under `_estimator_head`: each estimator's PPL, then the tightest estimate's bits/byte."""
+    ppl = [num(rec[k].get("ppl")) if rec and k in rec else "—" for k in ("iwae", "fresh_elbo", *extra, "exact")]
+    return [*ppl, *best_bpb(rec)]
 
 
 def hash_text(rec: dict[str, Any] | None) -> str:
@@ -122,18 +128,15 @@ def header(inp: Inputs) -> str:
 def run_table(inp: Inputs) -> str:
     extra = extra_keys([r.split(inp.split) for r in inp.runs])
     head = ["run", "family", "params", "tokens", "T", "N_z", "train FLOPs", "train val loss", "val loss kind",
-            "IWAE PPL (≤)", "fresh-ELBO PPL (≤)", *(f"{k} PPL (≤)" for k in extra), "exact PPL", "bpb", "bpb of",
-            "eval FLOPs/token", "eval stage FLOPs/token", "eval protocol"]
+            *_estimator_head(extra), "eval FLOPs/token", "eval stage FLOPs/token", "eval protocol"]
     rows = []
     for r in inp.runs:
         rec = r.split(inp.split)
-        bpb, of = best_bpb(rec)
         rows.append([r.name, family(r.family).label, num(r.train.get("params")), num(r.train.get("tokens")),
                      num(r.train.get("inner_steps", r.inner_steps)), num(r.train.get("n_latents")),
                      num(r.train.get("train_flops")), num(r.train.get("val_loss")),
-                     str(r.train.get("val_loss_kind", "—")),
-                     _ppl(rec, "iwae"), _ppl(rec, "fresh_elbo"), *(_ppl(rec, k) for k in extra), _ppl(rec, "exact"),
-                     bpb, of, num((rec or {}).get("protocol", {}).get("flops_per_token")),
+                     str(r.train.get("val_loss_kind", "—")), *_estimator_cells(rec, extra),
+                     num((rec or {}).get("protocol", {}).get("flops_per_token")),
                      num((r.eval.get("eval_cost") or {}).get("flops_per_scored_token")), protocol_text(rec)])
     kinds = sorted({str(r.train.get("val_loss_kind")) for r in inp.runs})
     notes = {"nelbo_optim_noise": "`nelbo_optim_noise`: the trainer's quick LTM validation loss (NELBO with the "
@@ -205,15 +208,12 @@ def zero_shot_section(inp: Inputs) -> str:
     others = [(r, split, rec) for r in inp.runs for split, rec in (r.eval.get("splits") or {}).items()
               if split != inp.split]
     extra = extra_keys([rec for _, _, rec in others])
-    head = ["run", "family", "split", "protocol", "tokens", "IWAE PPL (≤)", "fresh-ELBO PPL (≤)",
-            *(f"{k} PPL (≤)" for k in extra), "exact PPL", "bpb", "bpb of", "paper-protocol PPL (biased)"]
+    head = ["run", "family", "split", "protocol", "tokens", *_estimator_head(extra), "paper-protocol PPL (biased)"]
     rows = []
     for r, split, rec in others:
-        bpb, of = best_bpb(rec)
         paper = num(rec["paper"].get("ppl_mean_of_sequences")) if "paper" in rec else "—"
         rows.append([r.name, family(r.family).label, split, protocol_text(rec),
-                     num(rec.get("protocol", {}).get("tokens")), _ppl(rec, "iwae"), _ppl(rec, "fresh_elbo"),
-                     *(_ppl(rec, k) for k in extra), _ppl(rec, "exact"), bpb, of, paper])
+                     num(rec.get("protocol", {}).get("tokens")), *_estimator_cells(rec, extra), paper])
     parts = ["## 5. Zero-shot and few-shot\n", "### Zero-shot (splits other than the headline split)\n"]
     if rows:
         parts += ["Scored with the same protocol as the run table; `heldout-lee` is the held-out news domain of "
