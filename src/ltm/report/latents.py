@@ -32,19 +32,22 @@ def _usage(run: RunArtifacts, split: str) -> dict[str, Any] | None:
     return (run.split(split) or {}).get("latent_usage")
 
 
-def _named_ltm(inp: Inputs) -> list:
-    named = set(inp.params.get("runs") or {})
-    return [r for r in inp.runs if family(r.family).has_latents and r.name in named and _usage(r, inp.split)]
+def _ltm_with_usage(inp: Inputs) -> list[RunArtifacts]:
+    return [r for r in inp.runs if family(r.family).has_latents and _usage(r, inp.split)]
+
+
+def _pm(info: dict[str, Any] | None) -> str:
+    """'nats/token ± standard error' of an information estimate."""
+    return f"{num((info or {}).get('nats_per_token'))} ± {num((info or {}).get('stderr'))}"
 
 
 def _info_text(usage: dict[str, Any]) -> str:
-    info = usage.get("information_vs_shuffled") or usage["information_vs_prior"]
-    return f"{num(info['nats_per_token'])} ± {num(info['stderr'])}"
+    return _pm(usage.get("information_vs_shuffled") or usage["information_vs_prior"])
 
 
 def verdict_sentence(inp: Inputs) -> str:
     """The plain sentence at the top of the LTM section."""
-    runs = [r for r in inp.runs if family(r.family).has_latents and _usage(r, inp.split)]
+    runs = _ltm_with_usage(inp)
     if not runs:
         return "No LTM evaluation has latent-usage diagnostics (re-run the evaluate stage)."
     empty = [r.name for r in runs if not _usage(r, inp.split)["latents_carry_information"]]
@@ -63,20 +66,19 @@ def verdict_sentence(inp: Inputs) -> str:
 
 def usage_table(inp: Inputs) -> str:
     rows = []
-    for r in [r for r in inp.runs if family(r.family).has_latents and _usage(r, inp.split)]:
+    for r in _ltm_with_usage(inp):
         u, p = _usage(r, inp.split), r.split(inp.split)["protocol"]
-        info, shuf = u["information_vs_prior"], u.get("information_vs_shuffled") or {}
         rows.append([r.name, num(p["T_eval"]), num(u["nll_fit"]), num(u["nll_prior_z"]),
-                     f"{num(shuf.get('nats_per_token'))} ± {num(shuf.get('stderr'))}",
-                     f"{num(info['nats_per_token'])} ± {num(info['stderr'])}",
-                     num(u["kl_per_token"]), num(u["kl_mean_part_per_dim"]), num(u["kl_variance_part_per_dim"]),
+                     _pm(u.get("information_vs_shuffled")), _pm(u["information_vs_prior"]), num(u["kl_per_token"]),
+                     num(u["kl_mean_part_per_dim"]), num(u["kl_variance_part_per_dim"]),
                      num(u["kl_floor_per_dim"]), f"{u['active_units']} / {u['latent_dims']}"])
     return table(["run", "T_eval", "NLL at z~q", "NLL at z~prior", "info vs shuffled", "info vs prior",
                   "KL/token", "KL mean part/dim", "KL var part/dim", "KL floor/dim", "active units"], rows)
 
 
 def make_kl_vs_teval(inp: Inputs, out: Path) -> FigureInfo | None:
-    runs = [r for r in _named_ltm(inp) if r.curve and "kl_likelihood_free" in r.curve[0]]
+    named = set(inp.params.get("runs") or {})
+    runs = [r for r in _ltm_with_usage(inp) if r.name in named and r.curve and "kl_likelihood_free" in r.curve[0]]
     if not runs:
         return None
     fig, axes = _new(1, len(runs), 4.8, 3.6)
@@ -143,11 +145,8 @@ def demo_section(demo: dict[str, Any] | None) -> str:
                 rows.append([name, "AR", "—", "exact NLL", num(rec["exact"]["bpb"]), "—", "—", "—"])
                 continue
             u = rec["latent_usage"]
-            info = u["information_vs_shuffled"] or u["information_vs_prior"]
-            gaps = rec.get("gap_to_ar") or {}
-            gap = next(iter(gaps.values()), None)
-            rows.append([name, "LTM", t, "IWAE bound", num(rec["iwae"]["bpb"]),
-                         f"{num(info['nats_per_token'])} ± {num(info['stderr'])}", num(u["kl_per_token"]),
+            gap = next(iter((rec.get("gap_to_ar") or {}).values()), None)
+            rows.append([name, "LTM", t, "IWAE bound", num(rec["iwae"]["bpb"]), _info_text(u), num(u["kl_per_token"]),
                          f"{gap['nats_per_token']:+.4f} ± {num(gap['stderr'])}" if gap else "—"])
     post = demo.get("posterior") or {}
     setup = (f" The LTM has N_z = {next((r['n_latents'] for r in demo['runs'].values() if family(r['family']).has_latents), '?')}"
@@ -242,5 +241,5 @@ def latent_section(inp: Inputs, figs: dict[str, FigureInfo]) -> str:
                   "this much KL per token, whatever the decoder; e^floor is the smallest NELBO perplexity they allow. "
                   "A reported perplexity below it cannot include the KL term (the public code's checkpoint-selecting "
                   "validation loss is the NLL at z without KL) or came from other settings.", "", kl_floor_table(),
-              "", demo_section(getattr(inp, "demo", None))]
+              "", demo_section(inp.demo)]
     return "\n".join(parts)
