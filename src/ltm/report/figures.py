@@ -100,6 +100,17 @@ def _log_x(ax) -> None:
     ax.xaxis.set_minor_formatter(ticker.NullFormatter())
 
 
+def _teval_x(ax, T: list[float], train_T: int) -> None:
+    """Symlog T_eval axis (T_eval = 0 shown) ticked at the curve's steps and the training T."""
+    ax.set_xscale("symlog", linthresh=1.0)
+    ticks = sorted({t for t in T if math.isfinite(t)} | {train_T})
+    ax.xaxis.set_major_locator(ticker.FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_locator(ticker.NullLocator())
+    ax.set_xlim(-0.25 if min(ticks) <= 0 else 0.8 * min(ticks), 1.12 * max(ticks))
+    ax.set_xlabel("inference steps T_eval")
+
+
 def _finite(xs, ys):
     pts = [(x, y) for x, y in zip(xs, ys) if x is not None and y is not None and math.isfinite(x) and math.isfinite(y)]
     return [p[0] for p in pts], [p[1] for p in pts]
@@ -134,15 +145,9 @@ def make_ppl_vs_teval(inp: Inputs, out: Path) -> FigureInfo | None:
         ax.axvline(run.inner_steps, color="black", ls=":", lw=1.2, label="training T")
         for name, ppl, label in refs:
             ax.axhline(ppl, color=shades[name], ls="-.", lw=1.2, label=label)
-        ax.set_xscale("symlog", linthresh=1.0)
-        ticks = sorted({t for t in T if math.isfinite(t)} | {run.inner_steps})
-        ax.xaxis.set_major_locator(ticker.FixedLocator(ticks))
-        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.xaxis.set_minor_locator(ticker.NullLocator())
-        ax.set_xlim(-0.25 if min(ticks) <= 0 else 0.8 * min(ticks), 1.12 * max(ticks))
+        _teval_x(ax, T, run.inner_steps)
         ax.set_yscale("log")
         ax.set_title(f"{run.name} (inner_steps={run.inner_steps})", fontsize=10)
-        ax.set_xlabel("inference steps T_eval")
         ax.set_ylabel(f"{inp.split} perplexity (per token)")
         ax.grid(True, which="both", alpha=0.25)
     for ax in list(axes.flat)[len(ltm):]:

@@ -9,11 +9,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from matplotlib import ticker
-
 from ltm.families import family
 from ltm.fast_loop import PosteriorConfig, kl_floor_per_dim
-from ltm.report.figures import FigureInfo, _figure, _new
+from ltm.report.figures import FigureInfo, _figure, _new, _teval_x
 from ltm.report.inputs import Inputs, RunArtifacts
 from ltm.report.tables import figure_md, num, table
 
@@ -89,13 +87,7 @@ def make_kl_vs_teval(inp: Inputs, out: Path) -> FigureInfo | None:
         ax.plot(T, [row["kl_likelihood_free"] for row in run.curve], "--", color="black", lw=1.2,
                 label="likelihood-free fast loop")
         ax.axvline(run.inner_steps, color="grey", ls=":", lw=1.0, label="training T")
-        ax.set_xscale("symlog", linthresh=1.0)
-        ticks = sorted(set(T) | {run.inner_steps})
-        ax.xaxis.set_major_locator(ticker.FixedLocator(ticks))
-        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.xaxis.set_minor_locator(ticker.NullLocator())
-        ax.set_xlim(-0.25 if min(ticks) <= 0 else 0.8 * min(ticks), 1.12 * max(ticks))
-        ax.set_xlabel("inference steps T_eval")
+        _teval_x(ax, T, run.inner_steps)
         ax.set_ylabel("KL (nats/token)")
         ax.set_title(run.name, fontsize=10)
         ax.grid(True, alpha=0.25)
