@@ -256,7 +256,7 @@ def _grid_cols(rows: list[dict], col: str, x: np.ndarray) -> dict[str, np.ndarra
     return cols_of([{**base, col: v} for v in x])
 
 
-def _draw_law(ax, acc: Accepted, color, style: str, label: str, points: bool = True) -> None:
+def _draw_law(ax, acc: Accepted, color, style: str, label: str, points: bool) -> None:
     """Observed points of the fit (filled: fitted, hollow: held out, x: excluded) and the fitted curve."""
     col, xlabel = x_variable(acc.law)
     rows = acc.rows
@@ -266,20 +266,19 @@ def _draw_law(ax, acc: Accepted, color, style: str, label: str, points: bool = T
         if pts:
             kw = {"facecolors": face, "edgecolors": pc} if marker == "o" else {"color": pc}
             ax.scatter([r[col] for r in pts], [r["observed"] for r in pts], marker=marker, s=28, zorder=3, **kw)
-    if rows:
-        x = _curve_x(rows, col)
-        cols = _grid_cols(rows, col, x)
-        y = acc.predict(cols)
-        if y is not None:
-            ax.plot(x, y, style, color=color, lw=1.8, label=label)
-        band = acc.band(cols)
-        if band is not None:
-            ax.fill_between(x, band[0], band[1], color=color, alpha=0.18, lw=0)
+    x = _curve_x(rows, col)
+    cols = _grid_cols(rows, col, x)
+    y = acc.predict(cols)
+    if y is not None:
+        ax.plot(x, y, style, color=color, lw=1.8, label=label)
+    band = acc.band(cols)
+    if band is not None:
+        ax.fill_between(x, band[0], band[1], color=color, alpha=0.18, lw=0)
     _log_x(ax)
     ax.set_xlabel(xlabel)
 
 
-def make_law_figures(inp: Inputs, accepted: list[Accepted], out: Path) -> list[FigureInfo]:
+def make_law_figures(accepted: list[Accepted], out: Path) -> list[FigureInfo]:
     """Per (family, loss kind): fitted T_eval curves, fitted one-variable laws, parity and residuals."""
     infos = []
     groups: dict[tuple[str, str], list[Accepted]] = {}
@@ -376,5 +375,5 @@ def _parity(fam: str, kind: str, cls: str, accs: list[Accepted], out: Path) -> F
 
 def make_all(inp: Inputs, accepted: list[Accepted], out: Path) -> list[FigureInfo]:
     infos = [make_ppl_vs_teval(inp, out), make_loss_vs_flops(inp, out), make_train_curves(inp, out)]
-    infos += make_law_figures(inp, accepted, out)
+    infos += make_law_figures(accepted, out)
     return [i for i in infos if i is not None]
