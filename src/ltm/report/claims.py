@@ -11,9 +11,8 @@ import math
 from typing import Any
 
 from ltm.families import family
-from ltm.fast_loop import kl_floor_per_dim
 from ltm.report.inputs import Inputs, RunArtifacts
-from ltm.report.latents import PAPER_DIMS_PER_TOKEN, PAPER_FAST_LOOP, PAPER_PPL
+from ltm.report.latents import paper_kl_floors
 from ltm.report.tables import num, table
 
 SUPPORTED, NOT_SUPPORTED, UNTESTABLE = "supported", "not supported", "not testable here"
@@ -147,9 +146,7 @@ def claims_rows(inp: Inputs) -> list[list[str]]:
                  f"{UNTESTABLE} (MAUVE needs `mauve-text` and a judge far larger than the models judged)."
                  if len(gen) < 2 else "see the generation table (no verdict computed)."])
 
-    cfg, floors = PAPER_FAST_LOOP, []
-    for T, ppls in PAPER_PPL.items():
-        floors.append((T, min(ppls), math.exp(kl_floor_per_dim(cfg, T) * PAPER_DIMS_PER_TOKEN)))
+    floors = [(T, min(s, m), math.exp(floor)) for T, s, m, floor in paper_kl_floors()]
     below = [f"T={T}: reported ≈{p} < floor {num(f)}" for T, p, f in floors if p < f]
     rows.append(["The paper's OWT perplexities are NELBO bounds", "; ".join(below) or "all above the KL floor",
                  f"{NOT_SUPPORTED} at {', '.join(str(T) for T, p, f in floors if p < f)}: the KL alone exceeds them "
