@@ -95,11 +95,10 @@ def header(inp: Inputs) -> str:
     recs = [rec for r in runs for rec in (r.eval.get("splits") or {}).values()]
     tok_sha = sorted({str(rec.get("dataset", {}).get("tokenizer_sha256"))[:12] for rec in recs} - {"None"})
     h = params_hash({k: v for k, v in params.items() if k != "runtime"})
-    vals = [r.split(inp.split) for r in runs if family(r.family).has_latents and r.split(inp.split)]
-    Ts = sorted({v["protocol"].get("T_eval") for v in vals} - {None})
-    at_train = all(r.split(inp.split)["protocol"].get("T_eval") == r.inner_steps
-                   for r in runs if family(r.family).has_latents and r.split(inp.split))
-    Ks = sorted({v["protocol"].get("K") for v in vals} - {None})
+    ltm = [(r, r.split(inp.split)["protocol"]) for r in runs if family(r.family).has_latents and r.split(inp.split)]
+    Ts = sorted({p.get("T_eval") for _, p in ltm} - {None})
+    at_train = all(p.get("T_eval") == r.inner_steps for r, p in ltm)
+    Ks = sorted({p.get("K") for _, p in ltm} - {None})
     t_list = ", ".join(map(str, Ts)) or "—"
     which_t = "the training T of each run" if at_train else "eval.t_eval, not the training T"
     return "\n".join([
@@ -267,7 +266,7 @@ def fewshot_section(inp: Inputs) -> list[str]:
     parts = ["### Few-shot reasoning\n"]
     rows = []
     for r in inp.runs:
-        for rec in fewshot_records(r.fewshot) if r.fewshot is not None else []:
+        for rec in fewshot_records(r.fewshot):
             rows.append([r.name, family(r.family).label, num(rec.get("k")), num(rec.get("n")),
                          num(rec.get("problems")), num(rec.get("solved")), num(rec.get("pass_at_n")),
                          str(rec.get("source", rec.get("dataset", "—")))])
