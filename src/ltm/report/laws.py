@@ -173,11 +173,8 @@ def refusals(fit: dict[str, Any]) -> list[dict[str, Any]]:
         for e in g.get("laws", []):
             if e.get("status") == "accepted":
                 continue
-            reason = str(e.get("reason") or "no reason recorded").strip()
-            prefix = f"{e['law']}: "
-            if reason.startswith(prefix):
-                reason = reason[len(prefix):]
-            key = (g["family"], g["loss_kind"], e["law"], reason.splitlines()[0] if reason else reason)
+            reason = str(e.get("reason") or "no reason recorded").strip().removeprefix(f"{e['law']}: ")
+            key = (g["family"], g["loss_kind"], e["law"], reason.splitlines()[0])
             grouped.setdefault(key, []).append(subset_text(e.get("subset")))
     return [{"family": k[0], "loss_kind": k[1], "law": k[2], "reason": k[3], "subsets": v}
             for k, v in grouped.items()]
