@@ -160,15 +160,25 @@ def demo_section(demo: dict[str, Any] | None) -> str:
     return "\n".join(text)
 
 
+def best_demo_gap(demo: dict[str, Any] | None) -> tuple[Any, dict[str, Any], bool] | None:
+    """The demo's lowest paired LTM - AR gap as (T_eval, gap, clearly below AR: by more than three standard
+    errors); None without an LTM and AR pair."""
+    gaps = [(t, g) for r in ((demo or {}).get("runs") or {}).values() if family(r["family"]).has_latents
+            for t, rec in r["by_T_eval"].items() for g in (rec.get("gap_to_ar") or {}).values()]
+    if not gaps:
+        return None
+    t, best = min(gaps, key=lambda p: p[1]["nats_per_token"])
+    return t, best, best["stderr"] is not None and -best["nats_per_token"] > 3 * best["stderr"]
+
+
 def demo_verdict(demo: dict[str, Any]) -> str:
     """One sentence: do the latents carry information, and does the best LTM bound beat AR clearly?"""
-    ltm = [(t, rec) for r in demo["runs"].values() if family(r["family"]).has_latents for t, rec in r["by_T_eval"].items()]
-    gaps = [(t, g) for t, rec in ltm for g in (rec.get("gap_to_ar") or {}).values()]
-    if not ltm or not gaps:
+    found = best_demo_gap(demo)
+    if found is None:
         return "No LTM and AR pair to compare."
-    carries = any(rec["latent_usage"]["latents_carry_information"] for _, rec in ltm)
-    t, best = min(gaps, key=lambda p: p[1]["nats_per_token"])
-    clear = best["nats_per_token"] < 0 and best["stderr"] is not None and -best["nats_per_token"] > 3 * best["stderr"]
+    t, best, clear = found
+    carries = any(rec["latent_usage"]["latents_carry_information"] for r in demo["runs"].values()
+                  if family(r["family"]).has_latents for rec in r["by_T_eval"].values())
     how = ("below the AR baseline's exact NLL, clearly (more than three standard errors)" if clear else
            "not clearly below the AR baseline's exact NLL")
     return (f"The latents {'carry' if carries else 'do not carry'} information here; the LTM's best bound "
