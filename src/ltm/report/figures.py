@@ -68,11 +68,11 @@ def run_shades(runs: list[RunArtifacts]) -> dict[str, Any]:
     return out
 
 
-def _new(nrows: int = 1, ncols: int = 1, w: float = 6.4, h: float = 4.4, **kw) -> tuple[Figure, np.ndarray]:
+def _new(nrows: int, ncols: int, w: float, h: float, **kw) -> tuple[Figure, np.ndarray]:
+    """A figure of nrows x ncols panels, each w x h inches, on the Agg canvas."""
     fig = Figure(figsize=(w * ncols, h * nrows), layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
-    return fig, axes
+    return fig, fig.subplots(nrows, ncols, squeeze=False, **kw)
 
 
 def _figure(fig: Figure, out: Path, key: str, name: str, caption: str, runs: list[str], **kw: Any) -> FigureInfo:
