@@ -53,7 +53,7 @@ def derived_tables(accepted: list[Accepted]) -> list[str]:
     out = []
     for a in accepted:
         d = a.entry.get("derived") or {}
-        rows = [[k, _ci(v)] for k, v in d.items() if any(k == p or k.startswith(p) for p in DERIVED_SHOWN)]
+        rows = [[k, _ci(v)] for k, v in d.items() if k.startswith(DERIVED_SHOWN)]
         if rows:
             out += [f"Derived from {a.label} ({family(a.family).label} / {a.loss_kind}); `@C=` marks a compute "
                     "budget in FLOPs, L_opt the predicted loss of the compute-optimal allocation:\n",
