@@ -75,6 +75,15 @@ def _new(nrows: int, ncols: int, w: float, h: float, **kw) -> tuple[Figure, np.n
     return fig, fig.subplots(nrows, ncols, squeeze=False, **kw)
 
 
+def _grid(n: int, **kw: Any) -> tuple[Figure, np.ndarray]:
+    """n panels of 4.8 x 3.8 inches, three to a row; the unused ones hidden."""
+    ncols = min(3, n)
+    fig, axes = _new(math.ceil(n / ncols), ncols, 4.8, 3.8, **kw)
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    return fig, axes
+
+
 def _figure(fig: Figure, out: Path, key: str, name: str, caption: str, runs: list[str], **kw: Any) -> FigureInfo:
     """Save the PNG as out/name and describe it for the report."""
     fig.savefig(out / name, dpi=DPI, format="png")
@@ -131,9 +140,7 @@ def make_ppl_vs_teval(inp: Inputs, out: Path) -> FigureInfo | None:
         for key in other_bounds(rec)[:1]:
             refs.append((r.name, rec[key]["ppl"], f"{family(r.family).label} {r.name}: {key} PPL (bound)"))
     shades = run_shades(inp.runs)
-    ncols = min(3, len(ltm))
-    nrows = math.ceil(len(ltm) / ncols)
-    fig, axes = _new(nrows, ncols, 4.8, 3.8, sharey=True)
+    fig, axes = _grid(len(ltm), sharey=True)
     for ax, run in zip(axes.flat, ltm):
         T = [row["T_eval"] for row in run.curve]
         for col, label, style, color in (("iwae_ppl", "IWAE bound", "-o", family("ltm").color),
@@ -150,8 +157,6 @@ def make_ppl_vs_teval(inp: Inputs, out: Path) -> FigureInfo | None:
         ax.set_title(f"{run.name} (inner_steps={run.inner_steps})", fontsize=10)
         ax.set_ylabel(f"{inp.split} perplexity (per token)")
         ax.grid(True, which="both", alpha=0.25)
-    for ax in list(axes.flat)[len(ltm):]:
-        ax.set_visible(False)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=min(3, len(labels)), fontsize=8)
     fig.suptitle(f"{inp.split} PPL vs inference steps (log scale; LTM: upper bounds, AR: exact)")
@@ -302,9 +307,7 @@ def _law_panels(fam: str, kind: str, cls: str, title: str, accs: list[Accepted],
     for a in accs:  # T_eval forms of one run share a panel; every other law gets its own
         key = a.label if cls != "teval" else str((a.entry.get("subset") or {}).get("run", a.label))
         by_panel.setdefault(key, []).append(a)
-    ncols = min(3, len(by_panel))
-    nrows = math.ceil(len(by_panel) / ncols)
-    fig, axes = _new(nrows, ncols, 4.8, 3.8)
+    fig, axes = _grid(len(by_panel))
     styles = ["-", "--", "-.", ":"]
     cmap = colormaps[family(fam).cmap]
     shades = [family(fam).color, cmap(0.45), cmap(0.95), cmap(0.65)]
@@ -316,8 +319,6 @@ def _law_panels(fam: str, kind: str, cls: str, title: str, accs: list[Accepted],
         ax.set_ylabel(f"{kind} loss (nats/token)")
         ax.grid(True, which="both", alpha=0.25)
         ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(by_panel):]:
-        ax.set_visible(False)
     held = any(r["role"] == "held_out" for a in accs for r in a.rows)
     fig.suptitle(f"{family(fam).label} / {kind}: accepted {title} (filled: fitted points"
                  + (", hollow: held out)" if held else "; no point held out)"))
