@@ -23,14 +23,12 @@ ESTIMATORS = {"iwae": "IWAE", "fresh_elbo": "fresh ELBO", "exact": "exact"}
 
 
 def num(x: Any) -> str:
-    """4 significant digits; an em dash for a missing or non-finite value."""
-    if x is None or isinstance(x, bool):
-        return "—"
+    """4 significant digits; an em dash for a missing, boolean or non-finite value."""
     try:
         v = float(x)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError):  # None, text
         return "—"
-    if not math.isfinite(v):
+    if isinstance(x, bool) or not math.isfinite(v):
         return "—"
     if v.is_integer() and abs(v) < 1e7:
         return str(int(v))
