@@ -202,12 +202,11 @@ def make_loss_vs_flops(inp: Inputs, out: Path) -> FigureInfo | None:
             label, marker, is_bound = _style(key)
             if is_bound != bound:
                 continue
-            x = [p[0] for p in pts]
-            y = [p[1] for p in pts]
             hollow = key == "fresh_elbo"
-            ax.scatter(x, y, marker=marker, s=46, label=f"{family(fam).label}: {label}",
-                       facecolors="none" if hollow else family(fam).color, edgecolors=family(fam).color)
-            if key != "fresh_elbo":  # its points sit beside the IWAE ones: one label per run is enough
+            ax.scatter([p[0] for p in pts], [p[1] for p in pts], marker=marker, s=46,
+                       label=f"{family(fam).label}: {label}", facecolors="none" if hollow else family(fam).color,
+                       edgecolors=family(fam).color)
+            if not hollow:  # fresh-ELBO points sit beside the IWAE ones: one label per run is enough
                 for (xx, yy, run) in pts:
                     text = f"D={_budget(float(run.train.get('tokens') or 0))}" + (
                         f" T{run.inner_steps}" if family(fam).has_latents else "")
