@@ -21,8 +21,6 @@ from ltm.grid import all_runs
 from ltm.lineage import check_file
 from ltm.report.laws import read_residuals
 
-FAMILY_ORDER = tuple(FAMILIES)  # the registry's order: LTM, AR, diffusion
-
 
 @dataclass
 class RunArtifacts:
@@ -50,7 +48,7 @@ class Inputs:
     """What every section and figure reads; `fit` and `residuals` are the scaling stage's outputs."""
 
     params: dict[str, Any]
-    runs: list[RunArtifacts]  # family order (FAMILY_ORDER), params order within a family
+    runs: list[RunArtifacts]  # the family registry's order (LTM, AR, diffusion), params order within a family
     fit: dict[str, Any]  # fit.json
     residuals: list[dict[str, Any]]  # residuals.csv rows, numeric columns as floats
     scaling_lineage: dict[str, Any] | None
@@ -143,7 +141,7 @@ def load_inputs(params: dict[str, Any], runs_dir: Path, eval_dir: Path, scaling_
     if not names:
         raise LtmError("params lists no runs: nothing to report")
     runs = [load_run(n, runs_dir, eval_dir, fewshot_dir) for n in names]
-    order = {f: i for i, f in enumerate(FAMILY_ORDER)}
+    order = {f: i for i, f in enumerate(FAMILIES)}
     runs.sort(key=lambda r: order.get(r.family, len(order)))  # stable: params order within a family
     fit_path = scaling_dir / "fit.json"
     fit = read_json_file(fit_path, "scaling fit")
