@@ -53,7 +53,7 @@ class Inputs:
     residuals: list[dict[str, Any]]  # residuals.csv rows, numeric columns as floats
     scaling_lineage: dict[str, Any] | None
     split: str  # the evaluation split the fits used (fit.split)
-    paths: dict[str, Path]
+    fewshot_dir: Path  # where the few-shot section looks (its generation results beside it)
     demo: dict[str, Any] | None = None  # results/demo/metrics.json, the synthetic-corpus demonstration
 
 
@@ -156,6 +156,5 @@ def load_inputs(params: dict[str, Any], runs_dir: Path, eval_dir: Path, scaling_
     split = str((params.get("fit") or {}).get("split") or "val")
     return Inputs(params=params, runs=runs, fit=fit, residuals=residuals,
                   scaling_lineage=read_json_file(scaling_dir / "lineage.json", "scaling lineage", required=False),
-                  split=split, paths={"runs": runs_dir, "eval": eval_dir, "scaling": scaling_dir,
-                                      "fewshot": fewshot_dir},
+                  split=split, fewshot_dir=fewshot_dir,
                   demo=read_json_file(eval_dir.parent / "demo" / "metrics.json", "demo metrics", required=False))

@@ -269,12 +269,12 @@ def fewshot_section(inp: Inputs) -> list[str]:
                          num(rec.get("problems")), num(rec.get("solved")), num(rec.get("pass_at_n")),
                          str(rec.get("source", rec.get("dataset", "—")))])
     if rows:
-        parts += [f"From `{inp.paths['fewshot']}/<RUN>/metrics.json`. LTM: z fitted on the prompt, n greedy decodes "
+        parts += [f"From `{inp.fewshot_dir}/<RUN>/metrics.json`. LTM: z fitted on the prompt, n greedy decodes "
                   "with independent posterior fits; AR: n temperature samples; solved if any try's first number "
                   "equals the answer.\n",
                   table(["run", "family", "k (shots)", "n (tries)", "problems", "solved", "pass@n", "source"], rows)]
     else:
-        parts.append(f"**Not run**: no `{inp.paths['fewshot']}/<RUN>/metrics.json` exists for any run.")
+        parts.append(f"**Not run**: no `{inp.fewshot_dir}/<RUN>/metrics.json` exists for any run.")
     parts += ["", f"Reference, {PAPER_LABEL}: GSM8K pass@5 (%, ≈ read off the paper's figure; protocol: k "
                   "demonstrations 'Question: q Answer: a', z fitted on the prompt, greedy decoding with 5 "
                   "independent z draws, correct if the answer string appears in any).\n",
