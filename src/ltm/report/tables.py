@@ -56,7 +56,7 @@ def protocol_text(rec: dict[str, Any] | None) -> str:
 
 
 def best_bpb(rec: dict[str, Any] | None) -> tuple[str, str]:
-    """bits/byte of the tightest estimate (`report_metrics.tightest`) and its label."""
+    """bits/byte of the tightest estimate (`metrics.tightest`) and its label."""
     key = tightest(rec)
     if key is None:
         return "—", "—"
@@ -234,7 +234,7 @@ def generation_section(inp: Inputs) -> list[str]:
         g = r.generation
         for mode, m in ((g or {}).get("modes") or {}).items():
             rows.append([r.name, family(r.family).label, mode, str(g.get("judge", "—")), num(m.get("gen_ppl")),
-                         num(m.get("unigram_entropy")), num(m.get("mauve")) if m.get("mauve") is not None else "—"])
+                         num(m.get("unigram_entropy")), num(m.get("mauve"))])
     if not rows:
         return parts + ["No generation results: no `results/generation/<RUN>/metrics.json` exists for any run."]
     proto = next(r.generation["protocol"] for r in inp.runs if r.generation)
