@@ -206,11 +206,9 @@ def zero_shot_section(inp: Inputs) -> str:
               if split != inp.split]
     extra = extra_keys([rec for _, _, rec in others])
     head = ["run", "family", "split", "protocol", "tokens", *_estimator_head(extra), "paper-protocol PPL (biased)"]
-    rows = []
-    for r, split, rec in others:
-        paper = num(rec["paper"].get("ppl_mean_of_sequences")) if "paper" in rec else "—"
-        rows.append([r.name, family(r.family).label, split, protocol_text(rec),
-                     num(rec.get("protocol", {}).get("tokens")), *_estimator_cells(rec, extra), paper])
+    rows = [[r.name, family(r.family).label, split, protocol_text(rec), num(rec.get("protocol", {}).get("tokens")),
+             *_estimator_cells(rec, extra), num(rec.get("paper", {}).get("ppl_mean_of_sequences"))]
+            for r, split, rec in others]
     parts = ["## 5. Zero-shot and few-shot\n", "### Zero-shot (splits other than the headline split)\n"]
     if rows:
         parts += ["Scored with the same protocol as the run table; `heldout-lee` is the held-out news domain of "
