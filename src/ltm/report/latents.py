@@ -205,7 +205,7 @@ def deviations(params: dict) -> list[str]:
     for key, (paper, what) in PAPER_SETTINGS.items():
         node = params
         for part in key.split("."):
-            node = (node or {}).get(part) if isinstance(node, dict) else None
+            node = node.get(part) if isinstance(node, dict) else None
         if node is not None and node != paper:
             out.append(f"{what} `{key}` = {node} (paper: {paper})")
     return out
