@@ -37,10 +37,8 @@ def x_variable(law: Law) -> tuple[str, str]:
 
 
 def subset_text(subset: dict[str, Any] | None) -> str:
-    if not subset:
-        return "all runs"
     parts = []
-    for k, v in subset.items():
+    for k, v in (subset or {}).items():
         if v is None:
             continue
         if isinstance(v, float) and v.is_integer():
