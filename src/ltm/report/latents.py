@@ -123,9 +123,7 @@ def ground_truth_table(inp: Inputs) -> str | None:
             if (rec.get(key) or {}).get("bpb") is not None:
                 rows.append([r.name, label, num(rec[key]["bpb"]), f"{num(truth['bpb'])} ± {num(truth['bpb_stderr'])}",
                              num(rec[key]["bpb"] - truth["bpb"])])
-    if not rows:
-        return None
-    return table(["run", "estimator", "bits/byte", "ground truth (bits/byte)", "excess"], rows)
+    return table(["run", "estimator", "bits/byte", "ground truth (bits/byte)", "excess"], rows) if rows else None
 
 
 def demo_section(demo: dict[str, Any] | None) -> str:
@@ -155,8 +153,7 @@ def demo_section(demo: dict[str, Any] | None) -> str:
             f"can beat in expectation): **{num(truth['bpb'])} ± {num(truth['bpb_stderr'])} bits/byte**. "
             "*LTM - AR* is the IWAE bound minus AR's exact NLL on the same rows (paired; ± standard error over rows).",
             "", table(["run", "family", "T_eval", "estimator", "bits/byte", "info vs shuffled (nats/token)", "KL/token",
-                       "LTM - AR (nats/token)"], rows)]
-    text += ["", demo_verdict(demo)]
+                       "LTM - AR (nats/token)"], rows), "", demo_verdict(demo)]
     return "\n".join(text)
 
 
