@@ -7,7 +7,11 @@ from typing import Any
 
 from ltm.report.figures import FigureInfo
 from ltm.report.inputs import Inputs
-from ltm.report.tables import hash_text, table
+from ltm.report.tables import table
+
+
+def hash_text(rec: dict[str, Any] | None) -> str:
+    return str(rec.get("params_hash")) if rec and rec.get("params_hash") else "missing"
 
 
 def _feed(inp: Inputs, item: str, runs: list[str], scaling: bool = False) -> dict[str, Any]:

@@ -78,10 +78,6 @@ def _estimator_cells(rec: dict[str, Any] | None, extra: list[str]) -> list[str]:
     return [*ppl, *best_bpb(rec)]
 
 
-def hash_text(rec: dict[str, Any] | None) -> str:
-    return str(rec.get("params_hash")) if rec and rec.get("params_hash") else "missing"
-
-
 # ---------------------------------------------------------------- sections
 def header(inp: Inputs) -> str:
     params, runs = inp.params, inp.runs
