@@ -1,7 +1,8 @@
-"""Report sections on what the latents do: usage diagnostics, the KL floor, and the claims audit.
+"""Report sections on what the latents do: usage diagnostics, the KL floor, the ground truth and the
+synthetic-corpus demonstration.
 
 Reads only what the evaluate stage recorded (`latent_usage` per split, the T_eval curve with its
-likelihood-free KL column) and computes the KL floor of the paper's settings in ltm.latent_usage.
+likelihood-free KL column) and computes the KL floor of the paper's settings (ltm.fast_loop).
 """
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
-"""Markdown sections of the report: header, run table, figures, fitted laws, zero-/few-shot, lineage.
+"""Markdown helpers and the run-level sections of the report: header, run table, T_eval and compute
+figures, zero-/few-shot and generation.
 
 Numbers are printed with 4 significant digits (`num`); counts as integers. Every LTM number carries its
-protocol (T_eval, K); AR numbers are exact. A refused law is printed with its reason only.
+protocol (T_eval, K); AR numbers are exact.
 """
 from __future__ import annotations
 
