@@ -68,10 +68,19 @@ def run_shades(runs: list[RunArtifacts]) -> dict[str, Any]:
     return out
 
 
-def _new(nrows: int = 1, ncols: int = 1, w: float = 6.4, h: float = 4.4, **kw) -> tuple[Figure, np.ndarray]:
+def _new(nrows: int, ncols: int, w: float, h: float, **kw) -> tuple[Figure, np.ndarray]:
+    """A figure of nrows x ncols panels, each w x h inches, on the Agg canvas."""
     fig = Figure(figsize=(w * ncols, h * nrows), layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
+    return fig, fig.subplots(nrows, ncols, squeeze=False, **kw)
+
+
+def _grid(n: int, **kw: Any) -> tuple[Figure, np.ndarray]:
+    """n panels of 4.8 x 3.8 inches, three to a row; the unused ones hidden."""
+    ncols = min(3, n)
+    fig, axes = _new(math.ceil(n / ncols), ncols, 4.8, 3.8, **kw)
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
     return fig, axes
 
 
@@ -100,6 +109,17 @@ def _log_x(ax) -> None:
     ax.xaxis.set_minor_formatter(ticker.NullFormatter())
 
 
+def _teval_x(ax, T: list[float], train_T: int) -> None:
+    """Symlog T_eval axis (T_eval = 0 shown) ticked at the curve's steps and the training T."""
+    ax.set_xscale("symlog", linthresh=1.0)
+    ticks = sorted({t for t in T if math.isfinite(t)} | {train_T})
+    ax.xaxis.set_major_locator(ticker.FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_locator(ticker.NullLocator())
+    ax.set_xlim(-0.25 if min(ticks) <= 0 else 0.8 * min(ticks), 1.12 * max(ticks))
+    ax.set_xlabel("inference steps T_eval")
+
+
 def _finite(xs, ys):
     pts = [(x, y) for x, y in zip(xs, ys) if x is not None and y is not None and math.isfinite(x) and math.isfinite(y)]
     return [p[0] for p in pts], [p[1] for p in pts]
@@ -120,9 +140,7 @@ def make_ppl_vs_teval(inp: Inputs, out: Path) -> FigureInfo | None:
         for key in other_bounds(rec)[:1]:
             refs.append((r.name, rec[key]["ppl"], f"{family(r.family).label} {r.name}: {key} PPL (bound)"))
     shades = run_shades(inp.runs)
-    ncols = min(3, len(ltm))
-    nrows = math.ceil(len(ltm) / ncols)
-    fig, axes = _new(nrows, ncols, 4.8, 3.8, sharey=True)
+    fig, axes = _grid(len(ltm), sharey=True)
     for ax, run in zip(axes.flat, ltm):
         T = [row["T_eval"] for row in run.curve]
         for col, label, style, color in (("iwae_ppl", "IWAE bound", "-o", family("ltm").color),
@@ -134,19 +152,11 @@ def make_ppl_vs_teval(inp: Inputs, out: Path) -> FigureInfo | None:
         ax.axvline(run.inner_steps, color="black", ls=":", lw=1.2, label="training T")
         for name, ppl, label in refs:
             ax.axhline(ppl, color=shades[name], ls="-.", lw=1.2, label=label)
-        ax.set_xscale("symlog", linthresh=1.0)
-        ticks = sorted({t for t in T if math.isfinite(t)} | {run.inner_steps})
-        ax.xaxis.set_major_locator(ticker.FixedLocator(ticks))
-        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.xaxis.set_minor_locator(ticker.NullLocator())
-        ax.set_xlim(-0.25 if min(ticks) <= 0 else 0.8 * min(ticks), 1.12 * max(ticks))
+        _teval_x(ax, T, run.inner_steps)
         ax.set_yscale("log")
         ax.set_title(f"{run.name} (inner_steps={run.inner_steps})", fontsize=10)
-        ax.set_xlabel("inference steps T_eval")
         ax.set_ylabel(f"{inp.split} perplexity (per token)")
         ax.grid(True, which="both", alpha=0.25)
-    for ax in list(axes.flat)[len(ltm):]:
-        ax.set_visible(False)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=min(3, len(labels)), fontsize=8)
     fig.suptitle(f"{inp.split} PPL vs inference steps (log scale; LTM: upper bounds, AR: exact)")
@@ -192,12 +202,11 @@ def make_loss_vs_flops(inp: Inputs, out: Path) -> FigureInfo | None:
             label, marker, is_bound = _style(key)
             if is_bound != bound:
                 continue
-            x = [p[0] for p in pts]
-            y = [p[1] for p in pts]
             hollow = key == "fresh_elbo"
-            ax.scatter(x, y, marker=marker, s=46, label=f"{family(fam).label}: {label}",
-                       facecolors="none" if hollow else family(fam).color, edgecolors=family(fam).color)
-            if key != "fresh_elbo":  # its points sit beside the IWAE ones: one label per run is enough
+            ax.scatter([p[0] for p in pts], [p[1] for p in pts], marker=marker, s=46,
+                       label=f"{family(fam).label}: {label}", facecolors="none" if hollow else family(fam).color,
+                       edgecolors=family(fam).color)
+            if not hollow:  # fresh-ELBO points sit beside the IWAE ones: one label per run is enough
                 for (xx, yy, run) in pts:
                     text = f"D={_budget(float(run.train.get('tokens') or 0))}" + (
                         f" T{run.inner_steps}" if family(fam).has_latents else "")
@@ -251,7 +260,7 @@ def _grid_cols(rows: list[dict], col: str, x: np.ndarray) -> dict[str, np.ndarra
     return cols_of([{**base, col: v} for v in x])
 
 
-def _draw_law(ax, acc: Accepted, color, style: str, label: str, points: bool = True) -> None:
+def _draw_law(ax, acc: Accepted, color, style: str, label: str, points: bool) -> None:
     """Observed points of the fit (filled: fitted, hollow: held out, x: excluded) and the fitted curve."""
     col, xlabel = x_variable(acc.law)
     rows = acc.rows
@@ -261,20 +270,19 @@ def _draw_law(ax, acc: Accepted, color, style: str, label: str, points: bool = T
         if pts:
             kw = {"facecolors": face, "edgecolors": pc} if marker == "o" else {"color": pc}
             ax.scatter([r[col] for r in pts], [r["observed"] for r in pts], marker=marker, s=28, zorder=3, **kw)
-    if rows:
-        x = _curve_x(rows, col)
-        cols = _grid_cols(rows, col, x)
-        y = acc.predict(cols)
-        if y is not None:
-            ax.plot(x, y, style, color=color, lw=1.8, label=label)
-        band = acc.band(cols)
-        if band is not None:
-            ax.fill_between(x, band[0], band[1], color=color, alpha=0.18, lw=0)
+    x = _curve_x(rows, col)
+    cols = _grid_cols(rows, col, x)
+    y = acc.predict(cols)
+    if y is not None:
+        ax.plot(x, y, style, color=color, lw=1.8, label=label)
+    band = acc.band(cols)
+    if band is not None:
+        ax.fill_between(x, band[0], band[1], color=color, alpha=0.18, lw=0)
     _log_x(ax)
     ax.set_xlabel(xlabel)
 
 
-def make_law_figures(inp: Inputs, accepted: list[Accepted], out: Path) -> list[FigureInfo]:
+def make_law_figures(accepted: list[Accepted], out: Path) -> list[FigureInfo]:
     """Per (family, loss kind): fitted T_eval curves, fitted one-variable laws, parity and residuals."""
     infos = []
     groups: dict[tuple[str, str], list[Accepted]] = {}
@@ -298,9 +306,7 @@ def _law_panels(fam: str, kind: str, cls: str, title: str, accs: list[Accepted],
     for a in accs:  # T_eval forms of one run share a panel; every other law gets its own
         key = a.label if cls != "teval" else str((a.entry.get("subset") or {}).get("run", a.label))
         by_panel.setdefault(key, []).append(a)
-    ncols = min(3, len(by_panel))
-    nrows = math.ceil(len(by_panel) / ncols)
-    fig, axes = _new(nrows, ncols, 4.8, 3.8)
+    fig, axes = _grid(len(by_panel))
     styles = ["-", "--", "-.", ":"]
     cmap = colormaps[family(fam).cmap]
     shades = [family(fam).color, cmap(0.45), cmap(0.95), cmap(0.65)]
@@ -312,8 +318,6 @@ def _law_panels(fam: str, kind: str, cls: str, title: str, accs: list[Accepted],
         ax.set_ylabel(f"{kind} loss (nats/token)")
         ax.grid(True, which="both", alpha=0.25)
         ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(by_panel):]:
-        ax.set_visible(False)
     held = any(r["role"] == "held_out" for a in accs for r in a.rows)
     fig.suptitle(f"{family(fam).label} / {kind}: accepted {title} (filled: fitted points"
                  + (", hollow: held out)" if held else "; no point held out)"))
@@ -371,5 +375,5 @@ def _parity(fam: str, kind: str, cls: str, accs: list[Accepted], out: Path) -> F
 
 def make_all(inp: Inputs, accepted: list[Accepted], out: Path) -> list[FigureInfo]:
     infos = [make_ppl_vs_teval(inp, out), make_loss_vs_flops(inp, out), make_train_curves(inp, out)]
-    infos += make_law_figures(inp, accepted, out)
+    infos += make_law_figures(accepted, out)
     return [i for i in infos if i is not None]

@@ -53,7 +53,7 @@ def derived_tables(accepted: list[Accepted]) -> list[str]:
     out = []
     for a in accepted:
         d = a.entry.get("derived") or {}
-        rows = [[k, _ci(v)] for k, v in d.items() if any(k == p or k.startswith(p) for p in DERIVED_SHOWN)]
+        rows = [[k, _ci(v)] for k, v in d.items() if k.startswith(DERIVED_SHOWN)]
         if rows:
             out += [f"Derived from {a.label} ({family(a.family).label} / {a.loss_kind}); `@C=` marks a compute "
                     "budget in FLOPs, L_opt the predicted loss of the compute-optimal allocation:\n",
@@ -128,14 +128,10 @@ def laws_section(inp: Inputs, accepted: list[Accepted], figs: list[FigureInfo]) 
             parts.append("### Parity and residuals (accepted laws, from residuals.csv)\n")
             for f in par_figs:
                 parts += [figure_md(f), ""]
-    refused = refusals(fit)
-    parts.append("### Refused laws (reason only; no values are reported for a refused fit)\n")
-    if refused:
-        parts.append(table(["group", "law", "tried on", "reason"],
-                           [[f"{family(r['family']).label} / {r['loss_kind']}", r["law"],
-                             "; ".join(r["subsets"]), r["reason"]] for r in refused]))
-    else:
-        parts.append("None.")
+    refused = [[f"{family(r['family']).label} / {r['loss_kind']}", r["law"], "; ".join(r["subsets"]), r["reason"]]
+               for r in refusals(fit)]
+    parts += ["### Refused laws (reason only; no values are reported for a refused fit)\n",
+              table(["group", "law", "tried on", "reason"], refused) if refused else "None."]
     warns = list(dict.fromkeys(fit.get("warnings") or []))
     if warns:
         parts += ["", "Warnings from the scaling stage:", ""] + [f"- {w}" for w in warns]

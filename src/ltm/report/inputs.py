@@ -18,10 +18,8 @@ from typing import Any
 from ltm.errors import LtmError
 from ltm.families import FAMILIES, family
 from ltm.grid import all_runs
-from ltm.lineage import check_file, run_path
+from ltm.lineage import check_file
 from ltm.report.laws import read_residuals
-
-FAMILY_ORDER = tuple(FAMILIES)  # the registry's order: LTM, AR, diffusion
 
 
 @dataclass
@@ -50,12 +48,12 @@ class Inputs:
     """What every section and figure reads; `fit` and `residuals` are the scaling stage's outputs."""
 
     params: dict[str, Any]
-    runs: list[RunArtifacts]  # family order (FAMILY_ORDER), params order within a family
+    runs: list[RunArtifacts]  # the family registry's order (LTM, AR, diffusion), params order within a family
     fit: dict[str, Any]  # fit.json
     residuals: list[dict[str, Any]]  # residuals.csv rows, numeric columns as floats
     scaling_lineage: dict[str, Any] | None
     split: str  # the evaluation split the fits used (fit.split)
-    paths: dict[str, Path]
+    fewshot_dir: Path  # where the few-shot section looks (its generation results beside it)
     demo: dict[str, Any] | None = None  # results/demo/metrics.json, the synthetic-corpus demonstration
 
 
@@ -97,13 +95,6 @@ def read_tsv(path: Path, what: str, required: bool = True) -> list[dict[str, flo
     return rows
 
 
-def read_lineage(path: Path, what: str) -> dict[str, Any] | None:
-    """A lineage record with its run file (times, git state) merged in; None where there is none."""
-    rec = read_json_file(path, what, required=False)
-    when = read_json_file(run_path(path), f"{what} times", required=False) if rec is not None else None
-    return {**rec, **(when or {})} if isinstance(rec, dict) else rec
-
-
 def _require(obj: Any, keys: tuple[str, ...], path: Path) -> None:
     if not isinstance(obj, dict):
         raise LtmError(f"{path}: expected a JSON object")
@@ -112,7 +103,7 @@ def _require(obj: Any, keys: tuple[str, ...], path: Path) -> None:
         raise LtmError(f"{path}: missing key(s) {', '.join(missing)}")
 
 
-def load_run(name: str, runs_dir: Path, eval_dir: Path, fewshot_dir: Path | None) -> RunArtifacts:
+def load_run(name: str, runs_dir: Path, eval_dir: Path, fewshot_dir: Path) -> RunArtifacts:
     tpath, epath = runs_dir / name / "metrics.json", eval_dir / name / "metrics.json"
     train = read_json_file(tpath, f"training metrics of run {name}")
     _require(train, ("family", "params", "tokens", "train_flops"), tpath)
@@ -122,25 +113,23 @@ def load_run(name: str, runs_dir: Path, eval_dir: Path, fewshot_dir: Path | None
         raise LtmError(f"{epath}: 'splits' must be a non-empty object")
     if ev["family"] != train["family"]:
         raise LtmError(f"run {name}: family {train['family']!r} in {tpath} but {ev['family']!r} in {epath}")
-    for split, rec in ev["splits"].items():
+    for rec in ev["splits"].values():
         _require(rec, ("protocol",), epath)
     lineage_path = runs_dir / name / "model" / "lineage.json"
     if not lineage_path.is_file():
         lineage_path = runs_dir / name / "lineage.json"
-    run = RunArtifacts(
+    return RunArtifacts(
         name=name, family=str(train["family"]), train=train, eval=ev,
         curve=read_tsv(eval_dir / name / "t_curve.tsv", f"T_eval curve of run {name}",
                        required=family(train["family"]).has_latents),
         train_log=read_tsv(runs_dir / name / "train_log.tsv", f"training log of run {name}", required=False),
-        train_lineage=read_lineage(lineage_path, "training lineage"),
-        eval_lineage=read_lineage(eval_dir / name / "lineage.json", "evaluation lineage"),
+        train_lineage=read_json_file(lineage_path, "training lineage", required=False),
+        eval_lineage=read_json_file(eval_dir / name / "lineage.json", "evaluation lineage", required=False),
+        fewshot=read_json_file(fewshot_dir / name / "metrics.json", f"few-shot metrics of run {name}",
+                               required=False),
+        generation=read_json_file(fewshot_dir.parent / "generation" / name / "metrics.json",
+                                  f"generation metrics of run {name}", required=False),
     )
-    if fewshot_dir is not None:
-        run.fewshot = read_json_file(fewshot_dir / name / "metrics.json", f"few-shot metrics of run {name}",
-                                     required=False)
-        run.generation = read_json_file(fewshot_dir.parent / "generation" / name / "metrics.json",
-                                        f"generation metrics of run {name}", required=False)
-    return run
 
 
 def load_inputs(params: dict[str, Any], runs_dir: Path, eval_dir: Path, scaling_dir: Path,
@@ -152,7 +141,7 @@ def load_inputs(params: dict[str, Any], runs_dir: Path, eval_dir: Path, scaling_
     if not names:
         raise LtmError("params lists no runs: nothing to report")
     runs = [load_run(n, runs_dir, eval_dir, fewshot_dir) for n in names]
-    order = {f: i for i, f in enumerate(FAMILY_ORDER)}
+    order = {f: i for i, f in enumerate(FAMILIES)}
     runs.sort(key=lambda r: order.get(r.family, len(order)))  # stable: params order within a family
     fit_path = scaling_dir / "fit.json"
     fit = read_json_file(fit_path, "scaling fit")
@@ -163,13 +152,9 @@ def load_inputs(params: dict[str, Any], runs_dir: Path, eval_dir: Path, scaling_
         _require(g, ("family", "loss_kind", "laws"), fit_path)
         for law in g["laws"]:
             _require(law, ("law", "law_id", "status"), fit_path)
-    res_path = scaling_dir / "residuals.csv"
-    if not res_path.is_file():
-        raise LtmError(f"missing scaling residuals: {res_path}")
-    residuals = read_residuals(res_path)
+    residuals = read_residuals(scaling_dir / "residuals.csv")
     split = str((params.get("fit") or {}).get("split") or "val")
     return Inputs(params=params, runs=runs, fit=fit, residuals=residuals,
-                  scaling_lineage=read_lineage(scaling_dir / "lineage.json", "scaling lineage"),
-                  split=split, paths={"runs": runs_dir, "eval": eval_dir, "scaling": scaling_dir,
-                                      "fewshot": fewshot_dir},
+                  scaling_lineage=read_json_file(scaling_dir / "lineage.json", "scaling lineage", required=False),
+                  split=split, fewshot_dir=fewshot_dir,
                   demo=read_json_file(eval_dir.parent / "demo" / "metrics.json", "demo metrics", required=False))

@@ -1,7 +1,8 @@
-"""Report sections on what the latents do: usage diagnostics, the KL floor, and the claims audit.
+"""Report sections on what the latents do: usage diagnostics, the KL floor, the ground truth and the
+synthetic-corpus demonstration.
 
 Reads only what the evaluate stage recorded (`latent_usage` per split, the T_eval curve with its
-likelihood-free KL column) and computes the KL floor of the paper's settings in ltm.latent_usage.
+likelihood-free KL column) and computes the KL floor of the paper's settings (ltm.fast_loop).
 """
 from __future__ import annotations
 
@@ -9,11 +10,9 @@ import math
 from pathlib import Path
 from typing import Any
 
-from matplotlib import ticker
-
 from ltm.families import family
 from ltm.fast_loop import PosteriorConfig, kl_floor_per_dim
-from ltm.report.figures import FigureInfo, _figure, _new
+from ltm.report.figures import FigureInfo, _figure, _new, _teval_x
 from ltm.report.inputs import Inputs, RunArtifacts
 from ltm.report.tables import figure_md, num, table
 
@@ -32,19 +31,22 @@ def _usage(run: RunArtifacts, split: str) -> dict[str, Any] | None:
     return (run.split(split) or {}).get("latent_usage")
 
 
-def _named_ltm(inp: Inputs) -> list:
-    named = set(inp.params.get("runs") or {})
-    return [r for r in inp.runs if family(r.family).has_latents and r.name in named and _usage(r, inp.split)]
+def _ltm_with_usage(inp: Inputs) -> list[RunArtifacts]:
+    return [r for r in inp.runs if family(r.family).has_latents and _usage(r, inp.split)]
+
+
+def _pm(info: dict[str, Any] | None) -> str:
+    """'nats/token ± standard error' of an information estimate."""
+    return f"{num((info or {}).get('nats_per_token'))} ± {num((info or {}).get('stderr'))}"
 
 
 def _info_text(usage: dict[str, Any]) -> str:
-    info = usage.get("information_vs_shuffled") or usage["information_vs_prior"]
-    return f"{num(info['nats_per_token'])} ± {num(info['stderr'])}"
+    return _pm(usage.get("information_vs_shuffled") or usage["information_vs_prior"])
 
 
 def verdict_sentence(inp: Inputs) -> str:
     """The plain sentence at the top of the LTM section."""
-    runs = [r for r in inp.runs if family(r.family).has_latents and _usage(r, inp.split)]
+    runs = _ltm_with_usage(inp)
     if not runs:
         return "No LTM evaluation has latent-usage diagnostics (re-run the evaluate stage)."
     empty = [r.name for r in runs if not _usage(r, inp.split)["latents_carry_information"]]
@@ -63,20 +65,19 @@ def verdict_sentence(inp: Inputs) -> str:
 
 def usage_table(inp: Inputs) -> str:
     rows = []
-    for r in [r for r in inp.runs if family(r.family).has_latents and _usage(r, inp.split)]:
+    for r in _ltm_with_usage(inp):
         u, p = _usage(r, inp.split), r.split(inp.split)["protocol"]
-        info, shuf = u["information_vs_prior"], u.get("information_vs_shuffled") or {}
         rows.append([r.name, num(p["T_eval"]), num(u["nll_fit"]), num(u["nll_prior_z"]),
-                     f"{num(shuf.get('nats_per_token'))} ± {num(shuf.get('stderr'))}",
-                     f"{num(info['nats_per_token'])} ± {num(info['stderr'])}",
-                     num(u["kl_per_token"]), num(u["kl_mean_part_per_dim"]), num(u["kl_variance_part_per_dim"]),
+                     _pm(u.get("information_vs_shuffled")), _pm(u["information_vs_prior"]), num(u["kl_per_token"]),
+                     num(u["kl_mean_part_per_dim"]), num(u["kl_variance_part_per_dim"]),
                      num(u["kl_floor_per_dim"]), f"{u['active_units']} / {u['latent_dims']}"])
     return table(["run", "T_eval", "NLL at z~q", "NLL at z~prior", "info vs shuffled", "info vs prior",
                   "KL/token", "KL mean part/dim", "KL var part/dim", "KL floor/dim", "active units"], rows)
 
 
 def make_kl_vs_teval(inp: Inputs, out: Path) -> FigureInfo | None:
-    runs = [r for r in _named_ltm(inp) if r.curve and "kl_likelihood_free" in r.curve[0]]
+    named = set(inp.params.get("runs") or {})
+    runs = [r for r in _ltm_with_usage(inp) if r.name in named and r.curve and "kl_likelihood_free" in r.curve[0]]
     if not runs:
         return None
     fig, axes = _new(1, len(runs), 4.8, 3.6)
@@ -87,13 +88,7 @@ def make_kl_vs_teval(inp: Inputs, out: Path) -> FigureInfo | None:
         ax.plot(T, [row["kl_likelihood_free"] for row in run.curve], "--", color="black", lw=1.2,
                 label="likelihood-free fast loop")
         ax.axvline(run.inner_steps, color="grey", ls=":", lw=1.0, label="training T")
-        ax.set_xscale("symlog", linthresh=1.0)
-        ticks = sorted(set(T) | {run.inner_steps})
-        ax.xaxis.set_major_locator(ticker.FixedLocator(ticks))
-        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.xaxis.set_minor_locator(ticker.NullLocator())
-        ax.set_xlim(-0.25 if min(ticks) <= 0 else 0.8 * min(ticks), 1.12 * max(ticks))
-        ax.set_xlabel("inference steps T_eval")
+        _teval_x(ax, T, run.inner_steps)
         ax.set_ylabel("KL (nats/token)")
         ax.set_title(run.name, fontsize=10)
         ax.grid(True, alpha=0.25)
@@ -104,13 +99,15 @@ def make_kl_vs_teval(inp: Inputs, out: Path) -> FigureInfo | None:
                    [r.name for r in runs])
 
 
+def paper_kl_floors() -> list[tuple[int, float, float, float]]:
+    """(T, paper LTM-S PPL, paper LTM-M PPL, KL floor in nats/token) at each training T of PAPER_PPL."""
+    return [(T, s, m, kl_floor_per_dim(PAPER_FAST_LOOP, T) * PAPER_DIMS_PER_TOKEN) for T, (s, m) in PAPER_PPL.items()]
+
+
 def kl_floor_table() -> str:
-    cfg = PAPER_FAST_LOOP
-    rows = []
-    for T, (ppl_s, ppl_m) in PAPER_PPL.items():
-        floor = kl_floor_per_dim(cfg, T) * PAPER_DIMS_PER_TOKEN
-        rows.append([str(T), f"≈{ppl_s} / ≈{ppl_m}", num(floor), num(math.exp(floor)),
-                     "below the floor: cannot be a NELBO" if min(ppl_s, ppl_m) < math.exp(floor) else "consistent"])
+    rows = [[str(T), f"≈{s} / ≈{m}", num(floor), num(math.exp(floor)),
+             "below the floor: cannot be a NELBO" if min(s, m) < math.exp(floor) else "consistent"]
+            for T, s, m, floor in paper_kl_floors()]
     return table(["T", "paper PPL LTM-S / LTM-M", "KL floor (nats/token)", "smallest NELBO PPL", "reading"], rows)
 
 
@@ -127,9 +124,7 @@ def ground_truth_table(inp: Inputs) -> str | None:
             if (rec.get(key) or {}).get("bpb") is not None:
                 rows.append([r.name, label, num(rec[key]["bpb"]), f"{num(truth['bpb'])} ± {num(truth['bpb_stderr'])}",
                              num(rec[key]["bpb"] - truth["bpb"])])
-    if not rows:
-        return None
-    return table(["run", "estimator", "bits/byte", "ground truth (bits/byte)", "excess"], rows)
+    return table(["run", "estimator", "bits/byte", "ground truth (bits/byte)", "excess"], rows) if rows else None
 
 
 def demo_section(demo: dict[str, Any] | None) -> str:
@@ -143,11 +138,8 @@ def demo_section(demo: dict[str, Any] | None) -> str:
                 rows.append([name, "AR", "—", "exact NLL", num(rec["exact"]["bpb"]), "—", "—", "—"])
                 continue
             u = rec["latent_usage"]
-            info = u["information_vs_shuffled"] or u["information_vs_prior"]
-            gaps = rec.get("gap_to_ar") or {}
-            gap = next(iter(gaps.values()), None)
-            rows.append([name, "LTM", t, "IWAE bound", num(rec["iwae"]["bpb"]),
-                         f"{num(info['nats_per_token'])} ± {num(info['stderr'])}", num(u["kl_per_token"]),
+            gap = next(iter((rec.get("gap_to_ar") or {}).values()), None)
+            rows.append([name, "LTM", t, "IWAE bound", num(rec["iwae"]["bpb"]), _info_text(u), num(u["kl_per_token"]),
                          f"{gap['nats_per_token']:+.4f} ± {num(gap['stderr'])}" if gap else "—"])
     post = demo.get("posterior") or {}
     setup = (f" The LTM has N_z = {next((r['n_latents'] for r in demo['runs'].values() if family(r['family']).has_latents), '?')}"
@@ -162,20 +154,29 @@ def demo_section(demo: dict[str, Any] | None) -> str:
             f"can beat in expectation): **{num(truth['bpb'])} ± {num(truth['bpb_stderr'])} bits/byte**. "
             "*LTM - AR* is the IWAE bound minus AR's exact NLL on the same rows (paired; ± standard error over rows).",
             "", table(["run", "family", "T_eval", "estimator", "bits/byte", "info vs shuffled (nats/token)", "KL/token",
-                       "LTM - AR (nats/token)"], rows)]
-    text += ["", demo_verdict(demo)]
+                       "LTM - AR (nats/token)"], rows), "", demo_verdict(demo)]
     return "\n".join(text)
+
+
+def best_demo_gap(demo: dict[str, Any] | None) -> tuple[Any, dict[str, Any], bool] | None:
+    """The demo's lowest paired LTM - AR gap as (T_eval, gap, clearly below AR: by more than three standard
+    errors); None without an LTM and AR pair."""
+    gaps = [(t, g) for r in ((demo or {}).get("runs") or {}).values() if family(r["family"]).has_latents
+            for t, rec in r["by_T_eval"].items() for g in (rec.get("gap_to_ar") or {}).values()]
+    if not gaps:
+        return None
+    t, best = min(gaps, key=lambda p: p[1]["nats_per_token"])
+    return t, best, best["stderr"] is not None and -best["nats_per_token"] > 3 * best["stderr"]
 
 
 def demo_verdict(demo: dict[str, Any]) -> str:
     """One sentence: do the latents carry information, and does the best LTM bound beat AR clearly?"""
-    ltm = [(t, rec) for r in demo["runs"].values() if family(r["family"]).has_latents for t, rec in r["by_T_eval"].items()]
-    gaps = [(t, g) for t, rec in ltm for g in (rec.get("gap_to_ar") or {}).values()]
-    if not ltm or not gaps:
+    found = best_demo_gap(demo)
+    if found is None:
         return "No LTM and AR pair to compare."
-    carries = any(rec["latent_usage"]["latents_carry_information"] for _, rec in ltm)
-    t, best = min(gaps, key=lambda p: p[1]["nats_per_token"])
-    clear = best["nats_per_token"] < 0 and best["stderr"] is not None and -best["nats_per_token"] > 3 * best["stderr"]
+    t, best, clear = found
+    carries = any(rec["latent_usage"]["latents_carry_information"] for r in demo["runs"].values()
+                  if family(r["family"]).has_latents for rec in r["by_T_eval"].values())
     how = ("below the AR baseline's exact NLL, clearly (more than three standard errors)" if clear else
            "not clearly below the AR baseline's exact NLL")
     return (f"The latents {'carry' if carries else 'do not carry'} information here; the LTM's best bound "
@@ -202,7 +203,7 @@ def deviations(params: dict) -> list[str]:
     for key, (paper, what) in PAPER_SETTINGS.items():
         node = params
         for part in key.split("."):
-            node = (node or {}).get(part) if isinstance(node, dict) else None
+            node = node.get(part) if isinstance(node, dict) else None
         if node is not None and node != paper:
             out.append(f"{what} `{key}` = {node} (paper: {paper})")
     return out
@@ -242,5 +243,5 @@ def latent_section(inp: Inputs, figs: dict[str, FigureInfo]) -> str:
                   "this much KL per token, whatever the decoder; e^floor is the smallest NELBO perplexity they allow. "
                   "A reported perplexity below it cannot include the KL term (the public code's checkpoint-selecting "
                   "validation loss is the NLL at z without KL) or came from other settings.", "", kl_floor_table(),
-              "", demo_section(getattr(inp, "demo", None))]
+              "", demo_section(inp.demo)]
     return "\n".join(parts)

@@ -37,10 +37,8 @@ def x_variable(law: Law) -> tuple[str, str]:
 
 
 def subset_text(subset: dict[str, Any] | None) -> str:
-    if not subset:
-        return "all runs"
     parts = []
-    for k, v in subset.items():
+    for k, v in (subset or {}).items():
         if v is None:
             continue
         if isinstance(v, float) and v.is_integer():
@@ -51,8 +49,9 @@ def subset_text(subset: dict[str, Any] | None) -> str:
 
 def read_residuals(path: Path) -> list[dict[str, Any]]:
     """residuals.csv rows with numeric columns as floats (NaN where empty)."""
-    if Path(path).is_file():
-        check_file(path)
+    if not Path(path).is_file():
+        raise LtmError(f"missing scaling residuals: {path}")
+    check_file(path)
     try:
         with open(path, newline="", encoding="utf-8") as fh:
             rows = list(csv.DictReader(fh))
@@ -172,11 +171,8 @@ def refusals(fit: dict[str, Any]) -> list[dict[str, Any]]:
         for e in g.get("laws", []):
             if e.get("status") == "accepted":
                 continue
-            reason = str(e.get("reason") or "no reason recorded").strip()
-            prefix = f"{e['law']}: "
-            if reason.startswith(prefix):
-                reason = reason[len(prefix):]
-            key = (g["family"], g["loss_kind"], e["law"], reason.splitlines()[0] if reason else reason)
+            reason = str(e.get("reason") or "no reason recorded").strip().removeprefix(f"{e['law']}: ")
+            key = (g["family"], g["loss_kind"], e["law"], reason.splitlines()[0])
             grouped.setdefault(key, []).append(subset_text(e.get("subset")))
     return [{"family": k[0], "loss_kind": k[1], "law": k[2], "reason": k[3], "subsets": v}
             for k, v in grouped.items()]

@@ -7,7 +7,11 @@ from typing import Any
 
 from ltm.report.figures import FigureInfo
 from ltm.report.inputs import Inputs
-from ltm.report.tables import hash_text, table
+from ltm.report.tables import table
+
+
+def hash_text(rec: dict[str, Any] | None) -> str:
+    return str(rec.get("params_hash")) if rec and rec.get("params_hash") else "missing"
 
 
 def _feed(inp: Inputs, item: str, runs: list[str], scaling: bool = False) -> dict[str, Any]:
@@ -57,7 +61,6 @@ def lineage_section(inp: Inputs, feed_list: list[dict[str, Any]]) -> str:
                 f"`{_short(r.train_lineage, 'output_sha256')}`", f"`{hash_text(r.eval_lineage)}`",
                 f"`{_short(((r.eval_lineage or {}).get('files') or {}), 'metrics.json')}`"]
                for r in inp.runs]
-    sc = inp.scaling_lineage
     parts = [
         "## 6. Lineage\n",
         "Params hashes are those of each stage's own params subset (its lineage.json); `missing` means the "
@@ -65,7 +68,7 @@ def lineage_section(inp: Inputs, feed_list: list[dict[str, Any]]) -> str:
         table(["figure / table", "runs", "train params hashes", "eval params hashes (+ scaling fit)"], rows), "",
         table(["run", "train params hash", "run hash", "model sha256", "eval params hash", "eval metrics sha256"],
               per_run), "",
-        f"Scaling fit: params hash `{hash_text(sc)}`, fit.json data hash "
+        f"Scaling fit: params hash `{hash_text(inp.scaling_lineage)}`, fit.json data hash "
         f"`{str(inp.fit.get('data_hash'))[:16]}`, schema `{inp.fit.get('schema', '—')}`. "
         "The same mapping is in inputs.json. Git commits and times are kept out of every hashed artifact "
         "(each stage's lineage.run.json; `ltm lineage PATH` prints them), so the same inputs give "

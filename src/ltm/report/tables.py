@@ -1,7 +1,8 @@
-"""Markdown sections of the report: header, run table, figures, fitted laws, zero-/few-shot, lineage.
+"""Markdown helpers and the run-level sections of the report: header, run table, T_eval and compute
+figures, zero-/few-shot and generation.
 
 Numbers are printed with 4 significant digits (`num`); counts as integers. Every LTM number carries its
-protocol (T_eval, K); AR numbers are exact. A refused law is printed with its reason only.
+protocol (T_eval, K); AR numbers are exact.
 """
 from __future__ import annotations
 
@@ -19,18 +20,16 @@ PAPER_LABEL = "paper (OWT-trained, GPT-2 tokenizer; not comparable in scale)"
 PAPER_PROTOCOL = ("posterior fitted on the scored sequence at the training T, NELBO with the optimisation noise, "
                   "mean over sequences of exp(NELBO/len); reported as upper bounds (<=) but optimistically "
                   "biased (Kong et al. 2025, section 5); 1024-token blocks")
-ESTIMATORS = (("iwae", "IWAE"), ("fresh_elbo", "fresh ELBO"), ("exact", "exact"))
+ESTIMATORS = {"iwae": "IWAE", "fresh_elbo": "fresh ELBO", "exact": "exact"}
 
 
 def num(x: Any) -> str:
-    """4 significant digits; an em dash for a missing or non-finite value."""
-    if x is None or isinstance(x, bool):
-        return "—"
+    """4 significant digits; an em dash for a missing, boolean or non-finite value."""
     try:
         v = float(x)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError):  # None, text
         return "—"
-    if not math.isfinite(v):
+    if isinstance(x, bool) or not math.isfinite(v):
         return "—"
     if v.is_integer() and abs(v) < 1e7:
         return str(int(v))
@@ -58,11 +57,11 @@ def protocol_text(rec: dict[str, Any] | None) -> str:
 
 
 def best_bpb(rec: dict[str, Any] | None) -> tuple[str, str]:
-    """bits/byte of the tightest estimate (`report_metrics.tightest`) and its label."""
+    """bits/byte of the tightest estimate (`metrics.tightest`) and its label."""
     key = tightest(rec)
     if key is None:
         return "—", "—"
-    return num(rec[key].get("bpb")), dict(ESTIMATORS).get(key, key)
+    return num(rec[key].get("bpb")), ESTIMATORS.get(key, key)
 
 
 def extra_keys(recs: list[dict[str, Any] | None]) -> list[str]:
@@ -70,12 +69,14 @@ def extra_keys(recs: list[dict[str, Any] | None]) -> list[str]:
     return list(dict.fromkeys(k for rec in recs for k in other_bounds(rec)))
 
 
-def _ppl(rec: dict[str, Any] | None, key: str) -> str:
-    return num(rec[key].get("ppl")) if rec and key in rec else "—"
+def _estimator_head(extra: list[str]) -> list[str]:
+    return ["IWAE PPL (≤)", "fresh-ELBO PPL (≤)", *(f"{k} PPL (≤)" for k in extra), "exact PPL", "bpb", "bpb of"]
 
 
-def hash_text(rec: dict[str, Any] | None) -> str:
-    return str(rec.get("params_hash")) if rec and rec.get("params_hash") else "missing"
+def _estimator_cells(rec: dict[str, Any] | None, extra: list[str]) -> list[str]:
+    """The cells under `_estimator_head`: each estimator's PPL, then the tightest estimate's bits/byte."""
+    ppl = [num(rec[k].get("ppl")) if rec and k in rec else "—" for k in ("iwae", "fresh_elbo", *extra, "exact")]
+    return [*ppl, *best_bpb(rec)]
 
 
 # ---------------------------------------------------------------- sections
@@ -89,11 +90,10 @@ def header(inp: Inputs) -> str:
     recs = [rec for r in runs for rec in (r.eval.get("splits") or {}).values()]
     tok_sha = sorted({str(rec.get("dataset", {}).get("tokenizer_sha256"))[:12] for rec in recs} - {"None"})
     h = params_hash({k: v for k, v in params.items() if k != "runtime"})
-    vals = [r.split(inp.split) for r in runs if family(r.family).has_latents and r.split(inp.split)]
-    Ts = sorted({v["protocol"].get("T_eval") for v in vals} - {None})
-    at_train = all(r.split(inp.split)["protocol"].get("T_eval") == r.inner_steps
-                   for r in runs if family(r.family).has_latents and r.split(inp.split))
-    Ks = sorted({v["protocol"].get("K") for v in vals} - {None})
+    ltm = [(r, r.split(inp.split)["protocol"]) for r in runs if family(r.family).has_latents and r.split(inp.split)]
+    Ts = sorted({p.get("T_eval") for _, p in ltm} - {None})
+    at_train = all(p.get("T_eval") == r.inner_steps for r, p in ltm)
+    Ks = sorted({p.get("K") for _, p in ltm} - {None})
     t_list = ", ".join(map(str, Ts)) or "—"
     which_t = "the training T of each run" if at_train else "eval.t_eval, not the training T"
     return "\n".join([
@@ -122,18 +122,15 @@ def header(inp: Inputs) -> str:
 def run_table(inp: Inputs) -> str:
     extra = extra_keys([r.split(inp.split) for r in inp.runs])
     head = ["run", "family", "params", "tokens", "T", "N_z", "train FLOPs", "train val loss", "val loss kind",
-            "IWAE PPL (≤)", "fresh-ELBO PPL (≤)", *(f"{k} PPL (≤)" for k in extra), "exact PPL", "bpb", "bpb of",
-            "eval FLOPs/token", "eval stage FLOPs/token", "eval protocol"]
+            *_estimator_head(extra), "eval FLOPs/token", "eval stage FLOPs/token", "eval protocol"]
     rows = []
     for r in inp.runs:
         rec = r.split(inp.split)
-        bpb, of = best_bpb(rec)
         rows.append([r.name, family(r.family).label, num(r.train.get("params")), num(r.train.get("tokens")),
                      num(r.train.get("inner_steps", r.inner_steps)), num(r.train.get("n_latents")),
                      num(r.train.get("train_flops")), num(r.train.get("val_loss")),
-                     str(r.train.get("val_loss_kind", "—")),
-                     _ppl(rec, "iwae"), _ppl(rec, "fresh_elbo"), *(_ppl(rec, k) for k in extra), _ppl(rec, "exact"),
-                     bpb, of, num((rec or {}).get("protocol", {}).get("flops_per_token")),
+                     str(r.train.get("val_loss_kind", "—")), *_estimator_cells(rec, extra),
+                     num((rec or {}).get("protocol", {}).get("flops_per_token")),
                      num((r.eval.get("eval_cost") or {}).get("flops_per_scored_token")), protocol_text(rec)])
     kinds = sorted({str(r.train.get("val_loss_kind")) for r in inp.runs})
     notes = {"nelbo_optim_noise": "`nelbo_optim_noise`: the trainer's quick LTM validation loss (NELBO with the "
@@ -205,15 +202,10 @@ def zero_shot_section(inp: Inputs) -> str:
     others = [(r, split, rec) for r in inp.runs for split, rec in (r.eval.get("splits") or {}).items()
               if split != inp.split]
     extra = extra_keys([rec for _, _, rec in others])
-    head = ["run", "family", "split", "protocol", "tokens", "IWAE PPL (≤)", "fresh-ELBO PPL (≤)",
-            *(f"{k} PPL (≤)" for k in extra), "exact PPL", "bpb", "bpb of", "paper-protocol PPL (biased)"]
-    rows = []
-    for r, split, rec in others:
-        bpb, of = best_bpb(rec)
-        paper = num(rec["paper"].get("ppl_mean_of_sequences")) if "paper" in rec else "—"
-        rows.append([r.name, family(r.family).label, split, protocol_text(rec),
-                     num(rec.get("protocol", {}).get("tokens")), _ppl(rec, "iwae"), _ppl(rec, "fresh_elbo"),
-                     *(_ppl(rec, k) for k in extra), _ppl(rec, "exact"), bpb, of, paper])
+    head = ["run", "family", "split", "protocol", "tokens", *_estimator_head(extra), "paper-protocol PPL (biased)"]
+    rows = [[r.name, family(r.family).label, split, protocol_text(rec), num(rec.get("protocol", {}).get("tokens")),
+             *_estimator_cells(rec, extra), num(rec.get("paper", {}).get("ppl_mean_of_sequences"))]
+            for r, split, rec in others]
     parts = ["## 5. Zero-shot and few-shot\n", "### Zero-shot (splits other than the headline split)\n"]
     if rows:
         parts += ["Scored with the same protocol as the run table; `heldout-lee` is the held-out news domain of "
@@ -237,7 +229,7 @@ def generation_section(inp: Inputs) -> list[str]:
         g = r.generation
         for mode, m in ((g or {}).get("modes") or {}).items():
             rows.append([r.name, family(r.family).label, mode, str(g.get("judge", "—")), num(m.get("gen_ppl")),
-                         num(m.get("unigram_entropy")), num(m.get("mauve")) if m.get("mauve") is not None else "—"])
+                         num(m.get("unigram_entropy")), num(m.get("mauve"))])
     if not rows:
         return parts + ["No generation results: no `results/generation/<RUN>/metrics.json` exists for any run."]
     proto = next(r.generation["protocol"] for r in inp.runs if r.generation)
@@ -267,17 +259,17 @@ def fewshot_section(inp: Inputs) -> list[str]:
     parts = ["### Few-shot reasoning\n"]
     rows = []
     for r in inp.runs:
-        for rec in fewshot_records(r.fewshot) if r.fewshot is not None else []:
+        for rec in fewshot_records(r.fewshot):
             rows.append([r.name, family(r.family).label, num(rec.get("k")), num(rec.get("n")),
                          num(rec.get("problems")), num(rec.get("solved")), num(rec.get("pass_at_n")),
                          str(rec.get("source", rec.get("dataset", "—")))])
     if rows:
-        parts += [f"From `{inp.paths['fewshot']}/<RUN>/metrics.json`. LTM: z fitted on the prompt, n greedy decodes "
+        parts += [f"From `{inp.fewshot_dir}/<RUN>/metrics.json`. LTM: z fitted on the prompt, n greedy decodes "
                   "with independent posterior fits; AR: n temperature samples; solved if any try's first number "
                   "equals the answer.\n",
                   table(["run", "family", "k (shots)", "n (tries)", "problems", "solved", "pass@n", "source"], rows)]
     else:
-        parts.append(f"**Not run**: no `{inp.paths['fewshot']}/<RUN>/metrics.json` exists for any run.")
+        parts.append(f"**Not run**: no `{inp.fewshot_dir}/<RUN>/metrics.json` exists for any run.")
     parts += ["", f"Reference, {PAPER_LABEL}: GSM8K pass@5 (%, ≈ read off the paper's figure; protocol: k "
                   "demonstrations 'Question: q Answer: a', z fitted on the prompt, greedy decoding with 5 "
                   "independent z draws, correct if the answer string appears in any).\n",
