@@ -40,14 +40,13 @@ class FitError(LtmError):
 
 
 # The method's fixed choices (docs/scaling.md §3.4); fit.json records them under these names (ltm.scaling.api).
-FTOL, GTOL, MAXITER = 1e-15, 1e-9, 10_000
+TOLERANCES = {"ftol": 1e-15, "gtol": 1e-9, "maxiter": 10_000}
 MIN_AGREE = 3  # starts that must reach the best objective
 AGREE_REL = 1e-9  # ... within this relative objective difference
 AGREE_ABS = 1e-10  # ... or this absolute one (exact data has J ≈ 0)
 AGREE_PARAM = 1e-4  # exponents of the agreeing starts must match this closely
 BOUND_TOL = 1e-6
 RESTART_REL = 1e-10
-TOLERANCES = {"ftol": FTOL, "gtol": GTOL, "maxiter": MAXITER}
 
 
 @dataclass(frozen=True)
