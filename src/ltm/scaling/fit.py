@@ -184,10 +184,10 @@ def check_acceptance(law: Law, starts: list[Start], obj: Objective) -> dict[str,
 
 
 @one_blas_thread()
-def fit_law(law: Law, cols: Cols, lnL: np.ndarray, s: FitSettings, weights: np.ndarray | None = None,
-            scale: float = 1.0, extra_starts: Iterable[np.ndarray] = (), opts: dict | None = None) -> FitResult:
+def fit_law(law: Law, cols: Cols, lnL: np.ndarray, s: FitSettings, scale: float = 1.0,
+            extra_starts: Iterable[np.ndarray] = ()) -> FitResult:
     """Multi-start fit; the §3.4 acceptance rules must hold or FitError is raised."""
-    starts = multistart(law, cols, lnL, s, weights, scale, extra_starts, opts)
-    diag = check_acceptance(law, starts, Objective(law, cols, lnL, s.delta, weights, scale))
+    starts = multistart(law, cols, lnL, s, scale=scale, extra_starts=extra_starts)
+    diag = check_acceptance(law, starts, Objective(law, cols, lnL, s.delta, scale=scale))
     return FitResult(law, starts[0].theta, starts[0].J, diag)
 
