@@ -11,7 +11,7 @@ a threaded OpenBLAS on busy cores every call waited for a descheduled helper thr
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, NamedTuple
 
 import numpy as np
@@ -119,7 +119,7 @@ class FitResult:
     law: Law
     theta: np.ndarray
     J: float
-    diagnostics: dict[str, Any] = field(default_factory=dict)
+    diagnostics: dict[str, Any]
 
     def natural(self) -> dict[str, float]:
         return self.law.natural(self.theta)
