@@ -25,7 +25,7 @@ def is_bound(loss_kind: str) -> bool:
     return not loss_kind.startswith("nll")
 
 
-def _num(rec: dict, key: str, where: str, positive: bool = True, default: float = math.nan) -> float:
+def _num(rec: dict, key: str, where: str, positive: bool, default: float) -> float:
     v = rec.get(key)
     if v is None:
         return default
