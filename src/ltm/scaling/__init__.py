@@ -10,10 +10,6 @@ Records (one dict per evaluated run or checkpoint): run, family ('ltm' | 'ar' | 
 T_eval missing or equal to T carry a run's headline loss; the other rows of one (run, tokens) form its
 loss-vs-T_eval curve), seed, final (False: a checkpoint, excluded), diverged (True: excluded).
 `cfg` is params.yaml's `fit` section without loss_kinds and split: every key of `ltm.scaling.config.KEYS`.
-
-Modules, lowest first: laws (forms by law id), fit (objective, L-BFGS-B, acceptance), records (inputs),
-checks (design, identifiability, errors), uncertainty (bootstrap), frontier (N*, D*, crossover), config,
-analyse (one law → one entry), nd (the main law), axes (the others), group (one family and loss kind), api.
 """
 from ltm.scaling.api import format_summary, run_scaling, write_outputs
 from ltm.scaling.config import KEYS

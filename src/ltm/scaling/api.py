@@ -7,7 +7,7 @@ import json
 import math
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -124,13 +124,17 @@ def write_outputs(result: dict[str, Any], out_dir: str | Path) -> dict[str, Path
     out_dir = Path(out_dir)
     fit_path, csv_path = out_dir / "fit.json", out_dir / "residuals.csv"
     write_json(fit_path, {k: v for k, v in result.items() if k != "residual_rows"})
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=RESIDUAL_COLUMNS, extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
-    for row in result.get("residual_rows", []):
-        w.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in RESIDUAL_COLUMNS})
-    write_text(csv_path, buf.getvalue())
+    write_csv(csv_path, RESIDUAL_COLUMNS, result.get("residual_rows", []))
     return {"fit": fit_path, "residuals": csv_path}
+
+
+def write_csv(path: Path, columns: Iterable[str], rows: Iterable[dict[str, Any]]) -> None:
+    """`rows` under `columns`, atomically; a missing or None value is written empty, other keys are ignored."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    write_text(path, buf.getvalue())
 
 
 def format_summary(result: dict[str, Any]) -> str:

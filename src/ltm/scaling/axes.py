@@ -39,12 +39,12 @@ def one_variable(p: Points, st: Settings, tags: dict[str, Any]) -> list[Outcome]
             if distinct(x).size < MIN_DISTINCT:
                 continue  # cannot support any exponent: not worth a refusal line
             design = Design(axes={var: x})
-            split = _leave_top_out(sub, design, x, var, st)
+            split = _leave_top_out(sub, design, x, var)
             outs.append(run_law(law, sub, st, {fixed: value}, design, tags, heldout=split))
     return outs
 
 
-def _leave_top_out(p: Points, design: Design, x: np.ndarray, var: str, st: Settings) -> Split:
+def _leave_top_out(p: Points, design: Design, x: np.ndarray, var: str) -> Split:
     """Held-out split that predicts the largest value of x. Leaving it out removes one distinct value,
     so the training part may have one fewer than the full design needs."""
     top = float(np.max(x))
@@ -65,7 +65,7 @@ def envelope(p: Points, st: Settings, tags: dict[str, Any]) -> Outcome:
     sub = p.take(pareto(p))
     design = Design(axes={"C": sub.C_fit})
     out = run_law(ENVELOPE, sub, st, {"runs": "pareto-optimal"}, design, tags,
-                  heldout=_leave_top_out(sub, design, sub.C_fit, "C", st))
+                  heldout=_leave_top_out(sub, design, sub.C_fit, "C"))
     if out.accepted:  # Kaplan's names: gamma is alpha_C
         out.entry["note"] = "A_C = A, gamma = alpha in L = E + A/C^alpha"
     return out
@@ -89,7 +89,7 @@ def extra_axis(p: Points, axis: str, st: Settings, tags: dict[str, Any]) -> list
             design = Design(axes={"N": sub.N, "D/N": sub.D / sub.N, axis: x}, spans={axis: AXIS_MIN_SPAN},
                             min_points=need)
             outcomes[name] = run_law(law, sub, st, {other: other_value}, design, tags,
-                                     heldout=_leave_top_out(sub, design, x, axis, st), n_bootstrap=0)
+                                     heldout=_leave_top_out(sub, design, x, axis), n_bootstrap=0)
         sel = _choose(outcomes, sub, f"held-out MAE (largest {axis} left out)")
         sel["reason"] = None if sel["chosen"] else "no form has an accepted fit with a held-out error"
         if sel["chosen"] is not None and st.n_bootstrap > 0:  # only the winner: each form costs a multi-start fit

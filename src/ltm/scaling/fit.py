@@ -11,7 +11,7 @@ a threaded OpenBLAS on busy cores every call waited for a descheduled helper thr
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, NamedTuple
 
 import numpy as np
@@ -40,14 +40,13 @@ class FitError(LtmError):
 
 
 # The method's fixed choices (docs/scaling.md §3.4); fit.json records them under these names (ltm.scaling.api).
-FTOL, GTOL, MAXITER = 1e-15, 1e-9, 10_000
+TOLERANCES = {"ftol": 1e-15, "gtol": 1e-9, "maxiter": 10_000}
 MIN_AGREE = 3  # starts that must reach the best objective
 AGREE_REL = 1e-9  # ... within this relative objective difference
 AGREE_ABS = 1e-10  # ... or this absolute one (exact data has J ≈ 0)
 AGREE_PARAM = 1e-4  # exponents of the agreeing starts must match this closely
 BOUND_TOL = 1e-6
 RESTART_REL = 1e-10
-TOLERANCES = {"ftol": FTOL, "gtol": GTOL, "maxiter": MAXITER}
 
 
 @dataclass(frozen=True)
@@ -120,7 +119,7 @@ class FitResult:
     law: Law
     theta: np.ndarray
     J: float
-    diagnostics: dict[str, Any] = field(default_factory=dict)
+    diagnostics: dict[str, Any]
 
     def natural(self) -> dict[str, float]:
         return self.law.natural(self.theta)
@@ -185,10 +184,10 @@ def check_acceptance(law: Law, starts: list[Start], obj: Objective) -> dict[str,
 
 
 @one_blas_thread()
-def fit_law(law: Law, cols: Cols, lnL: np.ndarray, s: FitSettings, weights: np.ndarray | None = None,
-            scale: float = 1.0, extra_starts: Iterable[np.ndarray] = (), opts: dict | None = None) -> FitResult:
+def fit_law(law: Law, cols: Cols, lnL: np.ndarray, s: FitSettings, scale: float = 1.0,
+            extra_starts: Iterable[np.ndarray] = ()) -> FitResult:
     """Multi-start fit; the §3.4 acceptance rules must hold or FitError is raised."""
-    starts = multistart(law, cols, lnL, s, weights, scale, extra_starts, opts)
-    diag = check_acceptance(law, starts, Objective(law, cols, lnL, s.delta, weights, scale))
+    starts = multistart(law, cols, lnL, s, scale=scale, extra_starts=extra_starts)
+    diag = check_acceptance(law, starts, Objective(law, cols, lnL, s.delta, scale=scale))
     return FitResult(law, starts[0].theta, starts[0].J, diag)
 

@@ -38,8 +38,8 @@ def seed_noise(p: Points, delta: float) -> dict[str, Any]:
         x = p.lnL[inv == g]
         ss += float(np.sum((x - x.mean()) ** 2))
         dof += x.size - 1
-    measured = int((counts >= 3).sum()) >= 2
-    out: dict[str, Any] = {"measured": measured, "configs_with_3_seeds": int((counts >= 3).sum()),
+    n3 = int((counts >= 3).sum())
+    out: dict[str, Any] = {"measured": n3 >= 2, "configs_with_3_seeds": n3,
                            "sd_log_loss": math.sqrt(ss / dof) if dof else None}
     if out["sd_log_loss"] is not None and out["sd_log_loss"] > 10 * delta:
         out["note"] = "seed noise >> huber delta: the Huber loss acts almost like L1 on these data"

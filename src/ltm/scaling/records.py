@@ -25,7 +25,7 @@ def is_bound(loss_kind: str) -> bool:
     return not loss_kind.startswith("nll")
 
 
-def _num(rec: dict, key: str, where: str, positive: bool = True, default: float = math.nan) -> float:
+def _num(rec: dict, key: str, where: str, positive: bool, default: float) -> float:
     v = rec.get(key)
     if v is None:
         return default
@@ -153,8 +153,4 @@ def distinct(x: np.ndarray, rel: float = 1e-6) -> np.ndarray:
     value is reported as the smallest data value of its cluster (no round-off from log/exp)."""
     x = np.asarray(x, float)
     x = np.sort(x[np.isfinite(x)])
-    if x.size == 0:
-        return x
-    lx = np.log(np.maximum(x, 1e-300))
-    keep = np.concatenate([[True], np.diff(lx) > rel])
-    return x[keep]
+    return x[np.diff(np.log(np.maximum(x, 1e-300)), prepend=-np.inf) > rel]

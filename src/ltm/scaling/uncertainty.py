@@ -14,7 +14,7 @@ import numpy as np
 
 from ltm.scaling.fit import (
     AGREE_PARAM,
-    MAXITER,
+    TOLERANCES,
     FitSettings,
     Objective,
     beaten,
@@ -65,7 +65,7 @@ def _replicates(law: Law, cols: Cols, lnLs: np.ndarray, weights: np.ndarray, the
             best = multistart(law, cols, lnLs[i], fs, weights[i], scale, extra_starts=[theta_hat], opts=opts)[0]
             if beaten(st.J, best.J) and np.max(np.abs(best.theta - st.theta)) > AGREE_PARAM:
                 disagree, st = True, best
-        good = np.all(np.isfinite(st.theta)) and np.isfinite(st.J) and st.nit < MAXITER
+        good = np.all(np.isfinite(st.theta)) and np.isfinite(st.J) and st.nit < TOLERANCES["maxiter"]
         out.append((st.theta if good else np.full(law.n_params, np.nan), disagree))
     return out
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import os
 from pathlib import Path
 
@@ -12,12 +11,14 @@ from ltm.families import family
 from ltm.grid import all_runs
 from ltm.io import read_json, write_text
 from ltm.scaling import format_summary, run_scaling, write_outputs
+from ltm.scaling.api import write_csv
 from ltm.stage_run import begin
 
 # metrics.json key of each loss kind, and the field holding nats per token
 KIND_SOURCE = {"nll_exact": ("exact", "nll"), "iwae": ("iwae", "nelbo"), "elbo_fresh": ("fresh_elbo", "nelbo"),
                "paper_protocol": ("paper", "nelbo"), "diffusion_nelbo": ("diffusion_bound", "nelbo")}
 CURVE_COLUMN = {"iwae": "iwae_nelbo", "elbo_fresh": "fresh_elbo_nelbo", "paper_protocol": "paper_nelbo"}
+RECORD_COLUMNS = ("run", "family", "loss_kind", "loss", "params", "tokens", "flops", "T", "n_latents", "T_eval")
 
 
 def read_curve(path: Path) -> list[dict]:
@@ -56,15 +57,6 @@ def collect_records(params: dict, eval_dir: Path) -> list[dict]:
     return records
 
 
-def write_records(path: Path, records: list[dict]) -> None:
-    columns = ["run", "family", "loss_kind", "loss", "params", "tokens", "flops", "T", "n_latents", "T_eval"]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(records)
-    write_text(path, buf.getvalue())
-
-
 def scaling(params_path: str, eval_dir: str, out: str) -> dict:
     stage = begin("scaling", params_path, out=out)
     params = stage.params
@@ -74,7 +66,7 @@ def scaling(params_path: str, eval_dir: str, out: str) -> dict:
     result = run_scaling(records, cfg, processes=stage.threads or os.cpu_count() or 1)
     out_dir = Path(out)
     write_outputs(result, out_dir)
-    write_records(out_dir / "records.csv", records)
+    write_csv(out_dir / "records.csv", RECORD_COLUMNS, records)
     write_text(out_dir / "summary.txt", format_summary(result) + "\n")
     stage.record(out_dir / "fit.json", {"eval": eval_dir}, record=out_dir / "lineage.json",
                  files=[out_dir / name for name in ("fit.json", "residuals.csv", "records.csv", "summary.txt")])
