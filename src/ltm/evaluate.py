@@ -12,6 +12,7 @@ The paper's own aggregate, mean_i exp(NELBO_i / len_i), is reported as paper.ppl
 
 import math
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,6 @@ from ltm.bounds import (
     ar_nll,
     bits_per_byte,
     paper_perplexity,
-    score_batch,
     score_stops,
     scored_tokens,
 )
@@ -128,18 +128,13 @@ def _batch_scores(model: Decoder, x: torch.Tensor, y: torch.Tensor, seed: int, f
     (`one_fit`) or one fit per T."""
     got = {t: cache.scores[k] for t, k in cached.items() if cache is not None and k in cache.scores}
     todo = sorted(set(fit_cfgs) - set(got))
-    if cache is not None and todo:  # one fit per T, or one through the largest whose other stops add their scoring
-        per_token = sum(scoring_flops_per_token(model, t, ecfg.samples, usage=False) for t in todo)
-        if one_fit:
-            per_token = (scoring_flops_per_token(model, todo[-1], ecfg.samples, usage=False)
-                         + (len(todo) - 1) * scoring_flops_per_token(model, 0, ecfg.samples, usage=False))
+    if cache is not None and todo:  # one fit through the largest T whose other stops add their scoring, or one per T
+        cost = partial(scoring_flops_per_token, model, samples=ecfg.samples, usage=False)
+        per_token = (cost(todo[-1]) + (len(todo) - 1) * cost(0)) if one_fit else sum(cost(t) for t in todo)
         cache.flops += float(scored_tokens(y).sum()) * per_token
-    if one_fit and todo:
-        got.update(score_stops(model, x, y, stops=tuple(todo), samples=ecfg.samples, seed=seed,
-                               post_cfg=fit_cfgs[todo[-1]], rows_per_pass=rows_per_pass))
-    else:
-        got.update({t: score_batch(model, x, y, steps=t, samples=ecfg.samples, seed=seed, post_cfg=fit_cfgs[t],
-                                   rows_per_pass=rows_per_pass) for t in todo})
+    for stops in [tuple(todo)] if one_fit and todo else [(t,) for t in todo]:
+        got.update(score_stops(model, x, y, stops=stops, samples=ecfg.samples, seed=seed,
+                               post_cfg=fit_cfgs[stops[-1]], rows_per_pass=rows_per_pass))
     if cache is not None:
         cache.hits += len(fit_cfgs) - len(todo)
         cache.scores.update({k: got[t] for t, k in cached.items() if k is not None})
