@@ -249,7 +249,7 @@ def _record(model: Decoder, shards: TokenShards, ecfg: EvalConfig, steps: int, p
         "split": shards.split,
         "family": "ltm" if is_ltm else "ar",
         "protocol": {
-            "T_eval": steps if is_ltm else 0,
+            "T_eval": steps,
             "K": ecfg.samples if is_ltm else None,
             "seed": ecfg.seed,
             "batch_size": ecfg.batch_size,
@@ -263,8 +263,7 @@ def _record(model: Decoder, shards: TokenShards, ecfg: EvalConfig, steps: int, p
                           if k not in ("steps", "decoder_grads", "schedule_steps")} if is_ltm else None,
             "lr_schedule": f"{ecfg.lr_schedule}: {LR_SCHEDULES[ecfg.lr_schedule]}" if is_ltm else None,
             "inner_steps": post_cfg.steps if is_ltm else None,
-            "flops_per_token": scoring_flops_per_token(model, steps if is_ltm else 0, ecfg.samples if is_ltm else 0,
-                                                       usage and is_ltm),
+            "flops_per_token": scoring_flops_per_token(model, steps, ecfg.samples if is_ltm else 0, usage and is_ltm),
         },
         "dataset": {
             "split_rows": len(shards),
