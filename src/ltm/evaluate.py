@@ -202,7 +202,6 @@ def _score_points(model: Decoder, shards: TokenShards, ecfg: EvalConfig, t_list:
                and len({replace(c, steps=0) for c in fit_cfgs.values()}) == 1)
     points = {t: _Point() for t in fit_cfgs}
     shared = _Totals()  # tokens, bytes and the AR baseline's exact NLL
-    n_seq = 0
     rows: dict[str, list[float]] = {"nats": [], "tokens": []}
     max_rows = ecfg.max_rows or None
     n_rows = len(shards) if max_rows is None else min(max_rows, len(shards))
@@ -211,7 +210,6 @@ def _score_points(model: Decoder, shards: TokenShards, ecfg: EvalConfig, t_list:
     for j, (x, y) in enumerate(batches):
         x, y = x.to(device), y.to(device)
         tokens = scored_tokens(y)
-        n_seq += len(y)
         shared.add("tokens", tokens)
         shared.add("bytes", target_bytes(y, token_bytes) if token_bytes is not None else float(tokens.sum()) * ratio)
         rows["tokens"] += tokens.tolist()
@@ -233,9 +231,9 @@ def _score_points(model: Decoder, shards: TokenShards, ecfg: EvalConfig, t_list:
                 point.usage.add(s.tokens, s.fresh.nll, alt, s.posterior)
             point.add(s, ecfg.samples)
         rows["nats"] += scores[t_list[0]].iwae.total.tolist()
-    if n_seq == 0:
+    if not rows["tokens"]:
         raise LtmError(f"split {shards.split!r} has no rows to evaluate")
-    return [_record(model, shards, ecfg, t, points.get(t), shared, n_seq, post_cfg=post_cfg,
+    return [_record(model, shards, ecfg, t, points.get(t), shared, len(rows["tokens"]), post_cfg=post_cfg,
                     token_bytes=token_bytes, usage=usage, rows=rows if per_sequence else None) for t in t_list]
 
 
