@@ -11,6 +11,7 @@ The paper's own aggregate, mean_i exp(NELBO_i / len_i), is reported as paper.ppl
 """
 
 import math
+from collections import defaultdict
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 from typing import Any
@@ -73,18 +74,14 @@ class EvalConfig(FromParams):
     lr_schedule: str  # fast lr at T_eval: respan (cosine over T_eval) | continue (training cosine, then lr_min)
 
 
-class _Totals:
-    """Float64 running sums over batches."""
+class _Totals(defaultdict):
+    """Float64 running sums over batches; a key never added reads 0."""
 
     def __init__(self) -> None:
-        self.sums: dict[str, float] = {}
+        super().__init__(float)
 
     def add(self, key: str, value: torch.Tensor | float) -> None:
-        v = float(value.sum()) if isinstance(value, torch.Tensor) else float(value)
-        self.sums[key] = self.sums.get(key, 0.0) + v
-
-    def __getitem__(self, key: str) -> float:
-        return self.sums.get(key, 0.0)
+        self[key] += float(value.sum()) if isinstance(value, torch.Tensor) else float(value)
 
 
 def _per_token(total: float, tokens: float, n_bytes: float) -> dict[str, float]:
