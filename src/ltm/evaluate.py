@@ -338,10 +338,8 @@ def t_eval_curve(model: Decoder, shards: TokenShards, t_list: list[int] | None, 
                             rows_per_pass=rows_per_pass, usage=False, per_sequence=False, desc=desc, cache=cache)
     rows = []
     for t, record in zip(t_list, records):
-        row = curve_row(record)
         # what a fit whose likelihood gradient is zero would leave, on the same scale (nats per token)
-        free = likelihood_free_kl(eval_posterior(post_cfg, t, point.lr_schedule), t, seed=point.seed)
+        free = likelihood_free_kl(eval_posterior(post_cfg, t, point.lr_schedule), t, seed=point.seed)["kl_per_dim"]
         dims_per_token = latent_dims_per_token(model, record["protocol"]["sequences"], record["protocol"]["tokens"])
-        row["kl_likelihood_free"] = free["kl_per_dim"] * dims_per_token
-        rows.append(row)
+        rows.append({**curve_row(record), "kl_likelihood_free": free * dims_per_token})
     return rows
