@@ -230,13 +230,13 @@ def unigram_entropy(ids: Tensor, *, prompt_len: int = 0, eos_id: int | None = No
     return sum(entropies) / len(entropies)
 
 
-def mauve_score(texts: list[str], reference_texts: list[str], **mauve_kwargs) -> dict:
+def mauve_score(texts: list[str], reference_texts: list[str]) -> dict:
     """MAUVE of generated against human texts if the optional `mauve` package imports; else a note."""
     try:
         import mauve
     except ImportError:
         return {"mauve": None, "mauve_note": "mauve not installed (pip install mauve-text); skipped"}
-    out = mauve.compute_mauve(p_text=reference_texts, q_text=texts, **mauve_kwargs)
+    out = mauve.compute_mauve(p_text=reference_texts, q_text=texts)
     return {"mauve": float(out.mauve), "mauve_note": None}
 
 
