@@ -13,7 +13,6 @@ from ltm.generate import (
     next_token,
     prior_z,
     sample,
-    unconditional_sample,
     unigram_entropy,
 )
 from ltm.model import Decoder, ModelConfig
@@ -39,6 +38,15 @@ def tokens(batch: int = 2, seq: int = 20, seed: int = 1) -> torch.Tensor:
 
 def gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
+
+
+def unconditional_sample(model: Decoder, batch: int, max_new_tokens: int, bos_id: int, *,
+                         z_temperature: float = 1.0, generator: torch.Generator | None = None,
+                         **sample_kwargs) -> torch.Tensor:
+    """Decode from BOS with z drawn from the (tempered) prior; the AR baseline decodes with z=None."""
+    z = prior_z(model, batch, z_temperature, generator) if model.cfg.n_latents else None
+    prompt = torch.full((batch, 1), bos_id, dtype=torch.long, device=model.embed.weight.device)
+    return sample(model, prompt, max_new_tokens, z, generator=generator, **sample_kwargs)
 
 
 @pytest.mark.parametrize("n_latents", [0, 4])

@@ -147,9 +147,8 @@ def diffusion_loss(model: nn.Module, x: Tensor, generator: torch.Generator | Non
         scale = 1 - diff.t_min
     per_seq, nll, masked = _time_terms(model, x, t, generator)
     per_seq = scale * per_seq
-    n_masked = masked.sum()
     stats = {"nelbo_per_seq": per_seq.detach(), "masked_frac": masked.float().mean(),
-             "masked_nll": nll.detach().sum() / n_masked.clamp_min(1)}
+             "masked_nll": nll.detach().sum() / masked.sum().clamp_min(1)}
     return per_seq.sum() / x.numel(), stats
 
 

@@ -11,7 +11,9 @@ The paper's own aggregate, mean_i exp(NELBO_i / len_i), is reported as paper.ppl
 """
 
 import math
+from collections import defaultdict
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -22,7 +24,6 @@ from ltm.bounds import (
     ar_nll,
     bits_per_byte,
     paper_perplexity,
-    score_batch,
     score_stops,
     scored_tokens,
 )
@@ -73,18 +74,14 @@ class EvalConfig(FromParams):
     lr_schedule: str  # fast lr at T_eval: respan (cosine over T_eval) | continue (training cosine, then lr_min)
 
 
-class _Totals:
-    """Float64 running sums over batches."""
+class _Totals(defaultdict):
+    """Float64 running sums over batches; a key never added reads 0."""
 
     def __init__(self) -> None:
-        self.sums: dict[str, float] = {}
+        super().__init__(float)
 
     def add(self, key: str, value: torch.Tensor | float) -> None:
-        v = float(value.sum()) if isinstance(value, torch.Tensor) else float(value)
-        self.sums[key] = self.sums.get(key, 0.0) + v
-
-    def __getitem__(self, key: str) -> float:
-        return self.sums.get(key, 0.0)
+        self[key] += float(value.sum()) if isinstance(value, torch.Tensor) else float(value)
 
 
 def _per_token(total: float, tokens: float, n_bytes: float) -> dict[str, float]:
@@ -128,18 +125,13 @@ def _batch_scores(model: Decoder, x: torch.Tensor, y: torch.Tensor, seed: int, f
     (`one_fit`) or one fit per T."""
     got = {t: cache.scores[k] for t, k in cached.items() if cache is not None and k in cache.scores}
     todo = sorted(set(fit_cfgs) - set(got))
-    if cache is not None and todo:  # one fit per T, or one through the largest whose other stops add their scoring
-        per_token = sum(scoring_flops_per_token(model, t, ecfg.samples, usage=False) for t in todo)
-        if one_fit:
-            per_token = (scoring_flops_per_token(model, todo[-1], ecfg.samples, usage=False)
-                         + (len(todo) - 1) * scoring_flops_per_token(model, 0, ecfg.samples, usage=False))
+    if cache is not None and todo:  # one fit through the largest T whose other stops add their scoring, or one per T
+        cost = partial(scoring_flops_per_token, model, samples=ecfg.samples, usage=False)
+        per_token = (cost(todo[-1]) + (len(todo) - 1) * cost(0)) if one_fit else sum(cost(t) for t in todo)
         cache.flops += float(scored_tokens(y).sum()) * per_token
-    if one_fit and todo:
-        got.update(score_stops(model, x, y, stops=tuple(todo), samples=ecfg.samples, seed=seed,
-                               post_cfg=fit_cfgs[todo[-1]], rows_per_pass=rows_per_pass))
-    else:
-        got.update({t: score_batch(model, x, y, steps=t, samples=ecfg.samples, seed=seed, post_cfg=fit_cfgs[t],
-                                   rows_per_pass=rows_per_pass) for t in todo})
+    for stops in [tuple(todo)] if one_fit and todo else [(t,) for t in todo]:
+        got.update(score_stops(model, x, y, stops=stops, samples=ecfg.samples, seed=seed,
+                               post_cfg=fit_cfgs[stops[-1]], rows_per_pass=rows_per_pass))
     if cache is not None:
         cache.hits += len(fit_cfgs) - len(todo)
         cache.scores.update({k: got[t] for t, k in cached.items() if k is not None})
@@ -207,7 +199,6 @@ def _score_points(model: Decoder, shards: TokenShards, ecfg: EvalConfig, t_list:
                and len({replace(c, steps=0) for c in fit_cfgs.values()}) == 1)
     points = {t: _Point() for t in fit_cfgs}
     shared = _Totals()  # tokens, bytes and the AR baseline's exact NLL
-    n_seq = 0
     rows: dict[str, list[float]] = {"nats": [], "tokens": []}
     max_rows = ecfg.max_rows or None
     n_rows = len(shards) if max_rows is None else min(max_rows, len(shards))
@@ -216,7 +207,6 @@ def _score_points(model: Decoder, shards: TokenShards, ecfg: EvalConfig, t_list:
     for j, (x, y) in enumerate(batches):
         x, y = x.to(device), y.to(device)
         tokens = scored_tokens(y)
-        n_seq += len(y)
         shared.add("tokens", tokens)
         shared.add("bytes", target_bytes(y, token_bytes) if token_bytes is not None else float(tokens.sum()) * ratio)
         rows["tokens"] += tokens.tolist()
@@ -238,9 +228,9 @@ def _score_points(model: Decoder, shards: TokenShards, ecfg: EvalConfig, t_list:
                 point.usage.add(s.tokens, s.fresh.nll, alt, s.posterior)
             point.add(s, ecfg.samples)
         rows["nats"] += scores[t_list[0]].iwae.total.tolist()
-    if n_seq == 0:
+    if not rows["tokens"]:
         raise LtmError(f"split {shards.split!r} has no rows to evaluate")
-    return [_record(model, shards, ecfg, t, points.get(t), shared, n_seq, post_cfg=post_cfg,
+    return [_record(model, shards, ecfg, t, points.get(t), shared, len(rows["tokens"]), post_cfg=post_cfg,
                     token_bytes=token_bytes, usage=usage, rows=rows if per_sequence else None) for t in t_list]
 
 
@@ -254,7 +244,7 @@ def _record(model: Decoder, shards: TokenShards, ecfg: EvalConfig, steps: int, p
         "split": shards.split,
         "family": "ltm" if is_ltm else "ar",
         "protocol": {
-            "T_eval": steps if is_ltm else 0,
+            "T_eval": steps,
             "K": ecfg.samples if is_ltm else None,
             "seed": ecfg.seed,
             "batch_size": ecfg.batch_size,
@@ -268,8 +258,7 @@ def _record(model: Decoder, shards: TokenShards, ecfg: EvalConfig, steps: int, p
                           if k not in ("steps", "decoder_grads", "schedule_steps")} if is_ltm else None,
             "lr_schedule": f"{ecfg.lr_schedule}: {LR_SCHEDULES[ecfg.lr_schedule]}" if is_ltm else None,
             "inner_steps": post_cfg.steps if is_ltm else None,
-            "flops_per_token": scoring_flops_per_token(model, steps if is_ltm else 0, ecfg.samples if is_ltm else 0,
-                                                       usage and is_ltm),
+            "flops_per_token": scoring_flops_per_token(model, steps, ecfg.samples if is_ltm else 0, usage and is_ltm),
         },
         "dataset": {
             "split_rows": len(shards),
@@ -349,10 +338,8 @@ def t_eval_curve(model: Decoder, shards: TokenShards, t_list: list[int] | None, 
                             rows_per_pass=rows_per_pass, usage=False, per_sequence=False, desc=desc, cache=cache)
     rows = []
     for t, record in zip(t_list, records):
-        row = curve_row(record)
         # what a fit whose likelihood gradient is zero would leave, on the same scale (nats per token)
-        free = likelihood_free_kl(eval_posterior(post_cfg, t, point.lr_schedule), t, seed=point.seed)
+        free = likelihood_free_kl(eval_posterior(post_cfg, t, point.lr_schedule), t, seed=point.seed)["kl_per_dim"]
         dims_per_token = latent_dims_per_token(model, record["protocol"]["sequences"], record["protocol"]["tokens"])
-        row["kl_likelihood_free"] = free["kl_per_dim"] * dims_per_token
-        rows.append(row)
+        rows.append({**curve_row(record), "kl_likelihood_free": free * dims_per_token})
     return rows

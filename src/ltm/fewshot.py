@@ -94,12 +94,9 @@ def make_problems(n: int, seed: int = 0) -> list[Problem]:
     return list(problems.values())
 
 
-def format_demo(p: Problem) -> str:
-    return f"Question: {p.question} Answer: {p.answer}"
-
-
 def build_prompt(demos: list[Problem], test: Problem) -> str:
-    return "\n".join([*(format_demo(d) for d in demos), f"Question: {test.question} Answer:"])
+    lines = [f"Question: {d.question} Answer: {d.answer}" for d in demos]
+    return "\n".join([*lines, f"Question: {test.question} Answer:"])
 
 
 def select_demonstrations(pool: list[Problem], test: Problem, k: int, rng: random.Random) -> list[Problem]:
@@ -127,13 +124,7 @@ _NUMBER = re.compile(r"-?\d[\d,]*")
 def parse_answer(completion: str) -> str | None:
     """The first integer of the completion's first line (commas dropped), or None."""
     match = _NUMBER.search(completion.split("\n", 1)[0])
-    if match is None:
-        return None
-    return str(int(match.group().replace(",", "")))
-
-
-def _problem_seed(seed: int, index: int) -> int:
-    return (seed * 1_000_003 + index) % 2**63
+    return None if match is None else str(int(match.group().replace(",", "")))
 
 
 def pass_at_n(model: Decoder, tokenizer: Tokenizer, problems: list[Problem], k: int, n: int,
@@ -156,7 +147,7 @@ def pass_at_n(model: Decoder, tokenizer: Tokenizer, problems: list[Problem], k: 
             raise LtmError(f"{k}-shot prompt of {len(ids)} tokens leaves no room in the context "
                            f"(seq_len {model.cfg.seq_len}); lower k")
         prompt = torch.tensor([ids] * n, dtype=torch.long, device=device)
-        generator = torch.Generator(device=device).manual_seed(_problem_seed(seed, index))
+        generator = torch.Generator(device=device).manual_seed((seed * 1_000_003 + index) % 2**63)
         if model.cfg.n_latents:
             z = fit_prompt_z(model, prompt, posterior_cfg, generator=generator).z
             out = sample(model, prompt, max_new_tokens, z, greedy=True, eos_id=eos_id)

@@ -177,15 +177,6 @@ def conditional_sample(model: Decoder, prompt_ids: Tensor, max_new_tokens: int,
     return sample(model, prompt_ids, max_new_tokens, z, **sample_kwargs), z
 
 
-def unconditional_sample(model: Decoder, batch: int, max_new_tokens: int, bos_id: int, *,
-                         z_temperature: float = 1.0, generator: torch.Generator | None = None,
-                         **sample_kwargs) -> Tensor:
-    """Decode from BOS with z drawn from the (tempered) prior; the AR baseline decodes with z=None."""
-    z = prior_z(model, batch, z_temperature, generator) if model.cfg.n_latents else None
-    prompt = torch.full((batch, 1), bos_id, dtype=torch.long, device=model.embed.weight.device)
-    return sample(model, prompt, max_new_tokens, z, generator=generator, **sample_kwargs)
-
-
 def scored_mask(ids: Tensor, prompt_len: int, eos_id: int | None) -> Tensor:
     """True for generated tokens up to and including each row's first EOS."""
     pos = torch.arange(ids.shape[1], device=ids.device)
@@ -239,13 +230,13 @@ def unigram_entropy(ids: Tensor, *, prompt_len: int = 0, eos_id: int | None = No
     return sum(entropies) / len(entropies)
 
 
-def mauve_score(texts: list[str], reference_texts: list[str], **mauve_kwargs) -> dict:
+def mauve_score(texts: list[str], reference_texts: list[str]) -> dict:
     """MAUVE of generated against human texts if the optional `mauve` package imports; else a note."""
     try:
         import mauve
     except ImportError:
         return {"mauve": None, "mauve_note": "mauve not installed (pip install mauve-text); skipped"}
-    out = mauve.compute_mauve(p_text=reference_texts, q_text=texts, **mauve_kwargs)
+    out = mauve.compute_mauve(p_text=reference_texts, q_text=texts)
     return {"mauve": float(out.mauve), "mauve_note": None}
 
 

@@ -108,8 +108,6 @@ def attach_gaps(runs: dict) -> None:
         for rec in run["by_T_eval"].values():
             if family(run["family"]).has_latents:
                 rec["gap_to_ar"] = {name: paired_gap(rec["per_sequence"], rows) for name, rows in ar.items()}
-    for run in runs.values():
-        for rec in run["by_T_eval"].values():
             rec.pop("per_sequence", None)
 
 

@@ -16,8 +16,7 @@ from ltm.tracking import write_rows_tsv
 
 def evaluate(params_path: str, run: str, model_dir: str, shards_dir: str, tokenizer_dir: str, out: str) -> dict:
     stage = begin("evaluate", params_path, out=out)
-    params = stage.params
-    ecfg = EvalConfig.from_params(params["eval"])
+    ecfg = EvalConfig.from_params(stage.params["eval"])
     device = resolve_device(stage.runtime)
     model, config = load_model(Path(model_dir), device)
     fam = family(config["family"])

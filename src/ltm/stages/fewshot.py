@@ -15,8 +15,7 @@ from ltm.stage_run import begin
 
 def fewshot(params_path: str, run: str, model_dir: str, tokenizer_dir: str, out: str) -> dict:
     stage = begin("fewshot", params_path, out=out)
-    params = stage.params
-    cfg = FewshotConfig.from_params(params["fewshot"])
+    cfg = FewshotConfig.from_params(stage.params["fewshot"])
     model, config = load_model(Path(model_dir), resolve_device(stage.runtime))
     tok, manifest = load_tokenizer(Path(tokenizer_dir))
     protocol = {"source": cfg.source, "problems": cfg.problems, "pool": cfg.pool, "n": cfg.n, "seed": cfg.seed,

@@ -25,8 +25,7 @@ from ltm.stage_run import begin
 def generation(params_path: str, run: str, model_dir: str, judge_dir: str, shards_dir: str, tokenizer_dir: str,
                out: str) -> dict:
     stage = begin("generation", params_path, out=out)
-    params = stage.params
-    cfg = gen.GenerationConfig.from_params(params["generation"])
+    cfg = gen.GenerationConfig.from_params(stage.params["generation"])
     device = resolve_device(stage.runtime)
     model, config = load_model(Path(model_dir), device)
     judge, jconfig = load_model(Path(judge_dir), device)
