@@ -8,6 +8,7 @@ had when the artifact was made.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import platform
@@ -62,9 +63,7 @@ def record_path(artifact: str | Path) -> Path:
     if artifact.name == RECORD_NAME:
         return artifact
     sibling = artifact.with_name(artifact.name + ".lineage.json")
-    if sibling.exists():
-        return sibling
-    return artifact.parent / RECORD_NAME
+    return sibling if sibling.exists() else artifact.parent / RECORD_NAME
 
 
 def git_state(cwd: Path | None = None) -> dict:
@@ -81,10 +80,8 @@ def git_state(cwd: Path | None = None) -> dict:
 def package_versions() -> dict:
     versions = {"python": platform.python_version()}
     for name in PACKAGES:
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
     return versions
 
 
