@@ -27,14 +27,17 @@ def _command(sub, name: str, func, help: str, params: bool = True) -> argparse.A
     return p
 
 
-def _folder(p: argparse.ArgumentParser, flag: str, default: str) -> None:
-    p.add_argument(f"--{flag}", default=default, help=f"{flag} folder (default: %(default)s)")
+def _folders(p: argparse.ArgumentParser, *flags: str) -> None:
+    """The data folders a command reads: --corpus, --tokenizer, --shards (default: data/FLAG)."""
+    for flag in flags:
+        p.add_argument(f"--{flag}", default=f"{DATA}/{flag}", help=f"{flag} folder (default: %(default)s)")
 
 
-def _trained_run(p: argparse.ArgumentParser) -> None:
-    """--run and --model of the commands that read a trained run's exported model."""
+def _trained_run(p: argparse.ArgumentParser, *folders: str) -> None:
+    """--run and --model of the commands that read a trained run's exported model, then their data folders."""
     p.add_argument("--run", required=True, help="name of a trained run")
     p.add_argument("--model", default=None, help="trained model folder (default: runs/RUN/model)")
+    _folders(p, *folders)
 
 
 def cmd_corpus(a: argparse.Namespace) -> None:
@@ -59,9 +62,10 @@ def cmd_shards(a: argparse.Namespace) -> None:
 
 def cmd_train(a: argparse.Namespace) -> None:
     from ltm.stages.train import train
-    m = train(a.params, a.run, a.shards, a.out or f"runs/{a.run}", a.resume)
+    out = a.out or f"runs/{a.run}"
+    m = train(a.params, a.run, a.shards, out, a.resume)
     print(f"train {a.run}: {m['steps']} steps, {m['tokens']} tokens, val loss {m['val_loss']:.4f} "
-          f"({m['val_loss_kind']}) -> {a.out or 'runs/' + a.run}")
+          f"({m['val_loss_kind']}) -> {out}")
 
 
 def cmd_evaluate(a: argparse.Namespace) -> None:
@@ -185,31 +189,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=f"{DATA}/corpus", help="output folder (default: %(default)s)")
 
     p = _command(sub, "tokenizer", cmd_tokenizer, "train a byte-level BPE or load the exact GPT-2 BPE")
-    _folder(p, "corpus", f"{DATA}/corpus")
+    _folders(p, "corpus")
     p.add_argument("--out", default=f"{DATA}/tokenizer", help="output folder (default: %(default)s)")
 
     p = _command(sub, "shards", cmd_shards, "encode the corpus into packed Arrow token shards")
-    _folder(p, "corpus", f"{DATA}/corpus")
-    _folder(p, "tokenizer", f"{DATA}/tokenizer")
+    _folders(p, "corpus", "tokenizer")
     p.add_argument("--out", default=f"{DATA}/shards", help="output folder (default: %(default)s)")
 
     p = _command(sub, "train", cmd_train, "train one run of params `runs:` (resumes automatically)")
     p.add_argument("--run", required=True, help="name of an entry under params `runs:`")
-    _folder(p, "shards", f"{DATA}/shards")
+    _folders(p, "shards")
     p.add_argument("--out", default=None, help="run folder (default: runs/RUN)")
     p.add_argument("--resume", default="auto", metavar="auto|never|PATH",
                    help="auto: continue from the latest checkpoint made with the same params and data "
                         "(default); never: start over; PATH: that checkpoint, refused if its params differ")
 
     p = _command(sub, "evaluate", cmd_evaluate, "score a trained run: bounds per split and a T_eval curve")
-    _trained_run(p)
-    _folder(p, "shards", f"{DATA}/shards")
-    _folder(p, "tokenizer", f"{DATA}/tokenizer")
+    _trained_run(p, "shards", "tokenizer")
     p.add_argument("--out", default=None, help="output folder (default: results/eval/RUN)")
 
     p = _command(sub, "generate", cmd_generate, "sample text from a trained run (conditional when --prompt is given)")
-    _trained_run(p)
-    _folder(p, "tokenizer", f"{DATA}/tokenizer")
+    _trained_run(p, "tokenizer")
     p.add_argument("--prompt", default=None, help="text to continue; LTM: z is fitted on it, then fixed")
     p.add_argument("--n", type=int, default=4, help="number of samples (default: %(default)s)")
     p.add_argument("--max-new", type=int, default=64, help="new tokens per sample (default: %(default)s)")
@@ -226,13 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = _command(sub, "generation", cmd_generation, "sample from a run and score the samples with the AR judge")
     _trained_run(p)
     p.add_argument("--judge", default=None, help="judge model folder (default: runs/<generation.judge>/model)")
-    _folder(p, "shards", f"{DATA}/shards")
-    _folder(p, "tokenizer", f"{DATA}/tokenizer")
+    _folders(p, "shards", "tokenizer")
     p.add_argument("--out", default=None, help="output folder (default: results/generation/RUN)")
 
     p = _command(sub, "fewshot", cmd_fewshot, "k-shot word problems, pass@n, for a trained run")
-    _trained_run(p)
-    _folder(p, "tokenizer", f"{DATA}/tokenizer")
+    _trained_run(p, "tokenizer")
     p.add_argument("--out", default=None, help="output folder (default: results/fewshot/RUN)")
 
     p = _command(sub, "scaling", cmd_scaling, "fit scaling laws to every run's evaluation (or say why not)")

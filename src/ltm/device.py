@@ -24,13 +24,9 @@ def autocast_dtype(runtime: Runtime, device: torch.device) -> torch.dtype | None
 
 def resolve_device(runtime: Runtime) -> torch.device:
     name = runtime.device
+    mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
     if name == "auto":
-        if torch.cuda.is_available():
-            name = "cuda"
-        elif getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            name = "mps"
-        else:
-            name = "cpu"
+        name = "cuda" if torch.cuda.is_available() else "mps" if mps else "cpu"
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise LtmError(f"device {name!r} requested (runtime.device / LTM_DEVICE), but this torch build "
@@ -38,6 +34,6 @@ def resolve_device(runtime: Runtime) -> torch.device:
         index = torch.device(name).index
         if index is not None and index >= torch.cuda.device_count():
             raise LtmError(f"device {name!r} requested, but only {torch.cuda.device_count()} CUDA device(s) exist")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+    if name == "mps" and not mps:
         raise LtmError("device 'mps' requested, but MPS is not available here; use auto or cpu")
     return torch.device(name)

@@ -26,9 +26,9 @@ def _stat(pid: int) -> tuple[int, str] | None:
     return int(fields[1]), fields[19]
 
 
-def dvc_ancestor(pid: int | None = None, depth: int = 3) -> int | None:
+def dvc_ancestor(depth: int = 3) -> int | None:
     """The nearest ancestor whose command is `dvc ...` (within `depth` generations)."""
-    pid = os.getppid() if pid is None else pid
+    pid = os.getppid()
     for _ in range(depth):
         try:
             argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")

@@ -4,40 +4,30 @@ both orchestrators and every stage can ask which runs exist without importing th
 from __future__ import annotations
 
 import re
+from itertools import product
 
 from ltm.errors import LtmError
-from ltm.families import Family, family
+from ltm.families import family
 
 # A sweep point is named by its grid values, so the name alone says what it is and adding a point
 # never renames (or reruns) another: MODEL-D<tokens> for AR, MODEL-D<tokens>-T<T>-Z<N_z> for LTM.
 SWEEP_NAME = re.compile(r"^(?P<model>[A-Za-z0-9][A-Za-z0-9_.-]*?)-D(?P<tokens>[0-9]+)(?:-T(?P<T>[0-9]+)-Z(?P<nz>[0-9]+))?$")
 
 
-def sweep_name(model: str, tokens: int, inner_steps: int | None = None, n_latents: int | None = None) -> str:
-    return f"{model}-D{tokens}" + (f"-T{inner_steps}-Z{n_latents}" if inner_steps is not None else "")
-
-
 def sweep_points(params: dict) -> dict[str, dict]:
-    """Every grid point of params `sweep:` as a run entry, keyed by its name."""
+    """Every grid point of params `sweep:` as a run entry, keyed by its name. The `sweep:` keys are family
+    names; LTM grids also span inner_steps (T) and n_latents (N_z). Baselines first: the order the
+    report's tables list runs in."""
     points = {}
-    for fam, grid in sweep_grids(params):
-        for model in grid["models"]:
-            for tokens in grid["tokens"]:
-                if not fam.has_latents:
-                    points[sweep_name(model, tokens)] = {"model": model, "tokens": tokens}
-                    continue
-                for T in grid["inner_steps"]:
-                    for nz in grid["n_latents"]:
-                        points[sweep_name(model, tokens, T, nz)] = {"model": model, "tokens": tokens,
-                                                                    "inner_steps": T, "n_latents": nz}
+    for name, grid in sorted(params.get("sweep", {}).items(), key=lambda ng: family(ng[0]).has_latents):
+        if not family(name).has_latents:
+            for model, tokens in product(grid["models"], grid["tokens"]):
+                points[f"{model}-D{tokens}"] = {"model": model, "tokens": tokens}
+            continue
+        for model, tokens, T, nz in product(grid["models"], grid["tokens"], grid["inner_steps"], grid["n_latents"]):
+            points[f"{model}-D{tokens}-T{T}-Z{nz}"] = {"model": model, "tokens": tokens, "inner_steps": T,
+                                                      "n_latents": nz}
     return points
-
-
-def sweep_grids(params: dict) -> list[tuple[Family, dict]]:
-    """The sweep's grids, one per family (the `sweep:` keys are family names); LTM grids also span
-    inner_steps (T) and n_latents (N_z). Baselines first: the order the report's tables list runs in."""
-    grids = [(family(name), grid) for name, grid in params.get("sweep", {}).items()]
-    return sorted(grids, key=lambda fg: fg[0].has_latents)
 
 
 def all_runs(params: dict) -> dict[str, dict]:

@@ -23,11 +23,11 @@ def _umask() -> int:
     return mask
 
 
-def _tmp_sibling(path: Path, suffix: str = ".tmp") -> Path:
+def _tmp_sibling(path: Path) -> Path:
     """.NAME.<pid>.<random>.tmp beside `path`; those of dead processes are removed first."""
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_dead_temps(path)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=suffix, dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; artifacts get the usual permissions
     os.close(fd)
     return Path(name)
@@ -134,14 +134,12 @@ def atomic_dir(path: str | os.PathLike, owner: str) -> Iterator[Path]:
     try:
         (tmp / OWNER_FILE).write_text(owner + "\n", encoding="utf-8")
         yield tmp
-        old = None
+        old = path.with_name(f".{path.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
         if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
             os.replace(path, old)
         os.replace(tmp, path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

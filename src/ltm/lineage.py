@@ -8,6 +8,7 @@ had when the artifact was made.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import platform
@@ -62,9 +63,7 @@ def record_path(artifact: str | Path) -> Path:
     if artifact.name == RECORD_NAME:
         return artifact
     sibling = artifact.with_name(artifact.name + ".lineage.json")
-    if sibling.exists():
-        return sibling
-    return artifact.parent / RECORD_NAME
+    return sibling if sibling.exists() else artifact.parent / RECORD_NAME
 
 
 def git_state(cwd: Path | None = None) -> dict:
@@ -81,10 +80,8 @@ def git_state(cwd: Path | None = None) -> dict:
 def package_versions() -> dict:
     versions = {"python": platform.python_version()}
     for name in PACKAGES:
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
     return versions
 
 
@@ -143,36 +140,21 @@ def read_record(artifact: str | Path) -> dict:
     return {**rec, **(read_json(when) if when.is_file() else {"git": {}, "finished": None})}
 
 
-def _record_of(path: Path) -> tuple[Path, dict] | None:
+def check_file(path: str | Path) -> None:
+    """Refuse (one-line LtmError) a file altered since its stage wrote it: its sha256 differs from the one in
+    its lineage record. A file its record does not list (or with no record) is not checked."""
+    path = Path(path)
     rec_path = record_path(path)
     if not rec_path.is_file():
-        return None
+        return
     try:
-        return rec_path, read_json(rec_path)
+        rec = read_json(rec_path)
     except (ValueError, UnicodeDecodeError):
         raise LtmError(f"unreadable lineage record {rec_path}: not valid JSON") from None
-
-
-def file_problem(path: str | Path) -> str | None:
-    """Why `path` is not what its stage wrote (its sha256 differs from the one in its lineage record),
-    or None: a file its record does not list (or with no record) is not checked."""
-    path = Path(path)
-    found = _record_of(path)
-    if found is None:
-        return None
-    rec_path, rec = found
     expected = (rec.get("files") or {}).get(path.resolve().relative_to(rec_path.parent.resolve()).as_posix())
-    if expected is None or sha256_file(path) == expected:
-        return None
-    return (f"{path} was changed after stage {rec.get('stage', '?')} wrote it (sha256 differs from {rec_path}); "
-            f"rerun that stage ({rec.get('command', '?')}) or restore the file (dvc checkout)")
-
-
-def check_file(path: str | Path) -> None:
-    """Refuse (one-line LtmError) a file altered since its stage recorded it; see `file_problem`."""
-    problem = file_problem(path)
-    if problem:
-        raise LtmError(problem)
+    if expected is not None and sha256_file(path) != expected:
+        raise LtmError(f"{path} was changed after stage {rec.get('stage', '?')} wrote it (sha256 differs from "
+                       f"{rec_path}); rerun that stage ({rec.get('command', '?')}) or restore the file (dvc checkout)")
 
 
 def walk(artifact: str | Path, depth: int = 0, seen: set | None = None) -> Iterator[tuple[int, dict, list[str]]]:

@@ -120,12 +120,8 @@ def _module_file(name: str) -> Path | None:
     parts = name.split(".")
     if parts[0] != "ltm":
         return None
-    rel = Path(*parts[1:]) if len(parts) > 1 else None
-    for cand in ([PACKAGE_DIR / "__init__.py"] if rel is None
-                 else [PACKAGE_DIR / rel / "__init__.py", PACKAGE_DIR / rel.with_suffix(".py")]):
-        if cand.is_file():
-            return cand
-    return None
+    base = PACKAGE_DIR.joinpath(*parts[1:])
+    return next((f for f in (base / "__init__.py", base.with_suffix(".py")) if f.is_file()), None)
 
 
 def _imports(path: Path, module: str) -> set[str]:
@@ -137,9 +133,8 @@ def _imports(path: Path, module: str) -> set[str]:
             found |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
-            if node.level:
-                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join(parts + ([base] if base else []))
+            if node.level:  # relative: `from . import x` is in `package`, each further dot one level up
+                base = ".".join(filter(None, (package.rsplit(".", node.level - 1)[0], base)))
             found.add(base)
             found |= {f"{base}.{a.name}" for a in node.names}  # `from ltm import lineage` is a module
     return {m for m in found if m == "ltm" or m.startswith("ltm.")}
@@ -198,29 +193,21 @@ def _dvc_outs(stage: Stage, run: str) -> dict:
     return body
 
 
-def _dvc_deps(stage: Stage, run: str, judge: str) -> list[str]:
-    deps = [i.folder if isinstance(i, Gather) else i.format(run=run, judge=judge) for i in stage.inputs]
-    return deps + code_files(stage)
-
-
-def _templated(sections: list[str], run: str, model: str, key_var: str, model_var: str) -> list[str]:
-    """The run's own sections written with DVC's template variables (runs.${key}, models.${item.model})."""
-    swap = {f"runs.{run}": f"runs.{key_var}", f"models.{model}": f"models.{model_var}"}
-    return [swap.get(s, s) for s in sections]
-
-
-def _stage_body(stage: Stage, params: dict, run: str, model: str, key_var: str, model_var: str,
-                sample: str | None) -> dict:
+def _stage_body(stage: Stage, params: dict, run: str, model: str, sample: str | None) -> dict:
+    """The dvc.yaml body of `stage` for the run `sample` (None: a stage that runs once), its command written
+    for `run` (a name or a DVC template), and the run's own params sections with DVC's template variables
+    (runs.${key}, models.${item.model})."""
     judge = "${generation.judge}"
-    sections = stage_params(stage.name, params, sample)
-    body = {"cmd": stage.command.format(run=run, judge=judge), "deps": _dvc_deps(stage, run, judge),
-            "params": _templated(declared_params(params, sections), sample or "", model, key_var, model_var)}
+    deps = [i.folder if isinstance(i, Gather) else i.format(run=run, judge=judge) for i in stage.inputs]
+    swap = {f"runs.{sample}": "runs.${key}", f"models.{model}": "models.${item.model}"}
+    declared = declared_params(params, stage_params(stage.name, params, sample))
+    body = {"cmd": stage.command.format(run=run, judge=judge), "deps": deps + code_files(stage),
+            "params": [swap.get(s, s) for s in declared]}
     return {**body, **_dvc_outs(stage, run)}
 
 
-def _uniform(stage: Stage, samples: list[str], build) -> dict:
+def _uniform(stage: Stage, bodies: list[dict]) -> dict:
     """One template body for every run it stands for (asserted: a template must not hide a difference)."""
-    bodies = [build(s) for s in samples]
     if any(b != bodies[0] for b in bodies[1:]):
         raise ValueError(f"stage {stage.name}: runs of one template declare different params")
     return bodies[0]
@@ -233,25 +220,20 @@ def dvc_yaml(params: dict) -> str:
     points = sweep_points(params)
     for stage in STAGES:
         if stage.each is None:
-            stages[stage.name] = _stage_body(stage, params, "", "", "", "", None)
+            stages[stage.name] = _stage_body(stage, params, "", "", None)
             continue
         if named:
-            def build(r, stage=stage):
-                return _stage_body(stage, params, "${key}", run_entry(params, r)["model"], "${key}",
-                                   "${item.model}", r)
-            stages[stage.name] = {"foreach": "${runs}", "do": _uniform(stage, named, build)}
+            bodies = [_stage_body(stage, params, "${key}", run_entry(params, r)["model"], r) for r in named]
+            stages[stage.name] = {"foreach": "${runs}", "do": _uniform(stage, bodies)}
         if stage.each != "all":
             continue
         for fam in FAMILIES.values():
-            family, (axes, name) = fam.name, _sweep_matrix(fam)
-            mine = [p for p, e in points.items() if params["models"][e["model"]]["family"] == family]
-            if not mine:
-                continue
-            def build(p, stage=stage, name=name):
-                return _stage_body(stage, params, name, points[p]["model"], "", "${item.model}", p)
-            body = _uniform(stage, mine, build)
-            matrix = {axis: f"${{sweep.{family}.{key}}}" for axis, key in axes.items()}
-            stages[f"sweep-{stage.name}-{family}"] = {"matrix": matrix, **body}
+            axes, name = _sweep_matrix(fam)
+            mine = [p for p, e in points.items() if params["models"][e["model"]]["family"] == fam.name]
+            if mine:
+                body = _uniform(stage, [_stage_body(stage, params, name, points[p]["model"], p) for p in mine])
+                matrix = {axis: f"${{sweep.{fam.name}.{key}}}" for axis, key in axes.items()}
+                stages[f"sweep-{stage.name}-{fam.name}"] = {"matrix": matrix, **body}
     return HEADER + yaml.safe_dump({"stages": stages}, sort_keys=False, width=200)
 
 

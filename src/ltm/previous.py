@@ -83,8 +83,7 @@ def restore(paths: Iterable[str | Path], store: Path = STORE) -> list[Path]:
             continue
         tmp = path.with_name(f".{path.name}.{os.getpid()}.restore.tmp")
         _remove(tmp)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _link_tree(src, tmp)
+        _link_tree(src, tmp)  # makes the parent folders
         tmp.rename(path)
         _mark_stale(path)
         restored.append(path)

@@ -61,17 +61,13 @@ class LineProgress:
             self.closed = True
             self._line()
 
-    def text(self) -> str:
-        fmt = LINE_FORMAT if self.total else LINE_FORMAT_NO_TOTAL
-        return tqdm.format_meter(self.n, self.total, time.monotonic() - self.start, prefix=self.desc,
-                                 unit=self.unit, unit_scale=self.unit_scale, postfix=self.postfix or None,
-                                 bar_format=fmt,
-                                 initial=self.initial)
-
     def _line(self) -> None:
         self.last = time.monotonic()
+        text = tqdm.format_meter(self.n, self.total, self.last - self.start, prefix=self.desc, unit=self.unit,
+                                 unit_scale=self.unit_scale, postfix=self.postfix or None, initial=self.initial,
+                                 bar_format=LINE_FORMAT if self.total else LINE_FORMAT_NO_TOTAL)
         out = self.file or sys.stderr
-        out.write(self.text() + "\n")
+        out.write(text + "\n")
         out.flush()
 
 

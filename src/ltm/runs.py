@@ -79,16 +79,14 @@ def resolve_run(params: dict, name: str) -> RunSpec:
         raise LtmError(f"run {name}: a {fam.name} model takes no latents and no inner_steps")
     process = None
     if fam.process:  # the family's own process section, a run's inner_steps applied (an LTM's T)
-        section = {**params[fam.process], **(_picked(run, "inner_steps") if fam.has_latents else {})}
+        section = dict(params[fam.process])
+        if fam.has_latents and "inner_steps" in run:
+            section["inner_steps"] = run["inner_steps"]
         process = PROCESSES[fam.process].from_params(section)
     return RunSpec(name=name, family=fam.name, model=preset, posterior=process if fam.has_latents else None,
                    train=TrainConfig.from_params(params["train"]), diffusion=None if fam.has_latents else process,
                    tokens=run["tokens"], seed=run.get("seed", params["train"]["seed"]),
                    params={**subset(params, train_sections(params, name)), "run": run})
-
-
-def _picked(entry: dict, *keys: str) -> dict:
-    return {k: entry[k] for k in keys if k in entry}
 
 
 def describe(spec: RunSpec) -> dict:

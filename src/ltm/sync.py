@@ -58,7 +58,6 @@ def params_stamp(stage: str, run: str | None, params: dict) -> str:
     stamp, record = STAMPS / (stage + (f"@{run}" if run else "") + ".hash"), record_of(stage, run)
     fresh = not stamp.is_file() or stamp.read_text(encoding="utf-8").strip() != want
     if fresh:
-        stamp.parent.mkdir(parents=True, exist_ok=True)
         write_text(stamp, want + "\n")
     recorded = _recorded_hash(record)
     if recorded == want:
