@@ -102,7 +102,7 @@ class Trainer:
                 "fast_optimizer": {}, "loader": self.loader.state_dict(), "rng": rng}
 
     def _resume(self, resume: str) -> None:
-        path = checkpoint.find_resume(self.ckpt_dir, resume, self.run_hash)
+        path = checkpoint.find_resume(self.ckpt_dir, resume)
         if path is None:
             return
         state = checkpoint.load(path, self.run_hash, map_location=self.device)
