@@ -136,13 +136,13 @@ def iter_pieces(path: Path, chunk_chars: int) -> Iterator[tuple[list[str], list[
         yield chunk, starts, ends
 
 
-def load_corpus_manifest(corpus_dir: Path, verify: bool = True) -> dict[str, Any]:
-    """The corpus manifest; with `verify`, refuse split files whose content no longer matches it."""
+def load_corpus_manifest(corpus_dir: Path) -> dict[str, Any]:
+    """The corpus manifest; split files whose content no longer matches it are refused."""
     path = Path(corpus_dir) / "manifest.json"
     if not path.is_file():
         raise LtmError(f"no corpus manifest at {path}; build the corpus first")
     manifest = read_json(path)
-    for split in manifest["splits"].values() if verify else ():
+    for split in manifest["splits"].values():
         file = Path(corpus_dir) / split["file"]
         if not file.is_file() or sha256_file(file) != split["sha256"]:
             raise LtmError(f"corpus file {file} is missing or does not match its manifest; rebuild the corpus")

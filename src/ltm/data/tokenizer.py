@@ -99,14 +99,14 @@ def build_tokenizer(cfg: dict, corpus_dir: Path, out_dir: Path) -> dict:
     return manifest
 
 
-def load_tokenizer(tokenizer_dir: Path, verify: bool = True) -> tuple[Tokenizer, dict]:
-    """Load `tokenizer.json` and its manifest; with `verify`, refuse a file whose hash has changed."""
+def load_tokenizer(tokenizer_dir: Path) -> tuple[Tokenizer, dict]:
+    """Load `tokenizer.json` and its manifest; a file whose hash has changed is refused."""
     tokenizer_dir = Path(tokenizer_dir)
     path, manifest_path = tokenizer_dir / "tokenizer.json", tokenizer_dir / "manifest.json"
     if not (path.is_file() and manifest_path.is_file()):
         raise LtmError(f"no tokenizer at {tokenizer_dir}; build the tokenizer first")
     manifest = read_json(manifest_path)
-    if verify and sha256_file(path) != manifest["sha256"]:
+    if sha256_file(path) != manifest["sha256"]:
         raise LtmError(f"{path} does not match its manifest (sha256 differs); rebuild the tokenizer")
     return Tokenizer.from_file(str(path)), manifest
 
