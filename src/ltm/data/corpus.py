@@ -176,8 +176,6 @@ def build_corpus(cfg: dict, out_dir: Path) -> dict:
     max_docs = int(cfg.get("max_docs") or 0)  # absent where a caller passes only what its source reads (demo)
     if not 0.0 < val_fraction < 1.0:
         raise LtmError(f"corpus val_fraction must be in (0, 1), got {val_fraction}")
-    if max_docs < 0:
-        raise LtmError(f"corpus max_docs must be >= 0 (0 = all), got {max_docs}")
 
     stats: Counter = Counter()
     description, docs, heldout = open_source(cfg, stats)

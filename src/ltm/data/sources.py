@@ -197,8 +197,6 @@ def hf_documents(cfg: dict, field: str) -> Iterator[str]:
         import datasets
     except ImportError:
         raise LtmError("source 'hf' needs the optional 'datasets' package: pip install 'ltm[hf]'") from None
-    if not cfg.get("hf_path"):
-        raise LtmError("corpus source 'hf' needs hf_path")
     try:
         dataset = datasets.load_dataset(cfg["hf_path"], cfg["hf_name"], split=cfg["hf_split"], streaming=True)
         for record in dataset:

@@ -54,8 +54,6 @@ def _bpe(cfg: dict, corpus_dir: Path) -> tuple[Tokenizer, dict]:
         raise LtmError(f"tokenizer vocab_size must be at least {MIN_VOCAB} (256 bytes + special tokens), "
                        f"got {vocab_size}")
     min_frequency = int(cfg["min_frequency"])
-    if min_frequency < 0:
-        raise LtmError(f"tokenizer min_frequency must be >= 0, got {min_frequency}")
     corpus = load_corpus_manifest(corpus_dir)
     tok = _byte_level(models.BPE())
     trainer = trainers.BpeTrainer(
