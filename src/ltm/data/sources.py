@@ -19,6 +19,7 @@ from typing import Any, Iterable, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ltm.data.synthetic import TopicProcess
 from ltm.errors import LtmError
 from ltm.io import sha256_file
 
@@ -221,8 +222,6 @@ def open_source(cfg: dict, stats: Counter) -> tuple[dict[str, Any], Iterator[str
                        "files": [{"path": p.as_posix(), "sha256": sha256_file(p)} for p in files]}
         return description, file_documents(files, field, stats), {}
     if source == "synthetic":
-        from ltm.data.synthetic import TopicProcess
-
         process = TopicProcess.from_params(cfg["synthetic"])
         return process.describe(), process.sample(), {}
     if source == "hf":
