@@ -116,12 +116,10 @@ class Trainer:
         self.state = TrainState(state["step"], state["tokens"], list(state["log_rows"]))
         self._print(f"resumed from {path} at step {self.state.step}")
 
-    def save(self) -> Path | None:
-        path = None
+    def save(self) -> None:
         if self.dist.is_main:
-            path = checkpoint.save(self.ckpt_dir, self.state_dict(), self.state.step, self.spec.train.keep_last)
+            checkpoint.save(self.ckpt_dir, self.state_dict(), self.state.step, self.spec.train.keep_last)
         barrier(self.dist)
-        return path
 
     def last_good(self) -> str:
         found = checkpoint.list_checkpoints(self.ckpt_dir)
