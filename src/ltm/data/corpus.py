@@ -204,16 +204,9 @@ def build_corpus(cfg: dict, out_dir: Path) -> dict:
             for text in texts:
                 writer.add(text)
             splits[name] = {**writer.close(), "heldout": True}
-        manifest = {
-            "source": description,
-            "seed": seed,
-            "val_fraction": val_fraction,
-            "max_docs": max_docs,
-            "splits": splits,
-            "skipped_non_utf8": stats["skipped_non_utf8"],
-            "skipped_empty": stats["skipped_empty"],
-            "skipped_redirect": stats["skipped_redirect"],
-        }
+        skipped = {k: stats[k] for k in ("skipped_non_utf8", "skipped_empty", "skipped_redirect")}
+        manifest = {"source": description, "seed": seed, "val_fraction": val_fraction, "max_docs": max_docs,
+                    "splits": splits, **skipped}
         if truth is not None:
             manifest["ground_truth"] = truth.summary()
         write_json(tmp / "manifest.json", manifest)

@@ -152,18 +152,11 @@ def build_shards(cfg: dict, corpus_dir: Path, tokenizer_dir: Path, out_dir: Path
                                f"seq_len + 1 = {row_len}; lower seq_len or add documents")
             splits[name] = {"documents": split["documents"], "text_bytes": split["bytes"],
                             "heldout": bool(split.get("heldout", False)), **stats}
-        manifest = {
-            "seq_len": seq_len,
-            "row_len": row_len,
-            "dtype": dtype,
-            "vocab_size": vocab_size,
-            "bos_id": tok_manifest["bos_id"],
-            "eos_id": tok_manifest["eos_id"],
-            "tokenizer_sha256": tok_manifest["sha256"],
-            "corpus_sha256": {name: split["sha256"] for name, split in corpus["splits"].items()},
-            "rows_per_shard": rows_per_shard,
-            "splits": splits,
-        }
+        manifest = {"seq_len": seq_len, "row_len": row_len, "dtype": dtype, "vocab_size": vocab_size,
+                    "bos_id": tok_manifest["bos_id"], "eos_id": tok_manifest["eos_id"],
+                    "tokenizer_sha256": tok_manifest["sha256"],
+                    "corpus_sha256": {name: split["sha256"] for name, split in corpus["splits"].items()},
+                    "rows_per_shard": rows_per_shard, "splits": splits}
         if "ground_truth" in corpus:  # a synthetic corpus: the exact -log p of each split's text
             manifest["ground_truth"] = corpus["ground_truth"]
         write_json(tmp / "manifest.json", manifest)
