@@ -82,13 +82,12 @@ class SplitWriter:
 PIECE_CHARS = 1 << 16  # longest text the tokenizer gets at once: its memory is bounded by this, not a document
 
 
-def pieces(text: str, max_chars: int | None = None) -> list[str]:
+def pieces(text: str, max_chars: int = PIECE_CHARS) -> list[str]:
     """`text` cut into pieces of at most `max_chars`, each cut just before a space that starts a word.
 
     GPT-2's pre-tokeniser (every alternative of its regex takes one optional leading space) splits
     there too, so the pieces encode to exactly the tokens of the whole text; only a run of `max_chars`
     without such a space is cut where it ends. Bounds tokenizer memory for one-line documents."""
-    max_chars = max_chars or PIECE_CHARS
     if len(text) <= max_chars:
         return [text]
     out, start = [], 0
@@ -117,10 +116,7 @@ def iter_texts(path: Path, batch_docs: int = _BATCH_DOCS) -> Iterator[list[str]]
 def iter_pieces(path: Path, chunk_chars: int) -> Iterator[tuple[list[str], list[bool], list[bool]]]:
     """The documents of a corpus Arrow file as texts of about `chunk_chars` characters in all, a long
     document in pieces (`pieces`), with flags saying which text starts a document and which ends one."""
-    chunk: list[str] = []
-    starts: list[bool] = []
-    ends: list[bool] = []
-    size = 0
+    chunk, starts, ends, size = [], [], [], 0
     for texts in iter_texts(path, batch_docs=256):
         for text in texts:
             parts = pieces(text)
