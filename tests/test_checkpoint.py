@@ -19,10 +19,10 @@ def test_save_keeps_the_last_ones_and_auto_resume_takes_the_newest(tmp_path):
         checkpoint.save(folder, state(step), step, keep_last=2)
     assert [p.name for p in checkpoint.list_checkpoints(folder)] == ["step-00000010.pt", "step-00000015.pt"]
     assert not any(p.name.startswith(".") or p.suffix == ".tmp" for p in folder.iterdir())
-    latest = checkpoint.find_resume(folder, "auto", "abc")
+    latest = checkpoint.find_resume(folder, "auto")
     assert checkpoint.load(latest, "abc")["step"] == 15
-    assert checkpoint.find_resume(folder, "never", "abc") is None
-    assert checkpoint.find_resume(tmp_path / "empty", "auto", "abc") is None
+    assert checkpoint.find_resume(folder, "never") is None
+    assert checkpoint.find_resume(tmp_path / "empty", "auto") is None
 
 
 def test_other_params_damaged_or_incomplete_checkpoints_are_refused(tmp_path):
@@ -42,4 +42,4 @@ def test_other_params_damaged_or_incomplete_checkpoints_are_refused(tmp_path):
     with pytest.raises(LtmError, match="not an ltm training checkpoint"):
         checkpoint.load(folder / "plain.pt")
     with pytest.raises(LtmError, match="no checkpoint file"):
-        checkpoint.find_resume(folder, str(folder / "missing.pt"), "abc")
+        checkpoint.find_resume(folder, str(folder / "missing.pt"))

@@ -68,7 +68,7 @@ def load(path: Path, expected_hash: str | None = None, map_location: str | torch
     return state
 
 
-def find_resume(folder: Path, resume: str, run_hash: str) -> Path | None:
+def find_resume(folder: Path, resume: str) -> Path | None:
     """`resume` is "auto" (latest compatible, if any), "never", or a checkpoint path."""
     if resume == "never":
         return None

@@ -76,8 +76,6 @@ def typed(cls: type, section: dict, **renamed: str):
     they stand for a key the schema makes optional, whose absence means "no override" (demo:)."""
     values = {}
     for f in fields(cls):
-        if not f.init:
-            continue
         key = renamed.get(f.name, f.name)
         if key not in section:
             if f.default is MISSING and f.default_factory is MISSING:
@@ -109,8 +107,7 @@ def non_finite_key(node: Any, prefix: str = "") -> str | None:
 
 
 def validate(params: Any, source: str = DEFAULT_PARAMS) -> None:
-    validator_cls = jsonschema.validators.validator_for(load_schema())
-    validator = validator_cls(load_schema())
+    validator = jsonschema.validators.validator_for(load_schema())(load_schema())
     errors = sorted(validator.iter_errors(params), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
     if errors:
         # Prefer the deepest, most specific error: it names the leaf key.

@@ -12,7 +12,6 @@ import torch.distributed as dist
 class Dist:
     rank: int = 0
     world_size: int = 1
-    local_rank: int = 0
 
     @property
     def enabled(self) -> bool:
@@ -33,7 +32,7 @@ def init_distributed(device: torch.device) -> tuple[Dist, torch.device]:
         device = torch.device("cuda", local)
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Dist(rank, world, local), device
+    return Dist(rank, world), device
 
 
 def mean_across(values: torch.Tensor, d: Dist) -> torch.Tensor:

@@ -78,10 +78,9 @@ def kl_floor_per_dim(cfg: PosteriorConfig, steps: int | None = None, nodes: int 
     The ceiling is affine in the starting point, so its expectation over the init's N(mean, std^2)
     spread is taken exactly enough by Gauss-Hermite quadrature."""
     cfg = cfg if steps is None else replace(cfg, steps=steps)
-    steps = cfg.steps
     x, w = np.polynomial.hermite_e.hermegauss(nodes)
     starts = cfg.init_logvar_mean + cfg.init_logvar_std * x
-    ceilings = np.array([logvar_ceiling(cfg, steps, float(s)) for s in starts])
+    ceilings = np.array([logvar_ceiling(cfg, cfg.steps, float(s)) for s in starts])
     return float((w * variance_kl(np.minimum(ceilings, 0.0))).sum() / w.sum())
 
 

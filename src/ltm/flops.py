@@ -26,7 +26,6 @@ import copy
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
 
 from ltm.errors import LtmError
@@ -86,9 +85,8 @@ _CPU_ATTENTION = {
 }
 
 
-def measure_flops_per_token(model: Decoder, post_cfg: PosteriorConfig | None = None, *, train: bool = True,
-                            batch_size: int = 1, seed: int = 0) -> float:
-    """Count the matmul/attention FLOPs of one real step on random tokens, per token.
+def measure_flops_per_token(model: Decoder, post_cfg: PosteriorConfig | None = None, *, train: bool = True) -> float:
+    """Count the matmul/attention FLOPs of one real step on one sequence of random tokens, per token.
 
     train=True: the inner loop (post_cfg.steps steps, no final scoring pass) then the slow step, a
     forward and backward of the mean token cross-entropy at the detached z. train=False: the inner
@@ -102,21 +100,13 @@ def measure_flops_per_token(model: Decoder, post_cfg: PosteriorConfig | None = N
         raise LtmError("counting an LTM's FLOPs needs its fast-loop settings (post_cfg)")
     model = copy.deepcopy(model)
     device = model.embed.weight.device
-    gen = torch.Generator(device).manual_seed(seed)
-    x, y = torch.randint(0, cfg.vocab_size, (2, batch_size, cfg.seq_len), generator=gen, device=device)
+    gen = torch.Generator(device).manual_seed(0)
+    x, y = torch.randint(0, cfg.vocab_size, (2, 1, cfg.seq_len), generator=gen, device=device)
     with FlopCounterMode(display=False, custom_mapping=_CPU_ATTENTION) as counter:
-        z = None
-        if cfg.n_latents:
-            post = fit_posterior(model, x, y, post_cfg, generator=gen, score=not train)
-            z = post.z
+        z = fit_posterior(model, x, y, post_cfg, generator=gen, score=not train).z if cfg.n_latents else None
         if train:
-            _slow_loss(model, x, y, z).backward()
+            F.cross_entropy(model(x, z).flatten(0, 1), y.flatten(), ignore_index=-1).backward()
         elif not cfg.n_latents:
             with torch.no_grad():
                 model(x)
-    return counter.get_total_flops() / (batch_size * cfg.seq_len)
-
-
-def _slow_loss(model: Decoder, x: Tensor, y: Tensor, z: Tensor | None) -> Tensor:
-    logits = model(x, z)
-    return F.cross_entropy(logits.flatten(0, 1), y.flatten(), ignore_index=-1)
+    return counter.get_total_flops() / cfg.seq_len

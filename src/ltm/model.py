@@ -55,9 +55,7 @@ class ModelConfig:
         if self.head_dim % 2:
             raise LtmError(f"model.d_model / model.n_heads must be even for RoPE, got {self.head_dim}")
         if self.n_latents % self.n_layers:
-            raise LtmError(
-                f"model.n_latents ({self.n_latents}) must be divisible by model.n_layers ({self.n_layers})"
-            )
+            raise LtmError(f"model.n_latents ({self.n_latents}) must be divisible by model.n_layers ({self.n_layers})")
         if self.n_latents > self.seq_len:
             raise LtmError(f"model.n_latents ({self.n_latents}) must not exceed model.seq_len ({self.seq_len})")
         if not isinstance(self.causal, bool):

@@ -17,8 +17,7 @@ def make_optimizer(model: nn.Module, train: TrainConfig, device: torch.device) -
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
     groups = [{"params": decay, "weight_decay": train.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
-    fused = device.type == "cuda"
-    return torch.optim.AdamW(groups, lr=train.lr, betas=tuple(train.betas), fused=fused)
+    return torch.optim.AdamW(groups, lr=train.lr, betas=tuple(train.betas), fused=device.type == "cuda")
 
 
 def lr_factor(step: int, total: int, train: TrainConfig) -> float:

@@ -29,7 +29,7 @@ from ltm.errors import LtmError
 from ltm.families import family
 from ltm.io import sha256_file
 from ltm.optim import make_optimizer, make_scheduler
-from ltm.posterior import kl_to_standard_normal
+from ltm.posterior import eval_mode, kl_to_standard_normal
 from ltm.progress import progress
 from ltm.runs import RunSpec
 from ltm.runtime import Runtime
@@ -102,7 +102,7 @@ class Trainer:
                 "fast_optimizer": {}, "loader": self.loader.state_dict(), "rng": rng}
 
     def _resume(self, resume: str) -> None:
-        path = checkpoint.find_resume(self.ckpt_dir, resume, self.run_hash)
+        path = checkpoint.find_resume(self.ckpt_dir, resume)
         if path is None:
             return
         state = checkpoint.load(path, self.run_hash, map_location=self.device)
@@ -116,12 +116,10 @@ class Trainer:
         self.state = TrainState(state["step"], state["tokens"], list(state["log_rows"]))
         self._print(f"resumed from {path} at step {self.state.step}")
 
-    def save(self) -> Path | None:
-        path = None
+    def save(self) -> None:
         if self.dist.is_main:
-            path = checkpoint.save(self.ckpt_dir, self.state_dict(), self.state.step, self.spec.train.keep_last)
+            checkpoint.save(self.ckpt_dir, self.state_dict(), self.state.step, self.spec.train.keep_last)
         barrier(self.dist)
-        return path
 
     def last_good(self) -> str:
         found = checkpoint.list_checkpoints(self.ckpt_dir)
@@ -191,23 +189,17 @@ class Trainer:
         """Per-token validation loss: exact NLL for AR; for an LTM the NELBO bound after T inner steps
         (same T as training, fixed seeds, optimisation noise); for diffusion its NELBO bound with a few
         draws; on the first eval_batches global batches of the val split."""
-        was_training = self.model.training
-        self.model.eval()
         total = torch.zeros(2, device=self.device)
         rows = self.spec.train.eval_batches * self.global_rows  # independent of micro-batch and ranks
-        for j, (x, y) in enumerate(iter_eval_batches(self.val_data, self.micro, rows, self.dist.rank,
-                                                     self.dist.world_size)):
-            x, y = x.to(self.device), y.to(self.device)
-            global_batch = j * self.dist.world_size + self.dist.rank
-            total[0] += self.impl.val_loss(self, x, y, global_batch).to(total.dtype)
-            total[1] += y.numel()
-        self.model.train(was_training)
+        batches = iter_eval_batches(self.val_data, self.micro, rows, self.dist.rank, self.dist.world_size)
+        with eval_mode(self.model):
+            for j, (x, y) in enumerate(batches):
+                x, y = x.to(self.device), y.to(self.device)
+                global_batch = j * self.dist.world_size + self.dist.rank
+                total[0] += self.impl.val_loss(self, x, y, global_batch).to(total.dtype)
+                total[1] += y.numel()
         total = mean_across(total, self.dist)
         return (total[0] / total[1]).item()
-
-    def measure_flops(self) -> float:
-        """FLOPs per token of one real training step on one sequence, counted by FlopCounterMode."""
-        return flops.measure_flops_per_token(self.impl.flops_model(self.model), self.spec.posterior, train=True)
 
     # ---------------------------------------------------------------- loop
     def _print(self, msg: str) -> None:
@@ -226,11 +218,12 @@ class Trainer:
         previous = signal.signal(signal.SIGTERM, self._on_signal)
         self.model.train()
         if self.dist.is_main:
-            self.flops_measured = self.measure_flops()
+            # one real training step on one sequence, counted by FlopCounterMode
+            self.flops_measured = flops.measure_flops_per_token(self.impl.flops_model(self.model), self.spec.posterior)
         tokens_per_step = self.global_rows * self.seq_len
         bar = progress(total=self.total_steps, initial=self.state.step, disable=not self.dist.is_main,
                        desc=f"train {spec.name}", unit="step")
-        started, t0, tokens0, val = time.time(), time.time(), self.state.tokens, None
+        started, tokens0, val = time.time(), self.state.tokens, None
         if self.state.step == 0:
             val = self.validate()
             tracker.log({"step": 0, "tokens": 0, "flops": 0, "loss": None, "val_loss": val, "lr": 0.0,
@@ -245,7 +238,7 @@ class Trainer:
                 last = step == self.total_steps
                 if step % tcfg.log_every == 0 or step % tcfg.eval_every == 0 or last:
                     row = self.log_row(stats)
-                    rate = (self.state.tokens - tokens0) / max(1e-9, time.time() - t0)
+                    rate = (self.state.tokens - tokens0) / max(1e-9, time.time() - started)
                     row.update(step=step, tokens=self.state.tokens, flops=self.state.tokens * self.flops_formula,
                                tokens_per_s=rate)
                     if step % tcfg.eval_every == 0 or last:
@@ -269,7 +262,7 @@ class Trainer:
         final = self.state.log_rows[-1] if self.state.log_rows else {}
         if val is None:
             val = final.get("val_loss")
-        metrics = {
+        return {
             "run": spec.name, "family": spec.family, "run_hash": self.run_hash,
             "steps": self.state.step, "tokens": self.state.tokens,
             "params": sum(p.numel() for p in self.model.parameters()),
@@ -290,7 +283,6 @@ class Trainer:
                        "mfu_executed": rate * self.flops_measured / self.peak
                        if rate and self.peak and self.flops_measured else None},
         }
-        return metrics
 
     def close(self) -> None:
         shutdown(self.dist)

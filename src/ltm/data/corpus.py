@@ -82,13 +82,12 @@ class SplitWriter:
 PIECE_CHARS = 1 << 16  # longest text the tokenizer gets at once: its memory is bounded by this, not a document
 
 
-def pieces(text: str, max_chars: int | None = None) -> list[str]:
+def pieces(text: str, max_chars: int = PIECE_CHARS) -> list[str]:
     """`text` cut into pieces of at most `max_chars`, each cut just before a space that starts a word.
 
     GPT-2's pre-tokeniser (every alternative of its regex takes one optional leading space) splits
     there too, so the pieces encode to exactly the tokens of the whole text; only a run of `max_chars`
     without such a space is cut where it ends. Bounds tokenizer memory for one-line documents."""
-    max_chars = max_chars or PIECE_CHARS
     if len(text) <= max_chars:
         return [text]
     out, start = [], 0
@@ -117,10 +116,7 @@ def iter_texts(path: Path, batch_docs: int = _BATCH_DOCS) -> Iterator[list[str]]
 def iter_pieces(path: Path, chunk_chars: int) -> Iterator[tuple[list[str], list[bool], list[bool]]]:
     """The documents of a corpus Arrow file as texts of about `chunk_chars` characters in all, a long
     document in pieces (`pieces`), with flags saying which text starts a document and which ends one."""
-    chunk: list[str] = []
-    starts: list[bool] = []
-    ends: list[bool] = []
-    size = 0
+    chunk, starts, ends, size = [], [], [], 0
     for texts in iter_texts(path, batch_docs=256):
         for text in texts:
             parts = pieces(text)
@@ -136,13 +132,13 @@ def iter_pieces(path: Path, chunk_chars: int) -> Iterator[tuple[list[str], list[
         yield chunk, starts, ends
 
 
-def load_corpus_manifest(corpus_dir: Path, verify: bool = True) -> dict[str, Any]:
-    """The corpus manifest; with `verify`, refuse split files whose content no longer matches it."""
+def load_corpus_manifest(corpus_dir: Path) -> dict[str, Any]:
+    """The corpus manifest; split files whose content no longer matches it are refused."""
     path = Path(corpus_dir) / "manifest.json"
     if not path.is_file():
         raise LtmError(f"no corpus manifest at {path}; build the corpus first")
     manifest = read_json(path)
-    for split in manifest["splits"].values() if verify else ():
+    for split in manifest["splits"].values():
         file = Path(corpus_dir) / split["file"]
         if not file.is_file() or sha256_file(file) != split["sha256"]:
             raise LtmError(f"corpus file {file} is missing or does not match its manifest; rebuild the corpus")
@@ -176,8 +172,6 @@ def build_corpus(cfg: dict, out_dir: Path) -> dict:
     max_docs = int(cfg.get("max_docs") or 0)  # absent where a caller passes only what its source reads (demo)
     if not 0.0 < val_fraction < 1.0:
         raise LtmError(f"corpus val_fraction must be in (0, 1), got {val_fraction}")
-    if max_docs < 0:
-        raise LtmError(f"corpus max_docs must be >= 0 (0 = all), got {max_docs}")
 
     stats: Counter = Counter()
     description, docs, heldout = open_source(cfg, stats)
@@ -206,16 +200,9 @@ def build_corpus(cfg: dict, out_dir: Path) -> dict:
             for text in texts:
                 writer.add(text)
             splits[name] = {**writer.close(), "heldout": True}
-        manifest = {
-            "source": description,
-            "seed": seed,
-            "val_fraction": val_fraction,
-            "max_docs": max_docs,
-            "splits": splits,
-            "skipped_non_utf8": stats["skipped_non_utf8"],
-            "skipped_empty": stats["skipped_empty"],
-            "skipped_redirect": stats["skipped_redirect"],
-        }
+        skipped = {k: stats[k] for k in ("skipped_non_utf8", "skipped_empty", "skipped_redirect")}
+        manifest = {"source": description, "seed": seed, "val_fraction": val_fraction, "max_docs": max_docs,
+                    "splits": splits, **skipped}
         if truth is not None:
             manifest["ground_truth"] = truth.summary()
         write_json(tmp / "manifest.json", manifest)

@@ -168,8 +168,6 @@ def iter_eval_batches(shards: TokenShards, batch_size: int, max_rows: int | None
 
     With several ranks, rank r takes batches r, r + world_size, ...; together they cover each row once.
     """
-    if batch_size < 1:
-        raise LtmError(f"eval batch_size must be >= 1, got {batch_size}")
     total = len(shards) if max_rows is None else min(max_rows, len(shards))
     for start in range(rank * batch_size, total, batch_size * world_size):
         yield to_xy(shards.gather(np.arange(start, min(start + batch_size, total))))

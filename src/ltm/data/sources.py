@@ -19,6 +19,7 @@ from typing import Any, Iterable, Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ltm.data.synthetic import TopicProcess
 from ltm.errors import LtmError
 from ltm.io import sha256_file
 
@@ -197,8 +198,6 @@ def hf_documents(cfg: dict, field: str) -> Iterator[str]:
         import datasets
     except ImportError:
         raise LtmError("source 'hf' needs the optional 'datasets' package: pip install 'ltm[hf]'") from None
-    if not cfg.get("hf_path"):
-        raise LtmError("corpus source 'hf' needs hf_path")
     try:
         dataset = datasets.load_dataset(cfg["hf_path"], cfg["hf_name"], split=cfg["hf_split"], streaming=True)
         for record in dataset:
@@ -223,8 +222,6 @@ def open_source(cfg: dict, stats: Counter) -> tuple[dict[str, Any], Iterator[str
                        "files": [{"path": p.as_posix(), "sha256": sha256_file(p)} for p in files]}
         return description, file_documents(files, field, stats), {}
     if source == "synthetic":
-        from ltm.data.synthetic import TopicProcess
-
         process = TopicProcess.from_params(cfg["synthetic"])
         return process.describe(), process.sample(), {}
     if source == "hf":

@@ -96,11 +96,6 @@ class DocumentScorer:
         ids = np.fromiter((self.index[w] for w in words), dtype=np.int64, count=len(words))
         return float(-logsumexp(self.log_prior + self.log_probs[:, ids].sum(axis=1)))
 
-    def nll_given_topic(self, text: str) -> float:
-        """-log p(doc | its most likely topic): what a model that knows the topic pays (about)."""
-        ids = [self.index[w] for w in text.split(" ")]
-        return float(-self.log_probs[:, ids].sum(axis=1).max())
-
 
 class GroundTruth:
     """Per-split running totals of the exact NLL, for the corpus manifest."""

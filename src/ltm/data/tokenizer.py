@@ -54,22 +54,15 @@ def _bpe(cfg: dict, corpus_dir: Path) -> tuple[Tokenizer, dict]:
         raise LtmError(f"tokenizer vocab_size must be at least {MIN_VOCAB} (256 bytes + special tokens), "
                        f"got {vocab_size}")
     min_frequency = int(cfg["min_frequency"])
-    if min_frequency < 0:
-        raise LtmError(f"tokenizer min_frequency must be >= 0, got {min_frequency}")
-    corpus = load_corpus_manifest(corpus_dir)
+    train = load_corpus_manifest(corpus_dir)["splits"][TRAIN]
     tok = _byte_level(models.BPE())
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        min_frequency=min_frequency,
-        special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # every byte encodable, even unseen ones
-        show_progress=False,
-    )
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=SPECIAL_TOKENS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # every byte, even unseen ones
+                                  show_progress=False)
     # the train split only, long documents in pieces (same pre-tokenised words) in bounded batches
-    batches = (texts for texts, _, _ in iter_pieces(corpus_dir / corpus["splits"][TRAIN]["file"], TRAIN_BATCH_CHARS))
-    tok.train_from_iterator(batches, trainer, length=corpus["splits"][TRAIN]["documents"])
-    return tok, {"requested_vocab_size": vocab_size, "min_frequency": min_frequency,
-                 "train_sha256": corpus["splits"][TRAIN]["sha256"]}
+    batches = (texts for texts, _, _ in iter_pieces(corpus_dir / train["file"], TRAIN_BATCH_CHARS))
+    tok.train_from_iterator(batches, trainer, length=train["documents"])
+    return tok, {"requested_vocab_size": vocab_size, "min_frequency": min_frequency, "train_sha256": train["sha256"]}
 
 
 def build_tokenizer(cfg: dict, corpus_dir: Path, out_dir: Path) -> dict:
@@ -85,28 +78,21 @@ def build_tokenizer(cfg: dict, corpus_dir: Path, out_dir: Path) -> dict:
 
     with atomic_dir(out_dir, owner="tokenizer") as tmp:
         tok.save(str(tmp / "tokenizer.json"))
-        manifest = {
-            "kind": kind,
-            "vocab_size": tok.get_vocab_size(with_added_tokens=True),
-            "bos_id": tok.token_to_id(BOS),
-            "eos_id": tok.token_to_id(EOS),
-            "bos_token": BOS,
-            "eos_token": EOS,
-            "sha256": sha256_file(tmp / "tokenizer.json"),
-            **extra,
-        }
+        manifest = {"kind": kind, "vocab_size": tok.get_vocab_size(with_added_tokens=True),
+                    "bos_id": tok.token_to_id(BOS), "eos_id": tok.token_to_id(EOS), "bos_token": BOS, "eos_token": EOS,
+                    "sha256": sha256_file(tmp / "tokenizer.json"), **extra}
         write_json(tmp / "manifest.json", manifest)
     return manifest
 
 
-def load_tokenizer(tokenizer_dir: Path, verify: bool = True) -> tuple[Tokenizer, dict]:
-    """Load `tokenizer.json` and its manifest; with `verify`, refuse a file whose hash has changed."""
+def load_tokenizer(tokenizer_dir: Path) -> tuple[Tokenizer, dict]:
+    """Load `tokenizer.json` and its manifest; a file whose hash has changed is refused."""
     tokenizer_dir = Path(tokenizer_dir)
     path, manifest_path = tokenizer_dir / "tokenizer.json", tokenizer_dir / "manifest.json"
     if not (path.is_file() and manifest_path.is_file()):
         raise LtmError(f"no tokenizer at {tokenizer_dir}; build the tokenizer first")
     manifest = read_json(manifest_path)
-    if verify and sha256_file(path) != manifest["sha256"]:
+    if sha256_file(path) != manifest["sha256"]:
         raise LtmError(f"{path} does not match its manifest (sha256 differs); rebuild the tokenizer")
     return Tokenizer.from_file(str(path)), manifest
 

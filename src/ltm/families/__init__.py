@@ -45,8 +45,7 @@ FAMILIES: dict[str, Family] = {f.name: f for f in (
            color="#ff7f0e", cmap="Oranges", module="ltm.families.ar"),
     Family("diffusion", "diffusion", "diffusion", has_latents=False, exact_likelihood=False, left_to_right=False,
            headline="diffusion_bound", curve_column="diffusion_nelbo", val_loss_kind="nelbo_diffusion_bound",
-           extra_tokens=1,
-           color="#2ca02c", cmap="Greens", module="ltm.families.diffusion"),
+           extra_tokens=1, color="#2ca02c", cmap="Greens", module="ltm.families.diffusion"),
 )}
 
 

@@ -14,9 +14,6 @@
 """
 from __future__ import annotations
 
-INTERFACE = ("model_config", "build", "train_loss", "val_loss", "train_flops", "flops_model", "score_split",
-             "t_curve", "sample", "summary")
-
 
 def flat_curve(ecfg, splits: dict, key: str, column: str, value: str) -> list[dict]:
     """A family without inference steps scores the same at every T_eval: its first split's number."""
